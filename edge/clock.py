@@ -1,0 +1,54 @@
+"""Clocks: the core never calls time.* directly, so tests inject a fake clock."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def monotonic(self) -> float:
+        """Seconds on a clock that never jumps (timers, debounce, pulses)."""
+        ...
+
+    def now(self) -> datetime:
+        """Wall-clock time, timezone-aware UTC (event timestamps, expiry, fees)."""
+        ...
+
+
+class SystemClock:
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class FakeClock:
+    """A clock that moves only when told to. Thread-safe."""
+
+    def __init__(self, start: datetime | None = None, mono: float = 1000.0) -> None:
+        self._lock = threading.Lock()
+        self._wall = start or datetime(2026, 1, 1, tzinfo=UTC)
+        self._mono = mono
+
+    def monotonic(self) -> float:
+        with self._lock:
+            return self._mono
+
+    def now(self) -> datetime:
+        with self._lock:
+            return self._wall
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._mono += seconds
+            self._wall += timedelta(seconds=seconds)
+
+
+def rfc3339(ts: datetime) -> str:
+    """RFC 3339 UTC with milliseconds and a 'Z', e.g. 2026-11-25T16:24:43.123Z."""
+    ts = ts.astimezone(UTC)
+    return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"

@@ -1,0 +1,1 @@
+"""ansim-edge simulator."""
