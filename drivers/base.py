@@ -43,3 +43,13 @@ class DigitalOutput(Protocol):
     def close(self) -> None:
         """Turn off, then release. Safe to call twice."""
         ...
+
+
+class Hardware(Protocol):
+    """Makes the site's devices. Chosen in one place (the CLI) and injected into the site."""
+
+    def input(self, name: str, pin: int, *, contact: str, pull_up: bool) -> DigitalInput: ...
+
+    def output(self, name: str, pin: int, *, active_high: bool) -> DigitalOutput: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,178 @@
+"""The `ansim-edge` command line (docs/cli.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from edge import __version__
+from edge.errors import AnsimError, ConfigError
+from edge.logs import configure
+
+EXIT_OK = 0
+EXIT_INVALID = 1
+EXIT_USAGE = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ansim-edge", description="ansim-edge site controller")
+    p.add_argument("--version", action="version", version=f"ansim-edge {__version__}")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    for name, helptext in (
+        ("run", "run the site on real hardware"),
+        ("sim", "run the site on simulated hardware with a control API"),
+    ):
+        s = sub.add_parser(name, help=helptext)
+        s.add_argument("--config", required=True, type=Path)
+        s.add_argument("--broker", help="override broker.url, e.g. mqtt://host:1883")
+        s.add_argument("--data-dir", type=Path, help="override data_dir")
+        if name == "sim":
+            s.add_argument(
+                "--control",
+                default="127.0.0.1:8765",
+                help="control API HOST:PORT (default %(default)s)",
+            )
+            s.add_argument(
+                "--embedded-port",
+                type=int,
+                default=1883,
+                help="port of the embedded broker when --broker is not given (default %(default)s)",
+            )
+
+    c = sub.add_parser("check-config", help="validate a config file (exit 0 valid, 1 invalid)")
+    c.add_argument("file", type=Path)
+
+    k = sub.add_parser("keygen", help="write an Ed25519 key pair (PREFIX.key, PREFIX.pub)")
+    k.add_argument("prefix", type=Path, help="path prefix, e.g. keys/centre")
+
+    g = sub.add_parser("sign", help="sign a command JSON read on stdin, print it signed")
+    g.add_argument("--key", required=True, type=Path, help="private key file (PEM)")
+    g.add_argument("--key-id", required=True)
+    g.add_argument(
+        "--ttl",
+        type=float,
+        default=300.0,
+        help="seconds until expires_at when the command has none (default %(default)s)",
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    configure(args.log_level)
+    try:
+        if args.cmd == "check-config":
+            return _check_config(args.file)
+        if args.cmd == "keygen":
+            return _keygen(args.prefix)
+        if args.cmd == "sign":
+            return _sign(args)
+        if args.cmd == "run":
+            return _run(args, simulated=False)
+        if args.cmd == "sim":
+            return _run(args, simulated=True)
+    except AnsimError as exc:
+        print(f"ansim-edge: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    return EXIT_USAGE
+
+
+def _check_config(path: Path) -> int:
+    from edge.commands import load_keys
+    from edge.config import load_config
+
+    try:
+        cfg = load_config(path)
+        load_keys(cfg.keys)
+    except AnsimError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_INVALID
+    print(f"{path}: ok (site {cfg.site.id}, {len(cfg.keys)} trusted key(s))")
+    return EXIT_OK
+
+
+def _keygen(prefix: Path) -> int:
+    from edge.signing import generate_keypair
+
+    priv, pub = prefix.with_name(prefix.name + ".key"), prefix.with_name(prefix.name + ".pub")
+    generate_keypair(priv, pub)
+    print(f"private key: {priv} (keep it off the device)\npublic key:  {pub}")
+    return EXIT_OK
+
+
+def _sign(args: argparse.Namespace) -> int:
+    from edge.clock import rfc3339
+    from edge.signing import load_private_key, sign_command
+
+    key = load_private_key(args.key)
+    try:
+        cmd: Any = json.loads(sys.stdin.read())
+    except ValueError as exc:
+        print(f"ansim-edge sign: stdin is not JSON: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    if not isinstance(cmd, dict) or "name" not in cmd:
+        print('ansim-edge sign: stdin must be a JSON object with at least "name"', file=sys.stderr)
+        return EXIT_INVALID
+    cmd.setdefault("command_id", str(uuid.uuid4()))
+    cmd.setdefault("args", {})
+    cmd.setdefault("expires_at", rfc3339(datetime.now(UTC) + timedelta(seconds=args.ttl)))
+    cmd["key_id"] = args.key_id
+    print(json.dumps(sign_command(cmd, key), ensure_ascii=False))
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace, *, simulated: bool) -> int:
+    import structlog
+
+    from edge.config import load_config, with_overrides
+    from edge.site import Site
+
+    log = structlog.get_logger("ansim-edge")
+    cfg = load_config(args.config)
+    cfg = with_overrides(cfg, broker_url=args.broker, data_dir=args.data_dir)
+    if not simulated:
+        if not cfg.keys:
+            raise ConfigError(
+                f"{args.config}: keys: at least one trusted command key is required for `run` "
+                "(make one with `ansim-edge keygen`); only `sim` creates a development key"
+            )
+        from drivers.gpio import GpioHardware, real_pin_factory
+
+        hardware: Any = GpioHardware(real_pin_factory())
+        site = Site(cfg, hardware)
+        return _serve(site, hardware, log)
+
+    from simulator.runner import SimRunner
+
+    runner = SimRunner(
+        cfg, broker_url=args.broker, control=args.control, embedded_port=args.embedded_port
+    )
+    return _serve(runner, None, log)
+
+
+def _serve(target: Any, hardware: Any, log: Any) -> int:
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("signal", signal=signal.Signals(signum).name)
+        target.stop_soon()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        target.run()
+    finally:
+        if hardware is not None:
+            hardware.close()
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,288 @@
+"""Site configuration: pydantic v2 models loaded from YAML.
+
+One place for every setting. ``load_config`` fails fast with every error's field path
+(``ConfigError``), never a traceback. ``docs/config.md`` documents the file.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from edge.errors import ConfigError
+
+SITE_ID_RE = r"^[a-z0-9-]{1,64}$"
+NAME_RE = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+
+DeviceName = Annotated[str, Field(pattern=NAME_RE)]
+Pin = Annotated[int, Field(ge=0, le=53)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SiteInfo(_Model):
+    id: str = Field(pattern=SITE_ID_RE, description="Site id, also the MQTT topic level.")
+    name: str = ""
+    address: str = Field("", description="Street address, sent with alarms (may be Korean).")
+    cameras: list[str] = Field(
+        default_factory=list, description="CCTV camera ids the centre pulls on an alarm."
+    )
+
+
+class TlsConfig(_Model):
+    ca: Path = Field(description="CA bundle (PEM) the broker certificate must chain to.")
+    cert: Path | None = Field(None, description="Client certificate (PEM).")
+    key: Path | None = Field(None, description="Client private key (PEM).")
+
+    @model_validator(mode="after")
+    def _pair(self) -> TlsConfig:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("cert and key must be given together")
+        return self
+
+
+class ReconnectConfig(_Model):
+    min_s: float = Field(1.0, gt=0, le=600)
+    max_s: float = Field(120.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _order(self) -> ReconnectConfig:
+        if self.max_s < self.min_s:
+            raise ValueError("max_s must be >= min_s")
+        return self
+
+
+class BrokerConfig(_Model):
+    url: str = Field("mqtt://127.0.0.1:1883", description="mqtt://host:port or mqtts://host:port")
+    client_id: str | None = Field(None, max_length=64)
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    protocol: Literal["3.1.1", "5"] = "3.1.1"
+    tls: TlsConfig | None = None
+    username: str | None = None
+    password_file: Path | None = None
+    reconnect: ReconnectConfig = ReconnectConfig()
+    max_inflight: int = Field(100, ge=1, le=1000)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        parse_broker_url(v)
+        return v
+
+    @property
+    def host(self) -> str:
+        return parse_broker_url(self.url)[1]
+
+    @property
+    def port(self) -> int:
+        return parse_broker_url(self.url)[2]
+
+    @property
+    def uses_tls(self) -> bool:
+        return parse_broker_url(self.url)[0] == "mqtts"
+
+
+def parse_broker_url(url: str) -> tuple[str, str, int]:
+    """``mqtt://host:port`` / ``mqtts://host:port`` -> (scheme, host, port)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts"):
+        raise ValueError("broker url must start with mqtt:// or mqtts://")
+    if not parts.hostname:
+        raise ValueError("broker url has no host")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"broker url has a bad port: {exc}") from None
+    if parts.path not in ("", "/") or parts.query or parts.username:
+        raise ValueError(
+            "broker url is only scheme://host:port (put credentials in username/password_file)"
+        )
+    return parts.scheme, parts.hostname, port or (8883 if parts.scheme == "mqtts" else 1883)
+
+
+class OutboxConfig(_Model):
+    max_events: int = Field(
+        100_000,
+        ge=100,
+        description="Bound on stored undelivered messages; see the overflow policy in docs.",
+    )
+    durability: Literal["group", "per_event"] = Field(
+        "group",
+        description="group: one fsync per batch the core handles together; per_event: one each.",
+    )
+
+
+class CommandsConfig(_Model):
+    max_payload_bytes: int = Field(16384, ge=256, le=1_048_576)
+
+
+class TrustedKey(_Model):
+    key_id: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    public_key: Path = Field(description="Ed25519 public key, PEM (as `ansim-edge keygen` writes).")
+    commands: list[str] = Field(
+        default_factory=lambda: ["*"],
+        description="Command names this key may issue; shell-style patterns ('*', 'locker.*').",
+    )
+
+
+class InputConfig(_Model):
+    pin: Pin
+    contact: Literal["nc", "no"] = Field(
+        "no", description="nc: normally closed (open loop = active, cut wire = active)."
+    )
+    pull_up: bool = True
+    debounce_ms: int = Field(50, ge=0, le=5000)
+
+    @field_validator("contact", mode="before")
+    @classmethod
+    def _yaml_no(cls, v: object) -> object:
+        # YAML 1.1 reads an unquoted `no` as false; accept it as the contact type it meant.
+        return "no" if v is False else v
+
+
+class PanicButtonConfig(InputConfig):
+    name: DeviceName
+    contact: Literal["nc", "no"] = "nc"
+    hold_ms: int = Field(0, ge=0, le=30_000, description="Must stay pressed this long to count.")
+    mode: Literal["silent", "audible"] = "silent"
+
+
+class OutputConfig(_Model):
+    pin: Pin
+    active_high: bool = True
+
+
+class DevicesConfig(_Model):
+    panic_buttons: list[PanicButtonConfig] = Field(default_factory=list)
+    sent_led: OutputConfig | None = None
+    ack_led: OutputConfig | None = None
+    buzzer: OutputConfig | None = None
+    reset_key: InputConfig | None = None
+
+    @model_validator(mode="after")
+    def _unique(self) -> DevicesConfig:
+        names = [b.name for b in self.panic_buttons]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"duplicate device names: {sorted(dup)}")
+        reserved = {"sent_led", "ack_led", "buzzer", "reset_key", "alarm"} & set(names)
+        if reserved:
+            raise ValueError(f"device names reserved for built-in devices: {sorted(reserved)}")
+        pins: dict[int, str] = {}
+        for name, pin in self.pin_map():
+            if pin in pins:
+                raise ValueError(f"GPIO {pin} used by both {pins[pin]} and {name}")
+            pins[pin] = name
+        return self
+
+    def pin_map(self) -> list[tuple[str, int]]:
+        out: list[tuple[str, int]] = [(b.name, b.pin) for b in self.panic_buttons]
+        for name in ("sent_led", "ack_led", "buzzer", "reset_key"):
+            dev = getattr(self, name)
+            if dev is not None:
+                out.append((name, dev.pin))
+        return out
+
+
+class SiteConfig(_Model):
+    site: SiteInfo
+    broker: BrokerConfig = BrokerConfig()
+    topic_root: str = Field("ansim/v1", pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
+    data_dir: Path = Path("/var/lib/ansim-edge")
+    outbox: OutboxConfig = OutboxConfig()
+    commands: CommandsConfig = CommandsConfig()
+    keys: list[TrustedKey] = Field(default_factory=list)
+    devices: DevicesConfig = DevicesConfig()
+
+    @model_validator(mode="after")
+    def _keys_unique(self) -> SiteConfig:
+        ids = [k.key_id for k in self.keys]
+        if len(ids) != len(set(ids)):
+            raise ValueError("keys: key_id values must be unique")
+        return self
+
+
+def _format_errors(path: Path, exc: ValidationError) -> str:
+    lines = [f"{path}: {exc.error_count()} error(s) in the configuration:"]
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field (check the spelling against docs/config.md)"
+        lines.append(f"  {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(data: object, source: Path = Path("<config>")) -> SiteConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the file must be a YAML mapping (site:, broker:, ...)")
+    try:
+        cfg = SiteConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(source, exc)) from None
+    base = source.parent if source.name != "<config>" else Path.cwd()
+    return _resolve_paths(cfg, base)
+
+
+def load_config(path: str | Path) -> SiteConfig:
+    """Read and validate a YAML config. Raises ConfigError naming every bad field path."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read the config file ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+    return parse_config(data, p)
+
+
+def _resolve_paths(cfg: SiteConfig, base: Path) -> SiteConfig:
+    """Relative paths in the file are relative to the file's directory."""
+
+    def fix(p: Path | None) -> Path | None:
+        if p is None or p.is_absolute():
+            return p
+        return (base / p).resolve()
+
+    keys = [k.model_copy(update={"public_key": fix(k.public_key)}) for k in cfg.keys]
+    broker = cfg.broker
+    if broker.tls is not None:
+        tls = broker.tls.model_copy(
+            update={
+                "ca": fix(broker.tls.ca),
+                "cert": fix(broker.tls.cert),
+                "key": fix(broker.tls.key),
+            }
+        )
+        broker = broker.model_copy(update={"tls": tls})
+    if broker.password_file is not None:
+        broker = broker.model_copy(update={"password_file": fix(broker.password_file)})
+    return cfg.model_copy(update={"keys": keys, "broker": broker, "data_dir": fix(cfg.data_dir)})
+
+
+def with_overrides(
+    cfg: SiteConfig, *, broker_url: str | None = None, data_dir: Path | None = None
+) -> SiteConfig:
+    """Apply command-line overrides, re-validating the result."""
+    data = cfg.model_dump()
+    if broker_url is not None:
+        data["broker"]["url"] = broker_url
+    if data_dir is not None:
+        data["data_dir"] = data_dir.resolve()
+    try:
+        return SiteConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(Path("<command line>"), exc)) from None
+
+
+def site_id_ok(s: str) -> bool:
+    return re.fullmatch(SITE_ID_RE, s) is not None

@@ -1,0 +1,168 @@
+"""Events and results: stored first (durable outbox), then published, deleted on PUBACK.
+
+Runs on the core thread only. ``drain`` is called after every core batch (after the
+batch's commit, so nothing is published before it is on disk).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import structlog
+from pydantic import BaseModel
+
+from edge.clock import Clock, rfc3339
+from edge.models import Event, OutboxOverflow, Result
+from edge.store import PRIO_ALARM, PRIO_EVENT, PRIO_RESULT, Store
+from edge.topics import Topics
+
+log = structlog.get_logger(__name__)
+
+DeliveredListener = Callable[[str], None]
+
+
+class Publisher(Protocol):
+    def publish(
+        self, topic: str, payload: bytes, qos: int = 1, retain: bool = False
+    ) -> int | None: ...
+
+
+@dataclass
+class _InFlight:
+    row_id: int
+    event_id: str | None
+
+
+def dumps(obj: BaseModel | dict[str, Any]) -> bytes:
+    if isinstance(obj, BaseModel):
+        return obj.model_dump_json().encode("utf-8")
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+class Outbox:
+    def __init__(
+        self,
+        store: Store,
+        topics: Topics,
+        clock: Clock,
+        publisher: Publisher,
+        *,
+        window: int = 100,
+    ) -> None:
+        self.store = store
+        self.topics = topics
+        self.clock = clock
+        self.publisher = publisher
+        self.window = window
+        self.online = False
+        self._inflight: dict[int, _InFlight] = {}  # mid -> row
+        self._inflight_rows: set[int] = set()
+        self.delivered_listeners: list[DeliveredListener] = []
+        self.published = 0
+        self.acked = 0
+
+    # ---- writing ----
+    def emit(
+        self,
+        device: str,
+        type_: str,
+        data: dict[str, Any] | BaseModel,
+        *,
+        alarm: bool = False,
+        event_id: str | None = None,
+    ) -> Event:
+        """Record an event durably-to-be (committed with the batch) and return it."""
+        if isinstance(data, BaseModel):
+            data = data.model_dump(mode="json")
+        event = Event(
+            event_id=event_id or str(uuid.uuid4()),
+            seq=self.store.next_seq(),
+            site=self.topics.site,
+            device=device,
+            type=type_,
+            ts=rfc3339(self.clock.now()),
+            data=data,
+        )
+        self.store.append(
+            self.topics.event(type_),
+            dumps(event),
+            PRIO_ALARM if alarm else PRIO_EVENT,
+            seq=event.seq,
+            event_id=event.event_id,
+        )
+        log.info("event", type=type_, device=device, seq=event.seq, event_id=event.event_id)
+        self._check_overflow()
+        return event
+
+    def put_result(self, payload: bytes) -> None:
+        self.store.append(self.topics.results, payload, PRIO_RESULT)
+        self._check_overflow()
+
+    def result_bytes(self, result: Result) -> bytes:
+        return dumps(result)
+
+    def _check_overflow(self) -> None:
+        dropped = self.store.overflow()
+        if dropped is None:
+            return
+        # Rows being dropped may be in flight; forget them (a late PUBACK is then ignored).
+        log.error(
+            "outbox_overflow",
+            dropped=dropped.count,
+            first_seq=dropped.first_seq,
+            last_seq=dropped.last_seq,
+        )
+        self.emit(
+            "site",
+            "outbox.overflow",
+            OutboxOverflow(
+                dropped=dropped.count, first_seq=dropped.first_seq, last_seq=dropped.last_seq
+            ),
+        )
+
+    # ---- uplink events (core thread) ----
+    def on_connected(self) -> None:
+        self.online = True
+        self._inflight.clear()
+        self._inflight_rows.clear()
+
+    def on_disconnected(self) -> None:
+        self.online = False
+        self._inflight.clear()
+        self._inflight_rows.clear()
+
+    def on_acked(self, mid: int, ok: bool) -> None:
+        entry = self._inflight.pop(mid, None)
+        if entry is None:
+            return
+        self._inflight_rows.discard(entry.row_id)
+        if not ok:
+            log.error("broker_rejected_publish", row=entry.row_id, event_id=entry.event_id)
+        self.store.delete(entry.row_id)
+        self.acked += 1
+        if ok and entry.event_id is not None:
+            for listener in self.delivered_listeners:
+                listener(entry.event_id)
+
+    def drain(self) -> None:
+        """Publish stored messages in priority order, up to the in-flight window."""
+        if not self.online:
+            return
+        room = self.window - len(self._inflight)
+        if room <= 0 or len(self.store) == len(self._inflight_rows):
+            return
+        for p in self.store.pending(room, self._inflight_rows):
+            mid = self.publisher.publish(p.topic, p.payload, qos=1)
+            if mid is None:
+                return  # link went down; uplink_disconnected follows
+            self._inflight[mid] = _InFlight(p.id, p.event_id)
+            self._inflight_rows.add(p.id)
+            self.published += 1
+
+    @property
+    def inflight(self) -> int:
+        return len(self._inflight)

@@ -1,0 +1,283 @@
+"""One site: its core loop, store, outbox, uplink, command intake and device
+controllers, wired together. No global state: a process may hold many sites."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import structlog
+
+from drivers.base import DigitalOutput, Hardware
+from edge import __version__
+from edge.clock import Clock, SystemClock, rfc3339
+from edge.commands import CommandProcessor, LoadedKey, load_keys
+from edge.config import SiteConfig
+from edge.loop import CoreLoop
+from edge.models import SiteStarted, Status
+from edge.outbox import Outbox, Publisher
+from edge.ports import Ports
+from edge.shelter import ShelterAlarm
+from edge.state import StateBoard
+from edge.store import Store
+from edge.topics import Topics
+from edge.uplink import Uplink, UplinkListener
+
+log = structlog.get_logger(__name__)
+
+WATCHDOG_S = 5.0
+PURGE_S = 3600.0
+TIMESYNC = Path("/run/systemd/timesync")
+
+
+def clock_synced() -> bool | None:
+    """True/False when systemd-timesyncd tells; None when nothing tells (no RTC on a Pi)."""
+    if not TIMESYNC.is_dir():
+        return None
+    return (TIMESYNC / "synchronized").exists()
+
+
+class UplinkLike(Publisher):
+    connected: bool
+
+    def start(self) -> None: ...
+
+    def check(self) -> None: ...
+
+    def stop(self, last: tuple[str, bytes] | None = None, timeout_s: float = 2.0) -> None: ...
+
+
+UplinkFactory = Callable[..., UplinkLike]
+
+
+class Site(UplinkListener):
+    def __init__(
+        self,
+        cfg: SiteConfig,
+        hardware: Hardware,
+        *,
+        clock: Clock | None = None,
+        keys: dict[str, LoadedKey] | None = None,
+        uplink_factory: UplinkFactory = Uplink,  # type: ignore[assignment]
+        rng: random.Random | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.clock = clock or SystemClock()
+        self.hardware = hardware
+        self.log = log.bind(site=cfg.site.id)
+        # 1. Every output off before anything else happens.
+        self.outputs: dict[str, DigitalOutput] = {}
+        d = cfg.devices
+        for name in ("sent_led", "ack_led", "buzzer"):
+            ocfg = getattr(d, name)
+            if ocfg is not None:
+                self.outputs[name] = hardware.output(name, ocfg.pin, active_high=ocfg.active_high)
+        try:
+            self._build(keys, uplink_factory, rng)
+        except BaseException:
+            self._outputs_off()
+            raise
+
+    def _build(
+        self,
+        keys: dict[str, LoadedKey] | None,
+        uplink_factory: UplinkFactory,
+        rng: random.Random | None,
+    ) -> None:
+        cfg = self.cfg
+        self.loop = CoreLoop(self.clock)
+        self.topics = Topics(cfg.topic_root, cfg.site.id)
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = Store(
+            cfg.data_dir / "ansim-edge.db",
+            max_messages=cfg.outbox.max_events,
+            durability=cfg.outbox.durability,
+        )
+        self.uplink: UplinkLike = uplink_factory(
+            cfg.broker,
+            client_id=cfg.broker.client_id or f"ansim-edge-{cfg.site.id}",
+            post=self.loop.post,
+            listener=self,
+            subscriptions=[self.topics.commands_filter],
+            will=lambda: (self.topics.status, self._status("offline")),
+            rng=rng,
+        )
+        self.outbox = Outbox(
+            self.store, self.topics, self.clock, self.uplink, window=cfg.broker.max_inflight
+        )
+        self.states = StateBoard(self.topics, self.clock, self.uplink)
+        self.commands = CommandProcessor(
+            keys if keys is not None else load_keys(cfg.keys),
+            self.store,
+            self.clock,
+            max_payload_bytes=cfg.commands.max_payload_bytes,
+            send_result=self.outbox.put_result,
+        )
+        self.ports = Ports(
+            self.loop, self.clock, self.outbox, self.store, self.states, self.commands
+        )
+        self.shelter: ShelterAlarm | None = None
+        if cfg.devices.panic_buttons:
+            self.shelter = ShelterAlarm(
+                cfg.devices, cfg.site.cameras, self.hardware, self.outputs, self.ports
+            )
+        self.loop.after_batch.append(self._after_batch)
+        self._thread: threading.Thread | None = None
+        self._started = False
+
+    # ---- status ----
+    def _status(self, state: str) -> bytes:
+        return (
+            Status(
+                state=state,  # type: ignore[arg-type]
+                version=__version__,
+                ts=rfc3339(self.clock.now()),
+                site=self.cfg.site.id,
+                clock_synced=clock_synced(),
+            )
+            .model_dump_json()
+            .encode("utf-8")
+        )
+
+    # ---- lifecycle ----
+    def start(self) -> None:
+        """Bring devices up, record the start, connect (call on the core thread)."""
+        if self.store.quarantined is not None:
+            self.outbox.emit("site", "store.reset", {"quarantined": str(self.store.quarantined)})
+        if self.shelter is not None:
+            self.shelter.start()
+        restored = self.shelter.restored_alarm if self.shelter else None
+        self.outbox.emit(
+            "site", "site.started", SiteStarted(version=__version__, restored_alarm=restored)
+        )
+        self.store.commit()
+        self.uplink.start()
+        self.loop.call_later(WATCHDOG_S, self._watchdog)
+        self.loop.call_later(1.0, self._purge)
+        self._started = True
+        self.log.info("site_started", version=__version__, pending=len(self.store))
+
+    def _watchdog(self) -> None:
+        self.uplink.check()
+        self.loop.call_later(WATCHDOG_S, self._watchdog)
+
+    def _purge(self) -> None:
+        n = self.store.forget_commands_before(self.clock.now().timestamp() - 60)
+        if n:
+            self.log.info("commands_forgotten", count=n)
+        self.loop.call_later(PURGE_S, self._purge)
+
+    def _after_batch(self) -> None:
+        self.store.commit()  # one fsync for everything this batch recorded
+        self.outbox.drain()
+
+    def run(self, stop: threading.Event | None = None, flush_s: float = 3.0) -> None:
+        """Run on the calling thread until ``stop_soon()``; then shut down safely."""
+        try:
+            self.start()
+            while not self.loop.stopping and not (stop is not None and stop.is_set()):
+                self.loop.run_once(0.2)
+        finally:
+            self.shutdown(flush_s)
+
+    def start_thread(self) -> None:
+        self._thread = threading.Thread(
+            target=self.run, name=f"site-{self.cfg.site.id}", daemon=True
+        )
+        self._thread.start()
+
+    def stop_soon(self) -> None:
+        """Any thread, or a signal handler: ask the core loop to stop."""
+        self.loop.stop()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def call(self, fn: Callable[[], object], timeout: float = 5.0) -> object:
+        """Run fn on the core thread and return its result (for tests and the sim API)."""
+        done = threading.Event()
+        box: list[object] = []
+
+        def job() -> None:
+            try:
+                box.append(fn())
+            finally:
+                done.set()
+
+        self.loop.post(job)
+        if not done.wait(timeout):
+            raise TimeoutError("core loop did not answer")
+        return box[0] if box else None
+
+    def shutdown(self, flush_s: float = 3.0) -> None:
+        """Stop input, flush what can be flushed, outputs safe, exit cleanly."""
+        try:
+            if self.shelter is not None:
+                self.shelter.stop()
+            if self._started and self.outbox.online:
+                deadline = self.clock.monotonic() + flush_s
+                self.loop.run_pending()
+                while (
+                    len(self.store) > 0 and self.outbox.online and self.clock.monotonic() < deadline
+                ):
+                    self.loop.run_once(0.05)
+            self.loop.run_pending()
+        except Exception:
+            self.log.exception("shutdown_flush_failed")
+        finally:
+            try:
+                if self._started:
+                    self.uplink.stop((self.topics.status, self._status("offline")))
+            finally:
+                self._outputs_off()
+                try:
+                    self.store.close()
+                finally:
+                    self.log.info("site_stopped", pending=len(self.store))
+
+    def _outputs_off(self) -> None:
+        for name, out in self.outputs.items():
+            try:
+                out.close()
+            except Exception as exc:
+                self.log.error("output_close_failed", output=name, error=str(exc))
+
+    # ---- uplink events (core thread) ----
+    def uplink_connected(self) -> None:
+        self.log.info("uplink_connected", pending=len(self.store))
+        self.uplink.publish(self.topics.status, self._status("online"), qos=1, retain=True)
+        self.outbox.on_connected()
+        self.states.on_connected()
+
+    def uplink_disconnected(self, reason: str) -> None:
+        if self.outbox.online:
+            self.log.warning("uplink_disconnected", reason=reason, pending=len(self.store))
+        self.outbox.on_disconnected()
+        self.states.on_disconnected()
+
+    def uplink_acked(self, mid: int, ok: bool) -> None:
+        self.outbox.on_acked(mid, ok)
+
+    def uplink_message(self, topic: str, payload: bytes) -> None:
+        name = self.topics.command_name(topic)
+        if name is None:
+            return
+        self.commands.handle(name, payload)
+
+    # ---- introspection ----
+    def snapshot(self) -> dict[str, object]:
+        return {
+            "site": self.cfg.site.id,
+            "online": self.outbox.online,
+            "outbox_pending": len(self.store),
+            "last_seq": self.store.last_seq(),
+            "states": self.states.all(),
+        }
+
+
+def dump_json(obj: object) -> str:
+    return json.dumps(obj, ensure_ascii=False, sort_keys=True)

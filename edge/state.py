@@ -1,0 +1,48 @@
+"""Retained per-device state on ``{root}/{site}/state/{device}``: published when it
+changes and all of it again after every reconnect (a broker restart loses nothing)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from edge.clock import Clock, rfc3339
+from edge.outbox import Publisher
+from edge.topics import Topics
+
+
+class StateBoard:
+    def __init__(self, topics: Topics, clock: Clock, publisher: Publisher) -> None:
+        self.topics = topics
+        self.clock = clock
+        self.publisher = publisher
+        self.online = False
+        self._states: dict[str, dict[str, Any]] = {}
+        self._ts: dict[str, str] = {}
+
+    def set(self, device: str, state: dict[str, Any]) -> None:
+        if self._states.get(device) == state:
+            return
+        self._states[device] = dict(state)
+        self._ts[device] = rfc3339(self.clock.now())
+        if self.online:
+            self._publish(device)
+
+    def get(self, device: str) -> dict[str, Any] | None:
+        return self._states.get(device)
+
+    def all(self) -> dict[str, dict[str, Any]]:
+        return {k: dict(v) for k, v in self._states.items()}
+
+    def _publish(self, device: str) -> None:
+        body = {**self._states[device], "device": device, "ts": self._ts[device]}
+        payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        self.publisher.publish(self.topics.state(device), payload, qos=1, retain=True)
+
+    def on_connected(self) -> None:
+        self.online = True
+        for device in self._states:
+            self._publish(device)
+
+    def on_disconnected(self) -> None:
+        self.online = False

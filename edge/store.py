@@ -1,0 +1,231 @@
+"""The durable store: one SQLite file (WAL) in the data dir holding the outbox, the
+sequence counter, remembered command ids and the machines' persisted state.
+
+Only the core thread touches a Store. Writes accumulate in one transaction that the
+core commits once per loop iteration (``durability: group``) or after every event
+(``per_event``); ``synchronous=FULL`` makes every commit an fsync, so a committed
+event survives a process crash and a power cut.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from edge.errors import StoreError
+
+log = structlog.get_logger(__name__)
+
+# Priorities: lower drains first. Alarms are never dropped.
+PRIO_ALARM = 0
+PRIO_RESULT = 1
+PRIO_EVENT = 2
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    priority INTEGER NOT NULL,
+    seq INTEGER,
+    event_id TEXT,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_order ON outbox (priority, id);
+CREATE TABLE IF NOT EXISTS commands (
+    command_id TEXT PRIMARY KEY,
+    expires_at REAL NOT NULL,
+    result BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class Pending:
+    id: int
+    topic: str
+    payload: bytes
+    event_id: str | None
+
+
+@dataclass(frozen=True)
+class Dropped:
+    count: int
+    first_seq: int | None
+    last_seq: int | None
+
+
+class Store:
+    def __init__(self, path: Path, *, max_messages: int = 100_000, durability: str = "group"):
+        self.path = path
+        self.max_messages = max_messages
+        self.per_event = durability == "per_event"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.quarantined: Path | None = None
+        try:
+            self._db = self._open(path)
+        except sqlite3.DatabaseError as exc:
+            # Never silently recreate: keep the damaged file for inspection, say so loudly.
+            self.quarantined = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+            log.error(
+                "store_corrupt", path=str(path), error=str(exc), moved_to=str(self.quarantined)
+            )
+            os.replace(path, self.quarantined)
+            for suffix in ("-wal", "-shm"):
+                side = Path(str(path) + suffix)
+                if side.exists():
+                    os.replace(side, Path(str(self.quarantined) + suffix))
+            self._db = self._open(path)
+        self._count = int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+        self._dirty = False
+
+    @staticmethod
+    def _open(path: Path) -> sqlite3.Connection:
+        try:
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA busy_timeout=5000")
+            ok = db.execute("PRAGMA quick_check").fetchone()[0]
+            if ok != "ok":
+                db.close()
+                raise sqlite3.DatabaseError(f"quick_check: {ok}")
+            db.executescript(SCHEMA)
+        except sqlite3.OperationalError as exc:
+            raise StoreError(
+                f"{path}: cannot open the store ({exc}); check the data_dir exists and is writable"
+            ) from None
+        return db
+
+    # ---- transactions ----
+    def _begin(self) -> None:
+        if not self._dirty:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._dirty = True
+
+    def commit(self) -> None:
+        """Make everything written since the last commit durable (one fsync)."""
+        if self._dirty:
+            self._db.execute("COMMIT")
+            self._dirty = False
+
+    @property
+    def has_uncommitted(self) -> bool:
+        return self._dirty
+
+    # ---- sequence ----
+    def last_seq(self) -> int:
+        row = self._db.execute("SELECT value FROM meta WHERE key='seq'").fetchone()
+        return int(row[0]) if row else 0
+
+    def next_seq(self) -> int:
+        self._begin()
+        seq = self.last_seq() + 1
+        self._db.execute(
+            "INSERT INTO meta(key, value) VALUES('seq', ?) "
+            "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            (seq,),
+        )
+        return seq
+
+    # ---- outbox ----
+    def append(
+        self,
+        topic: str,
+        payload: bytes,
+        priority: int,
+        seq: int | None = None,
+        event_id: str | None = None,
+    ) -> int:
+        self._begin()
+        cur = self._db.execute(
+            "INSERT INTO outbox(priority, seq, event_id, topic, payload) VALUES (?, ?, ?, ?, ?)",
+            (priority, seq, event_id, topic, payload),
+        )
+        self._count += 1
+        if self.per_event:
+            self.commit()
+        return int(cur.lastrowid or 0)
+
+    def overflow(self) -> Dropped | None:
+        """Apply the bound: drop the oldest non-alarm messages, lowest priority first,
+        down to 99% of max_messages. Alarms are never dropped (the bound may be exceeded
+        by alarms alone). Returns what was dropped, so the caller reports the seq range."""
+        if self._count <= self.max_messages:
+            return None
+        target = self._count - int(self.max_messages * 0.99)
+        self._begin()
+        dropped: list[tuple[int, int | None]] = []
+        for prio in (PRIO_EVENT, PRIO_RESULT):
+            need = target - len(dropped)
+            if need <= 0:
+                break
+            dropped += self._db.execute(
+                "SELECT id, seq FROM outbox WHERE priority=? ORDER BY id LIMIT ?", (prio, need)
+            ).fetchall()
+        if not dropped:
+            return None
+        self._db.executemany("DELETE FROM outbox WHERE id=?", [(r[0],) for r in dropped])
+        self._count -= len(dropped)
+        seqs = [s for _, s in dropped if s is not None]
+        self.commit()
+        return Dropped(len(dropped), min(seqs) if seqs else None, max(seqs) if seqs else None)
+
+    def pending(self, limit: int, skip: set[int] | frozenset[int] = frozenset()) -> list[Pending]:
+        """Oldest first within priority, highest priority first; ``skip`` = in flight."""
+        rows = self._db.execute(
+            "SELECT id, topic, payload, event_id FROM outbox ORDER BY priority, id LIMIT ?",
+            (limit + len(skip),),
+        ).fetchall()
+        return [Pending(r[0], r[1], bytes(r[2]), r[3]) for r in rows if r[0] not in skip][:limit]
+
+    def delete(self, row_id: int) -> None:
+        self._begin()
+        cur = self._db.execute("DELETE FROM outbox WHERE id=?", (row_id,))
+        self._count -= cur.rowcount
+
+    def __len__(self) -> int:
+        return self._count
+
+    # ---- remembered commands ----
+    def command_result(self, command_id: str) -> bytes | None:
+        row = self._db.execute(
+            "SELECT result FROM commands WHERE command_id=?", (command_id,)
+        ).fetchone()
+        return bytes(row[0]) if row else None
+
+    def remember_command(self, command_id: str, expires_at: float, result: bytes) -> None:
+        self._begin()
+        self._db.execute(
+            "INSERT OR REPLACE INTO commands(command_id, expires_at, result) VALUES (?, ?, ?)",
+            (command_id, expires_at, result),
+        )
+
+    def forget_commands_before(self, epoch: float) -> int:
+        self._begin()
+        return int(self._db.execute("DELETE FROM commands WHERE expires_at < ?", (epoch,)).rowcount)
+
+    # ---- machine state ----
+    def get_state(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM kv WHERE key=?", (key,)).fetchone()
+        return str(row[0]) if row else None
+
+    def put_state(self, key: str, value: str) -> None:
+        self._begin()
+        self._db.execute(
+            "INSERT INTO kv(key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            (key, value),
+        )
+
+    def close(self) -> None:
+        try:
+            self.commit()
+        finally:
+            self._db.close()

@@ -1,0 +1,233 @@
+"""The MQTT uplink: one paho-mqtt 2.x client, its own supervised network thread,
+reconnect with exponential backoff and full jitter, last will, TLS.
+
+Rules: paho callbacks never block and never raise; they only ``post`` into the core
+loop. ``publish`` may be called from the core thread at any time.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import paho.mqtt.client as mqtt
+import structlog
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from edge.config import BrokerConfig
+
+log = structlog.get_logger(__name__)
+
+Job = Callable[[], None]
+SESSION_EXPIRY_S = 24 * 3600
+
+
+class UplinkListener(Protocol):
+    """Called on the core thread (the uplink posts these, never calls them directly)."""
+
+    def uplink_connected(self) -> None: ...
+
+    def uplink_disconnected(self, reason: str) -> None: ...
+
+    def uplink_acked(self, mid: int, ok: bool) -> None: ...
+
+    def uplink_message(self, topic: str, payload: bytes) -> None: ...
+
+
+def backoff_delay(attempt: int, min_s: float, max_s: float, rng: random.Random) -> float:
+    """Full jitter: uniform in [0, min(max_s, min_s * 2**attempt)]."""
+    return rng.uniform(0.0, min(max_s, min_s * (2 ** min(attempt, 30))))
+
+
+class Uplink:
+    def __init__(
+        self,
+        cfg: BrokerConfig,
+        *,
+        client_id: str,
+        post: Callable[[Job], None],
+        listener: UplinkListener,
+        subscriptions: list[str],
+        will: Callable[[], tuple[str, bytes]],
+        rng: random.Random | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self._post = post
+        self._listener = listener
+        self._subscriptions = subscriptions
+        self._will = will
+        self._rng = rng or random.Random()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._connected = threading.Event()
+        self._attempt = 0
+        self.log = log.bind(broker=f"{cfg.host}:{cfg.port}", client_id=client_id)
+        v5 = cfg.protocol == "5"
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+            clean_session=None if v5 else False,
+        )
+        self.client.max_inflight_messages_set(cfg.max_inflight)
+        self.client.max_queued_messages_set(0)
+        if cfg.username:
+            password = None
+            if cfg.password_file is not None:
+                password = cfg.password_file.read_text(encoding="utf-8").strip()
+            self.client.username_pw_set(cfg.username, password)
+        if cfg.uses_tls or cfg.tls is not None:
+            tls = cfg.tls
+            self.client.tls_set(
+                ca_certs=str(tls.ca) if tls else None,
+                certfile=str(tls.cert) if tls and tls.cert else None,
+                keyfile=str(tls.key) if tls and tls.key else None,
+            )
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_publish = self._on_publish
+        self.client.on_message = self._on_message
+        self.client.suppress_exceptions = True
+
+    # ---------------- core thread API ----------------
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="ansim-uplink", daemon=True)
+        self._thread.start()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> int | None:
+        """Queue a publish; returns its mid, or None when not connected (nothing queued)."""
+        if not self._connected.is_set():
+            return None
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            return None
+        return int(info.mid)
+
+    def check(self) -> None:
+        """Watchdog, called periodically by the core: restart a dead network thread."""
+        if not self._stop.is_set() and (self._thread is None or not self._thread.is_alive()):
+            self.log.error("uplink_thread_dead_restarting")
+            self.start()
+
+    def stop(self, last: tuple[str, bytes] | None = None, timeout_s: float = 2.0) -> None:
+        """Publish ``last`` (e.g. offline status) if connected, then disconnect cleanly."""
+        if last is not None and self._connected.is_set():
+            try:
+                info = self.client.publish(last[0], last[1], qos=1, retain=True)
+                info.wait_for_publish(timeout_s)
+            except (RuntimeError, ValueError) as exc:
+                self.log.warning("uplink_last_publish_failed", error=str(exc))
+        self._stop.set()
+        try:
+            self.client.disconnect()
+        except Exception as exc:
+            self.log.warning("uplink_disconnect_failed", error=str(exc))
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    # ---------------- network thread ----------------
+    def _run(self) -> None:
+        first = True
+        while not self._stop.is_set():
+            try:
+                if not first:
+                    delay = backoff_delay(
+                        self._attempt, self.cfg.reconnect.min_s, self.cfg.reconnect.max_s, self._rng
+                    )
+                    self._attempt += 1
+                    if self._stop.wait(delay):
+                        break
+                first = False
+                self._connect_once()
+                while not self._stop.is_set():
+                    rc = self.client.loop(timeout=0.2)
+                    if rc != mqtt.MQTT_ERR_SUCCESS:
+                        break
+            except Exception as exc:
+                self.log.warning("uplink_error", error=f"{type(exc).__name__}: {exc}")
+            if self._connected.is_set():
+                self._connected.clear()
+                self._post(lambda: self._listener.uplink_disconnected("connection lost"))
+            try:
+                self.client._sock_close()  # make the next connect start from a clean socket
+            except Exception:
+                pass
+
+    def _connect_once(self) -> None:
+        topic, payload = self._will()
+        self.client.will_set(topic, payload, qos=1, retain=True)
+        if self.cfg.protocol == "5":
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = SESSION_EXPIRY_S
+            self.client.connect(
+                self.cfg.host,
+                self.cfg.port,
+                self.cfg.keepalive_s,
+                clean_start=False,
+                properties=props,
+            )
+        else:
+            self.client.connect(self.cfg.host, self.cfg.port, self.cfg.keepalive_s)
+
+    # ---------------- paho callbacks: never block, never raise ----------------
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any
+    ) -> None:
+        try:
+            if rc.is_failure:
+                self.log.warning("uplink_refused", reason=str(rc))
+                client.disconnect()
+                return
+            sock = client.socket()
+            if sock is not None:
+                try:
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[attr-defined]
+                except OSError:
+                    pass
+            # Our durable outbox resends everything unacknowledged; drop paho's copies so
+            # a reconnect does not send each in-flight message twice.
+            client.drop_out_messages()
+            for sub in self._subscriptions:
+                client.subscribe(sub, qos=1)
+            self._attempt = 0
+            self._connected.set()
+            self._post(self._listener.uplink_connected)
+        except Exception as exc:
+            self.log.error("uplink_on_connect_failed", error=str(exc))
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any
+    ) -> None:
+        try:
+            if self._connected.is_set():
+                self._connected.clear()
+                reason = str(rc)
+                self._post(lambda: self._listener.uplink_disconnected(reason))
+        except Exception as exc:
+            self.log.error("uplink_on_disconnect_failed", error=str(exc))
+
+    def _on_publish(
+        self, client: mqtt.Client, userdata: Any, mid: int, rc: Any, props: Any
+    ) -> None:
+        try:
+            ok = not rc.is_failure
+            self._post(lambda: self._listener.uplink_acked(mid, ok))
+        except Exception as exc:
+            self.log.error("uplink_on_publish_failed", error=str(exc))
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            topic, payload = msg.topic, bytes(msg.payload)
+            self._post(lambda: self._listener.uplink_message(topic, payload))
+        except Exception as exc:
+            self.log.error("uplink_on_message_failed", error=str(exc))

@@ -1,0 +1,78 @@
+"""An embedded MQTT 3.1.1 broker (amqtt) so `ansim-edge sim` needs nothing installed.
+For a newcomer's laptop only; tests and production use a real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+from edge.errors import AnsimError
+
+
+class EmbeddedBroker:
+    def __init__(self, host: str = "127.0.0.1", port: int = 1883) -> None:
+        self.host = host
+        self.port = port
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._broker: Any = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        self._thread = threading.Thread(target=self._run, name="embedded-broker", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout_s):
+            raise AnsimError("the embedded MQTT broker did not start; pass --broker URL instead")
+        if self._error is not None:
+            raise AnsimError(
+                f"the embedded MQTT broker could not start on {self.host}:{self.port} "
+                f"({self._error}); is the port taken? pass --broker URL to use another broker"
+            )
+
+    def _run(self) -> None:
+        try:
+            from amqtt.broker import Broker
+        except ImportError as exc:
+            self._error = exc
+            self._ready.set()
+            return
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        config = {
+            "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
+            "plugins": {
+                "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True},
+            },
+        }
+
+        async def main() -> None:
+            self._broker = Broker(config, loop=loop)
+            await self._broker.start()
+
+        try:
+            loop.run_until_complete(main())
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        loop.run_forever()
+
+    def stop(self) -> None:
+        loop = self._loop
+        if loop is None or self._broker is None:
+            return
+        fut = asyncio.run_coroutine_threadsafe(self._broker.shutdown(), loop)
+        try:
+            fut.result(5)
+        except Exception:
+            pass
+        loop.call_soon_threadsafe(loop.stop)
+        if self._thread is not None:
+            self._thread.join(5)
