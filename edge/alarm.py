@@ -131,7 +131,12 @@ class AlarmMachine:
         self.s.state = "acknowledged"
         self.s.acked_by = by
         return [
-            Emit(self.s.button or "alarm", "alarm.acknowledged", {"alarm_id": alarm_id, "by": by})
+            Emit(
+                self.s.button or "alarm",
+                "alarm.acknowledged",
+                {"alarm_id": alarm_id, "by": by},
+                alarm=True,
+            )
         ]
 
     def clear(self, by: str, held: list[str], alarm_id: str | None = None) -> list[Emit]:
@@ -144,7 +149,10 @@ class AlarmMachine:
                 "unknown_alarm", f"alarm {alarm_id} is not the active alarm ({self.s.alarm_id})"
             )
         emit = Emit(
-            self.s.button or "alarm", "alarm.cleared", {"alarm_id": self.s.alarm_id, "by": by}
+            self.s.button or "alarm",
+            "alarm.cleared",
+            {"alarm_id": self.s.alarm_id, "by": by},
+            alarm=True,  # the whole alarm lifecycle shares one priority, so it stays in order
         )
         self.s = AlarmState(await_release=sorted(set(held)))
         return [emit]
