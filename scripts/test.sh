@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# The one test command (CI runs it through .ci/run):
+#
+#   scripts/test.sh [pytest args]
+#
+# Installs mosquitto if missing (apt-get), bootstraps the venv, then runs - all gating -
+# ruff check, ruff format --check, mypy, and pytest with ANSIM_REQUIRE_MOSQUITTO=1 (the
+# broker tests fail instead of skipping when mosquitto is missing). Every step runs even if
+# an earlier one failed, so one run shows every problem; the exit code is non-zero if any did.
+# Tests start their own brokers on free 127.0.0.1 ports, so a system mosquitto service
+# (started by the Debian package on 1883) does not matter and is left alone.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+VENV="${ANSIM_VENV:-.venv}"
+export ANSIM_VENV="$VENV"
+
+log() { printf '[test] %s\n' "$*"; }
+die() { printf '[test] error: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        die "need root (or sudo) to run: $*"
+    fi
+}
+
+find_mosquitto() {
+    command -v mosquitto 2>/dev/null && return 0
+    local candidate
+    for candidate in /usr/sbin/mosquitto /usr/local/sbin/mosquitto; do
+        [ -x "$candidate" ] && { echo "$candidate"; return 0; }
+    done
+    return 1
+}
+
+install_mosquitto() {
+    command -v apt-get >/dev/null 2>&1 || die "mosquitto not found and no apt-get: install mosquitto by hand"
+    if ! compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; then
+        log "apt-get update"
+        as_root apt-get update -qq
+    fi
+    log "installing mosquitto (apt-get)"
+    local apt=(env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mosquitto)
+    if ! as_root "${apt[@]}"; then
+        log "apt-get install failed; refreshing package lists and retrying"
+        as_root apt-get update -qq || true
+        # The package's postinst also starts a system broker service; if only that start
+        # fails (no init system, port 1883 busy) the binary is still there and is enough.
+        as_root "${apt[@]}" || log "warning: apt-get reported an error (checking for the binary anyway)"
+    fi
+}
+
+if ! mosquitto_bin="$(find_mosquitto)"; then
+    install_mosquitto
+    mosquitto_bin="$(find_mosquitto)" || die "mosquitto is still missing after apt-get install"
+fi
+log "mosquitto: $mosquitto_bin ($("$mosquitto_bin" -h 2>/dev/null | head -n 1 || true))"
+
+bash scripts/bootstrap.sh
+
+failed=()
+run_step() {
+    local name="$1"
+    shift
+    log "$name: $*"
+    if "$@"; then
+        return 0
+    else
+        local rc=$?
+        log "$name FAILED (exit $rc)"
+        failed+=("$name")
+    fi
+}
+
+run_step "ruff check" "$VENV/bin/ruff" check .
+run_step "ruff format" "$VENV/bin/ruff" format --check .
+run_step "mypy" "$VENV/bin/mypy"
+run_step "pytest" env ANSIM_REQUIRE_MOSQUITTO=1 "$VENV/bin/pytest" -q "$@"
+
+if [ "${#failed[@]}" -gt 0 ]; then
+    printf '[test] FAILED steps: %s\n' "${failed[*]}" >&2
+    exit 1
+fi
