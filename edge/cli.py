@@ -44,8 +44,9 @@ def _parser() -> argparse.ArgumentParser:
             s.add_argument(
                 "--embedded-port",
                 type=int,
-                default=1883,
-                help="port of the embedded broker when --broker is not given (default %(default)s)",
+                default=None,
+                help="port of the embedded broker when --broker is not given "
+                "(default 1883, or a free port when 1883 is taken; 0 = any free port)",
             )
 
     c = sub.add_parser("check-config", help="validate a config file (exit 0 valid, 1 invalid)")

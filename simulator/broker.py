@@ -4,10 +4,26 @@ For a newcomer's laptop only; tests and production use a real broker."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 from typing import Any
 
 from edge.errors import AnsimError
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 class EmbeddedBroker:
@@ -25,6 +41,8 @@ class EmbeddedBroker:
         return f"mqtt://{self.host}:{self.port}"
 
     def start(self, timeout_s: float = 10.0) -> None:
+        if self.port == 0:
+            self.port = _free_port(self.host)
         self._thread = threading.Thread(target=self._run, name="embedded-broker", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout_s):

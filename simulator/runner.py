@@ -12,7 +12,7 @@ from edge.config import SiteConfig, TrustedKey
 from edge.errors import ConfigError
 from edge.signing import generate_keypair
 from edge.site import Site
-from simulator.broker import EmbeddedBroker
+from simulator.broker import EmbeddedBroker, port_free
 from simulator.control import ApiError, ControlApi, require_bool
 from simulator.hardware import SimHardware
 
@@ -55,10 +55,13 @@ class SimRunner:
         *,
         broker_url: str | None,
         control: str = "127.0.0.1:8765",
-        embedded_port: int = 1883,
+        embedded_port: int | None = None,
     ) -> None:
         self.broker: EmbeddedBroker | None = None
         if broker_url is None:
+            if embedded_port is None:
+                # 1883 when free; otherwise (say a system mosquitto holds it) any free port.
+                embedded_port = 1883 if port_free("127.0.0.1", 1883) else 0
             self.broker = EmbeddedBroker("127.0.0.1", embedded_port)
             self.broker.start()
             cfg = cfg.model_copy(
