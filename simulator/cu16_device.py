@@ -1,0 +1,374 @@
+"""A simulated Kerong CU16 bus (one or more boards) on the far side of a pty pair.
+
+:class:`SimulatedCu16Bus` opens ``pty.openpty()``, puts the slave in raw mode and serves the
+master side from its own thread, speaking the real byte protocol of :mod:`drivers.cu16`.
+The driver under test opens :attr:`SimulatedCu16Bus.port` (the slave tty path) exactly like
+a USB RS-485 adapter.
+
+Protocol served (per board present on the bus):
+
+* 0x30 status query -> 0x35 status reply; boards not on this bus stay silent.
+* 0x31 unlock -> pulse one coil; answered with a 0x35 status or silent (``unlock_replies``).
+* 0x33 unlock all -> pulse all 16 coils at once (answered like 0x31).
+* 0x37 set pulse time -> 0x38 reply echoing the new time.
+* 0x32 query all -> ignored (the 0x36 reply format is not documented anywhere).
+
+Physical model per lock: a door is either closed (latched) or open. An unlock pulse energises
+the coil for the board's ``pulse_ms`` and makes the door spring open, unless the lock is
+jammed (the coil fires, the door stays shut). A door can be forced open by hand (no pulse)
+and pushed shut by hand (it re-latches). An infrared "item present" bit per locker is set by
+the control methods. The lock-feedback bit reads ``closed_bit`` for a closed door and the
+inverse for an open one (per-board polarity).
+
+Fault injection per board: ``silent`` (the board is dead: it neither answers nor acts),
+``corrupt`` (it acts, but every reply is preceded by junk and has a wrong checksum).
+
+Threading: every public method is thread-safe and may be called from any thread; the I/O
+thread takes the same lock to apply a request. No global state: many simulated buses can
+run in one process.
+"""
+
+from __future__ import annotations
+
+import os
+import pty
+import random
+import select
+import threading
+import time
+import tty
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from drivers.cu16 import (
+    CMD_QUERY_ALL,
+    CMD_STATUS,
+    CMD_UNLOCK,
+    CMD_UNLOCK_ALL,
+    CMD_UNLOCK_TIME,
+    LOCKS_PER_BOARD,
+    MAX_BOARD,
+    MAX_UNLOCK_TIME_MS,
+    CommandFrame,
+    Cu16Parser,
+    Frame,
+    UnlockTimeFrame,
+    encode_status_reply,
+    encode_unlock_time_reply,
+)
+
+
+def _check_board_id(board: object) -> int:
+    if isinstance(board, bool) or not isinstance(board, int) or not 0 <= board <= MAX_BOARD:
+        raise ValueError(f"board must be an int in 0..{MAX_BOARD}, got {board!r}")
+    return board
+
+
+@dataclass(slots=True)
+class _Board:
+    board_id: int
+    closed_bit: int
+    unlock_replies: bool
+    pulse_ms: int
+    door_open: list[bool] = field(default_factory=lambda: [False] * LOCKS_PER_BOARD)
+    forced: list[bool] = field(default_factory=lambda: [False] * LOCKS_PER_BOARD)
+    items: list[bool] = field(default_factory=lambda: [False] * LOCKS_PER_BOARD)
+    jammed: list[bool] = field(default_factory=lambda: [False] * LOCKS_PER_BOARD)
+    coil_until: list[float] = field(default_factory=lambda: [0.0] * LOCKS_PER_BOARD)
+    silent: bool = False
+    corrupt: bool = False
+    requests: int = 0
+    status_queries: int = 0
+
+    def lock_bits(self) -> list[bool]:
+        closed = bool(self.closed_bit)
+        return [closed if not is_open else not closed for is_open in self.door_open]
+
+    def as_dict(self, now: float) -> dict[str, Any]:
+        return {
+            "board": self.board_id,
+            "door_open": list(self.door_open),
+            "forced": list(self.forced),
+            "items": list(self.items),
+            "jammed": list(self.jammed),
+            "coil_energised": [now < until for until in self.coil_until],
+            "silent": self.silent,
+            "corrupt": self.corrupt,
+            "closed_bit": self.closed_bit,
+            "unlock_replies": self.unlock_replies,
+            "pulse_ms": self.pulse_ms,
+            "requests": self.requests,
+            "status_queries": self.status_queries,
+        }
+
+
+class SimulatedCu16Bus:
+    """Simulated CU16 boards behind a pty. See the module docstring for the model.
+
+    ``boards``: board ids (0-9) present on this bus. ``pulse_ms``, ``closed_bit`` and
+    ``unlock_replies`` are the initial per-board settings. ``monotonic`` stamps the unlock
+    history. ``seed`` makes the junk of corrupt replies reproducible.
+
+    Locks are numbered 1-16 in every control method. Thread-safe throughout.
+    """
+
+    IDLE_GAP = 0.05
+
+    def __init__(
+        self,
+        boards: Sequence[int],
+        *,
+        pulse_ms: int = 500,
+        closed_bit: int = 1,
+        unlock_replies: bool = True,
+        monotonic: Callable[[], float] = time.monotonic,
+        seed: int = 0,
+    ) -> None:
+        ids = [_check_board_id(b) for b in boards]
+        if not ids or len(set(ids)) != len(ids):
+            raise ValueError(f"boards must be distinct board ids, got {list(boards)!r}")
+        if closed_bit not in (0, 1):
+            raise ValueError(f"closed_bit must be 0 or 1, got {closed_bit!r}")
+        if isinstance(pulse_ms, bool) or not isinstance(pulse_ms, int) or pulse_ms % 10:
+            raise ValueError(f"pulse_ms must be an int multiple of 10, got {pulse_ms!r}")
+        if not 10 <= pulse_ms <= MAX_UNLOCK_TIME_MS:
+            raise ValueError(f"pulse_ms must be in 10..{MAX_UNLOCK_TIME_MS}, got {pulse_ms!r}")
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._boards = {b: _Board(b, closed_bit, unlock_replies, pulse_ms) for b in sorted(ids)}
+        self._history: list[dict[str, Any]] = []
+        self._parser = Cu16Parser()
+        self._random = random.Random(seed)
+        self._dropped_bytes = 0
+        self._errors = 0
+        self._overlapping_pulses = 0
+        self._closed = False
+
+        self._master, self._slave = pty.openpty()
+        try:
+            tty.setraw(self._slave)
+            os.set_blocking(self._master, False)
+            self._port = os.ttyname(self._slave)
+            self._wake_r, self._wake_w = os.pipe()
+        except BaseException:
+            os.close(self._master)
+            os.close(self._slave)
+            raise
+        self._thread = threading.Thread(
+            target=self._run, name=f"cu16-sim[{self._port}]", daemon=True
+        )
+        self._thread.start()
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def port(self) -> str:
+        """The slave tty path for the driver (e.g. ``/dev/pts/7``)."""
+        return self._port
+
+    def open_door(self, board: int, lock: int) -> None:
+        """Force the door open by hand (no pulse)."""
+        with self._lock:
+            b, i = self._locate(board, lock)
+            if not b.door_open[i]:
+                b.door_open[i] = True
+                b.forced[i] = True
+
+    def close_door(self, board: int, lock: int) -> None:
+        """Push the door shut; it re-latches."""
+        with self._lock:
+            b, i = self._locate(board, lock)
+            b.door_open[i] = False
+            b.forced[i] = False
+
+    def set_item(self, board: int, lock: int, present: bool) -> None:
+        """Set the infrared "item present" sensor of a locker."""
+        with self._lock:
+            b, i = self._locate(board, lock)
+            b.items[i] = bool(present)
+
+    def jam(self, board: int, lock: int, jammed: bool = True) -> None:
+        """A jammed lock still takes the pulse, but its door stays closed."""
+        with self._lock:
+            b, i = self._locate(board, lock)
+            b.jammed[i] = bool(jammed)
+
+    def set_silent(self, board: int, silent: bool = True) -> None:
+        """A silent board is dead: it neither answers nor acts on requests."""
+        with self._lock:
+            self._board(board).silent = bool(silent)
+
+    def set_corrupt(self, board: int, corrupt: bool = True) -> None:
+        """A corrupt board acts on requests but garbles every reply."""
+        with self._lock:
+            self._board(board).corrupt = bool(corrupt)
+
+    def set_polarity(self, board: int, closed_bit: int) -> None:
+        """Lock-feedback bit value meaning "door closed" (0 or 1)."""
+        if closed_bit not in (0, 1):
+            raise ValueError(f"closed_bit must be 0 or 1, got {closed_bit!r}")
+        with self._lock:
+            self._board(board).closed_bit = closed_bit
+
+    def set_unlock_replies(self, board: int, replies: bool) -> None:
+        """Whether the board answers an unlock with a status frame."""
+        with self._lock:
+            self._board(board).unlock_replies = bool(replies)
+
+    def snapshot(self) -> dict[str, Any]:
+        """JSON-serialisable state: ``boards`` keyed by ``str(board_id)``; ``unlocks``, the
+        pulse history as ``{board, lock, t_monotonic, pulse_ms}`` in order;
+        ``overlapping_pulses``, pulses that started while another coil on this bus was still
+        energised (a brown-out risk); parser counters for what the bus received."""
+        with self._lock:
+            now = self._monotonic()
+            return {
+                "port": self._port,
+                "boards": {str(b): st.as_dict(now) for b, st in self._boards.items()},
+                "unlocks": [dict(entry) for entry in self._history],
+                "overlapping_pulses": self._overlapping_pulses,
+                "frames": self._parser.frames,
+                "garbage_bytes": self._parser.garbage_bytes,
+                "bad_checksum": self._parser.bad_checksum,
+                "dropped_reply_bytes": self._dropped_bytes,
+                "errors": self._errors,
+            }
+
+    def close(self) -> None:
+        """Stop the I/O thread and close every fd. Safe to call twice."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=2.0)
+        for fd in (self._master, self._slave, self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def __enter__(self) -> SimulatedCu16Bus:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ internals
+
+    def _board(self, board: int) -> _Board:
+        try:
+            return self._boards[board]
+        except (KeyError, TypeError):
+            raise ValueError(f"board {board!r} is not on this simulated bus") from None
+
+    def _locate(self, board: int, lock: int) -> tuple[_Board, int]:
+        b = self._board(board)
+        if isinstance(lock, bool) or not isinstance(lock, int) or not 1 <= lock <= 16:
+            raise ValueError(f"lock must be an int in 1..16, got {lock!r}")
+        return b, lock - 1
+
+    def _run(self) -> None:
+        while True:
+            # Like a real board, resync on a quiet line: a partial frame left pending for
+            # IDLE_GAP seconds can no longer complete (Cu16Parser.idle).
+            timeout = self.IDLE_GAP if self._parser.pending else None
+            try:
+                ready, _, _ = select.select([self._master, self._wake_r], [], [], timeout)
+            except (OSError, ValueError):
+                return
+            if self._wake_r in ready:
+                return
+            if not ready:
+                data = b""
+            else:
+                try:
+                    data = os.read(self._master, 4096)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    return
+                if not data:
+                    return
+            with self._lock:
+                replies = []
+                frames = self._parser.feed(data) if data else self._parser.idle()
+                for frame in frames:
+                    try:
+                        replies.append(self._apply(frame))
+                    except Exception:  # a bug here must not kill the simulated bus
+                        self._errors += 1
+            for reply in replies:
+                if reply:
+                    self._write(reply)
+
+    def _write(self, data: bytes) -> None:
+        try:
+            written = os.write(self._master, data)
+        except BlockingIOError:
+            written = 0
+        except OSError:
+            return
+        if written < len(data):
+            with self._lock:
+                self._dropped_bytes += len(data) - written
+
+    def _apply(self, frame: Frame) -> bytes:
+        """Apply one received frame (lock held); return the bytes to answer with."""
+        if isinstance(frame, CommandFrame):
+            cmd = frame.cmd
+        elif isinstance(frame, UnlockTimeFrame) and frame.cmd == CMD_UNLOCK_TIME:
+            cmd = CMD_UNLOCK_TIME
+        else:
+            return b""  # replies from someone else on the line: not for us
+        if cmd == CMD_QUERY_ALL:
+            return b""
+        b = self._boards.get(frame.board)
+        if b is None:
+            return b""
+        b.requests += 1
+        if b.silent:
+            return b""
+        reply = b""
+        if cmd == CMD_STATUS:
+            b.status_queries += 1
+            reply = self._status(b)
+        elif cmd == CMD_UNLOCK and isinstance(frame, CommandFrame):
+            self._pulse(b, frame.lock - 1)
+            reply = self._status(b) if b.unlock_replies else b""
+        elif cmd == CMD_UNLOCK_ALL:
+            for i in range(LOCKS_PER_BOARD):
+                self._pulse(b, i)
+            reply = self._status(b) if b.unlock_replies else b""
+        elif cmd == CMD_UNLOCK_TIME and isinstance(frame, UnlockTimeFrame):
+            if frame.units > 0:
+                b.pulse_ms = frame.ms
+            reply = encode_unlock_time_reply(b.board_id, b.pulse_ms)
+        if reply and b.corrupt:
+            reply = self._garble(reply)
+        return reply
+
+    def _pulse(self, b: _Board, index: int) -> None:
+        now = self._monotonic()
+        if any(now < until for board in self._boards.values() for until in board.coil_until):
+            self._overlapping_pulses += 1
+        b.coil_until[index] = now + b.pulse_ms / 1000.0
+        self._history.append(
+            {"board": b.board_id, "lock": index + 1, "t_monotonic": now, "pulse_ms": b.pulse_ms}
+        )
+        if not b.jammed[index] and not b.door_open[index]:
+            b.door_open[index] = True
+            b.forced[index] = False
+
+    def _status(self, b: _Board) -> bytes:
+        return encode_status_reply(b.board_id, b.lock_bits(), b.items)
+
+    def _garble(self, reply: bytes) -> bytes:
+        junk = bytes(self._random.choice((0x02, 0x03, 0x35, 0xFF, 0x00)) for _ in range(3))
+        bad_sum = (reply[-1] + 1 + self._random.randrange(255)) & 0xFF
+        return junk + reply[:-1] + bytes((bad_sum,))
