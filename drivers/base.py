@@ -8,7 +8,10 @@ They must only hand the change to the core (``Core.post``), never touch core sta
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from drivers.cu16 import BoardSettings, Cu16Listener
 
 # Called with (raw_level_active, monotonic_seconds) on every raw change of an input.
 InputListener = Callable[[bool, float], None]
@@ -45,11 +48,71 @@ class DigitalOutput(Protocol):
         ...
 
 
+class Coil(Protocol):
+    """A solenoid driver output that can only be pulsed. The implementation itself
+    turns the coil off after at most its ``max_on_s`` (independent of the core loop)."""
+
+    name: str
+
+    def pulse(self, seconds: float) -> None:
+        """Energise for ``min(seconds, max_on_s)``, non-blocking."""
+        ...
+
+    @property
+    def is_on(self) -> bool: ...
+
+    def close(self) -> None:
+        """Off, then release. Safe to call twice."""
+        ...
+
+
+class LockBus(Protocol):
+    """A serial lock-control bus (e.g. Kerong CU16), see drivers.cu16.Cu16Bus."""
+
+    def start(self) -> None: ...
+
+    def unlock(self, board: int, lock: int) -> None: ...
+
+    def set_unlock_time(self, board: int, ms: int) -> None: ...
+
+    def close(self, timeout: float = 2.0) -> None: ...
+
+
+class Startable(Protocol):
+    def start(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class Hardware(Protocol):
     """Makes the site's devices. Chosen in one place (the CLI) and injected into the site."""
 
     def input(self, name: str, pin: int, *, contact: str, pull_up: bool) -> DigitalInput: ...
 
     def output(self, name: str, pin: int, *, active_high: bool) -> DigitalOutput: ...
+
+    def coil(self, name: str, pin: int, *, active_high: bool, max_on_s: float) -> Coil: ...
+
+    def lock_bus(
+        self,
+        name: str,
+        url: str,
+        *,
+        baudrate: int,
+        boards: list[BoardSettings],
+        poll_hz: float,
+        max_pulse_ms: int,
+        listener: Cu16Listener,
+    ) -> LockBus: ...
+
+    def code_reader(
+        self,
+        url: str,
+        *,
+        baudrate: int,
+        listener: Callable[[str], None],
+        on_fault: Callable[[str], None],
+        on_recovered: Callable[[], None],
+    ) -> Startable: ...
 
     def close(self) -> None: ...

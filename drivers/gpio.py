@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from drivers.base import DigitalInput, DigitalOutput, InputListener
+from drivers.base import Coil, DigitalInput, DigitalOutput, InputListener, LockBus, Startable
 from edge.errors import GpioUnavailableError, InputFaultError
+
+if TYPE_CHECKING:
+    from drivers.cu16 import BoardSettings, Cu16Listener
 
 log = structlog.get_logger(__name__)
 
@@ -105,6 +108,43 @@ class GpioOutput:
             self._dev.close()
 
 
+class GpioCoil:
+    """A solenoid behind a MOSFET/relay. ``pulse`` uses gpiozero's own blink thread, which
+    turns the output off after the on-time even if our core loop has died."""
+
+    def __init__(
+        self, name: str, pin: int, *, active_high: bool, max_on_s: float, pin_factory: Any
+    ) -> None:
+        from gpiozero import DigitalOutputDevice
+
+        self.name = name
+        self.pin = pin
+        self.max_on_s = max_on_s
+        self._dev = DigitalOutputDevice(
+            pin, active_high=active_high, initial_value=False, pin_factory=pin_factory
+        )
+        self._closed = False
+
+    def pulse(self, seconds: float) -> None:
+        if self._closed:
+            return
+        on_time = max(0.0, min(seconds, self.max_on_s))
+        self._dev.blink(on_time=on_time, off_time=0, n=1, background=True)
+
+    @property
+    def is_on(self) -> bool:
+        return not self._closed and bool(self._dev.value)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            self._dev.off()  # stops a running blink, then writes off
+        finally:
+            self._closed = True
+            self._dev.close()
+
+
 class GpioHardware:
     """Creates gpiozero devices on one pin factory. The simulator passes a MockFactory."""
 
@@ -124,6 +164,41 @@ class GpioHardware:
 
     def output(self, name: str, pin: int, *, active_high: bool) -> DigitalOutput:
         return GpioOutput(name, pin, active_high=active_high, pin_factory=self.pin_factory)
+
+    def coil(self, name: str, pin: int, *, active_high: bool, max_on_s: float) -> Coil:
+        return GpioCoil(
+            name, pin, active_high=active_high, max_on_s=max_on_s, pin_factory=self.pin_factory
+        )
+
+    def lock_bus(
+        self,
+        name: str,
+        url: str,
+        *,
+        baudrate: int,
+        boards: list[BoardSettings],
+        poll_hz: float,
+        max_pulse_ms: int,
+        listener: Cu16Listener,
+    ) -> LockBus:
+        from drivers.cu16 import Cu16Bus
+
+        return Cu16Bus(url, boards, listener, poll_hz=poll_hz, max_pulse_ms=max_pulse_ms)
+
+    def code_reader(
+        self,
+        url: str,
+        *,
+        baudrate: int,
+        listener: Callable[[str], None],
+        on_fault: Callable[[str], None],
+        on_recovered: Callable[[], None],
+    ) -> Startable:
+        from drivers.codereader import CodeReader
+
+        return CodeReader(
+            url, baudrate=baudrate, listener=listener, on_fault=on_fault, on_recovered=on_recovered
+        )
 
     def close(self) -> None:
         close = getattr(self.pin_factory, "close", None)

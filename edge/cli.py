@@ -98,6 +98,8 @@ def _check_config(path: Path) -> int:
         print(str(exc), file=sys.stderr)
         return EXIT_INVALID
     print(f"{path}: ok (site {cfg.site.id}, {len(cfg.keys)} trusted key(s))")
+    if not cfg.keys:
+        print("note: no trusted keys: `run` will refuse to start; `sim` creates a development key")
     return EXIT_OK
 
 

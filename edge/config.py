@@ -159,12 +159,116 @@ class OutputConfig(_Model):
     active_high: bool = True
 
 
+HARD_MAX_ON_MS = 5000  # no configuration may energise a locker coil longer than this
+
+
+class Cu16BoardConfig(_Model):
+    id: int = Field(ge=0, le=9, description="Board id on the bus (address high nibble).")
+    first_locker: int = Field(ge=1, le=9999, description="Locker number of lock 1.")
+    locks: int = Field(16, ge=1, le=16, description="Locks wired on this board (1..locks).")
+    closed_bit: Literal[0, 1] = Field(1, description="Lock-feedback bit value meaning closed.")
+    unlock_replies: bool = Field(True, description="Does the board answer an unlock?")
+    item_sensors: bool = Field(True, description="Are the infrared item sensors fitted?")
+
+
+class Cu16BusConfig(_Model):
+    name: DeviceName = Field(description="Bus name (used in board events and the sim API).")
+    url: str = Field(description="Serial device path, or socket://host:port for a TCP bridge.")
+    baudrate: int = Field(19200, description="Line speed (8N1).")
+    poll_hz: float = Field(4.0, gt=0, le=50, description="Status polls per second per board.")
+    boards: list[Cu16BoardConfig] = Field(min_length=1, description="Boards on this bus.")
+
+
+class GpioLockerConfig(_Model):
+    locker: int = Field(ge=1, le=9999, description="Locker number.")
+    solenoid_pin: Pin = Field(description="GPIO driving the solenoid's MOSFET/relay.")
+    active_high: bool = Field(True, description="Solenoid driver is on when the pin is high.")
+    door_pin: Pin = Field(description="GPIO of the door switch.")
+    door_contact: Literal["nc", "no"] = Field(
+        "no", description="Door switch contact when the door is closed: no = closes when shut."
+    )
+    pull_up: bool = Field(True, description="Internal pull-up (switch wired to ground).")
+    debounce_ms: int = Field(50, ge=0, le=5000, description="Door switch debounce.")
+
+    @field_validator("door_contact", mode="before")
+    @classmethod
+    def _yaml_no(cls, v: object) -> object:
+        return "no" if v is False else v
+
+
+class CodeReaderConfig(_Model):
+    url: str = Field(description="Serial device path (or socket://host:port).")
+    baudrate: int = Field(9600, description="Line speed (8N1).")
+    max_failures: int = Field(5, ge=1, le=100, description="Wrong codes allowed in the window.")
+    failure_window_s: float = Field(600, gt=0, description="Window for counting wrong codes.")
+    lockout_s: float = Field(300, gt=0, description="Reader refuses codes this long after.")
+
+
+class LockersConfig(_Model):
+    pulse_ms: int = Field(500, ge=50, le=HARD_MAX_ON_MS, description="Unlock pulse length.")
+    max_on_ms: int = Field(
+        2000, ge=50, le=HARD_MAX_ON_MS, description="Hard cap on any coil's on-time."
+    )
+    cooldown_ms: int = Field(2000, ge=0, le=600_000, description="Per lock, between pulses.")
+    max_concurrent: int = Field(1, ge=1, le=8, description="Coils energised at once, site-wide.")
+    open_timeout_s: float = Field(
+        3.0, gt=0, le=60, description="Door must open this soon after a pulse, else lock.jammed."
+    )
+    left_open_s: float = Field(120, gt=0, description="door.left_open after this long open.")
+    forced_window_s: float = Field(
+        10, gt=0, description="An opening with no pulse in this window before it is door.forced."
+    )
+    free_hours: float = Field(48, ge=0, description="Free storage period.")
+    fee_per_day_krw: int = Field(1000, ge=0, description="Per started day after the free period.")
+    buses: list[Cu16BusConfig] = Field(
+        default_factory=list, description="Kerong CU16 RS-485 buses and their boards."
+    )
+    gpio: list[GpioLockerConfig] = Field(
+        default_factory=list, description="Lockers wired straight to GPIO (solenoid + door)."
+    )
+    code_reader: CodeReaderConfig | None = Field(
+        None, description="Serial pickup-code reader (scanner or keypad), one line per code."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> LockersConfig:
+        if self.pulse_ms > self.max_on_ms:
+            raise ValueError(f"pulse_ms ({self.pulse_ms}) exceeds max_on_ms ({self.max_on_ms})")
+        seen: dict[int, str] = {}
+        for bus in self.buses:
+            ids = [b.id for b in bus.boards]
+            if len(ids) != len(set(ids)):
+                raise ValueError(f"bus {bus.name}: board ids must be unique")
+            for b in bus.boards:
+                for n in range(b.first_locker, b.first_locker + b.locks):
+                    where = f"bus {bus.name} board {b.id}"
+                    if n in seen:
+                        raise ValueError(f"locker {n} defined twice ({seen[n]} and {where})")
+                    seen[n] = where
+        for g in self.gpio:
+            if g.locker in seen:
+                raise ValueError(f"locker {g.locker} defined twice ({seen[g.locker]} and gpio)")
+            seen[g.locker] = "gpio"
+        names = [b.name for b in self.buses]
+        if len(names) != len(set(names)):
+            raise ValueError("bus names must be unique")
+        return self
+
+    def locker_ids(self) -> list[int]:
+        ids = [g.locker for g in self.gpio]
+        for bus in self.buses:
+            for b in bus.boards:
+                ids += range(b.first_locker, b.first_locker + b.locks)
+        return sorted(ids)
+
+
 class DevicesConfig(_Model):
     panic_buttons: list[PanicButtonConfig] = Field(default_factory=list)
     sent_led: OutputConfig | None = None
     ack_led: OutputConfig | None = None
     buzzer: OutputConfig | None = None
     reset_key: InputConfig | None = None
+    lockers: LockersConfig | None = Field(None, description="A parcel-locker bank, if any.")
 
     @model_validator(mode="after")
     def _unique(self) -> DevicesConfig:
@@ -188,6 +292,10 @@ class DevicesConfig(_Model):
             dev = getattr(self, name)
             if dev is not None:
                 out.append((name, dev.pin))
+        if self.lockers is not None:
+            for g in self.lockers.gpio:
+                out.append((f"locker {g.locker} solenoid", g.solenoid_pin))
+                out.append((f"locker {g.locker} door", g.door_pin))
         return out
 
 

@@ -96,6 +96,10 @@ class OutboxOverflow(_Payload):
     last_seq: int | None
 
 
+class StoreReset(_Payload):
+    quarantined: str = Field(description="Where the damaged store file was moved.")
+
+
 class SiteStarted(_Payload):
     version: str
     restored_alarm: str | None = None
@@ -108,6 +112,7 @@ EVENT_DATA: dict[str, type[BaseModel]] = {
     "input.fault": InputFault,
     "outbox.overflow": OutboxOverflow,
     "site.started": SiteStarted,
+    "store.reset": StoreReset,
 }
 
 

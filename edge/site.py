@@ -11,13 +11,14 @@ from pathlib import Path
 
 import structlog
 
-from drivers.base import DigitalOutput, Hardware
+from drivers.base import Coil, DigitalOutput, Hardware
 from edge import __version__
 from edge.clock import Clock, SystemClock, rfc3339
 from edge.commands import CommandProcessor, LoadedKey, load_keys
 from edge.config import SiteConfig
+from edge.lockers import LockerBank
 from edge.loop import CoreLoop
-from edge.models import SiteStarted, Status
+from edge.models import SiteStarted, Status, StoreReset
 from edge.outbox import Outbox, Publisher
 from edge.ports import Ports
 from edge.shelter import ShelterAlarm
@@ -75,6 +76,15 @@ class Site(UplinkListener):
             ocfg = getattr(d, name)
             if ocfg is not None:
                 self.outputs[name] = hardware.output(name, ocfg.pin, active_high=ocfg.active_high)
+        self.coils: dict[int, Coil] = {}
+        if d.lockers is not None:
+            for g in d.lockers.gpio:
+                self.coils[g.locker] = hardware.coil(
+                    f"coil-{g.locker}",
+                    g.solenoid_pin,
+                    active_high=g.active_high,
+                    max_on_s=d.lockers.max_on_ms / 1000,
+                )
         try:
             self._build(keys, uplink_factory, rng)
         except BaseException:
@@ -124,6 +134,9 @@ class Site(UplinkListener):
             self.shelter = ShelterAlarm(
                 cfg.devices, cfg.site.cameras, self.hardware, self.outputs, self.ports
             )
+        self.lockers: LockerBank | None = None
+        if cfg.devices.lockers is not None:
+            self.lockers = LockerBank(cfg.devices.lockers, self.hardware, self.coils, self.ports)
         self.loop.after_batch.append(self._after_batch)
         self._thread: threading.Thread | None = None
         self._started = False
@@ -146,9 +159,13 @@ class Site(UplinkListener):
     def start(self) -> None:
         """Bring devices up, record the start, connect (call on the core thread)."""
         if self.store.quarantined is not None:
-            self.outbox.emit("site", "store.reset", {"quarantined": str(self.store.quarantined)})
+            self.outbox.emit(
+                "site", "store.reset", StoreReset(quarantined=str(self.store.quarantined))
+            )
         if self.shelter is not None:
             self.shelter.start()
+        if self.lockers is not None:
+            self.lockers.start()
         restored = self.shelter.restored_alarm if self.shelter else None
         self.outbox.emit(
             "site", "site.started", SiteStarted(version=__version__, restored_alarm=restored)
@@ -214,10 +231,18 @@ class Site(UplinkListener):
         return box[0] if box else None
 
     def shutdown(self, flush_s: float = 3.0) -> None:
-        """Stop input, flush what can be flushed, outputs safe, exit cleanly."""
+        """Stop input, outputs into their safe state, flush what can be flushed, say
+        offline, close the store. Every step runs even when an earlier one fails."""
         try:
             if self.shelter is not None:
                 self.shelter.stop()
+            if self.lockers is not None:
+                self.lockers.stop()
+        except Exception:
+            self.log.exception("shutdown_input_stop_failed")
+        finally:
+            self._outputs_off()
+        try:
             if self._started and self.outbox.online:
                 deadline = self.clock.monotonic() + flush_s
                 self.loop.run_pending()
@@ -233,14 +258,17 @@ class Site(UplinkListener):
                 if self._started:
                     self.uplink.stop((self.topics.status, self._status("offline")))
             finally:
-                self._outputs_off()
                 try:
                     self.store.close()
                 finally:
                     self.log.info("site_stopped", pending=len(self.store))
 
     def _outputs_off(self) -> None:
-        for name, out in self.outputs.items():
+        devices: list[tuple[object, Coil | DigitalOutput]] = [
+            *self.coils.items(),
+            *self.outputs.items(),
+        ]
+        for name, out in devices:
             try:
                 out.close()
             except Exception as exc:

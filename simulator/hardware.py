@@ -10,11 +10,28 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from gpiozero.pins.mock import MockFactory
+from gpiozero.pins.mock import MockFactory, MockPin
 
-from drivers.base import DigitalInput, DigitalOutput
-from drivers.gpio import GpioInput, GpioOutput
+from drivers.base import Coil, DigitalInput, DigitalOutput, LockBus, Startable
+from drivers.cu16 import BoardSettings, Cu16Bus, Cu16Listener
+from drivers.gpio import GpioCoil, GpioInput, GpioOutput
 from edge.clock import rfc3339
+from simulator.cu16_device import SimulatedCu16Bus
+
+
+class SimPin(MockPin):  # type: ignore[misc]
+    """A MockPin that tells observers about every change (coil physics, history)."""
+
+    def __init__(self, factory: Any, info: Any) -> None:
+        self.observers: list[Callable[[bool], None]] = []
+        super().__init__(factory, info)
+
+    def _change_state(self, value: bool) -> bool:
+        changed = bool(super()._change_state(value))
+        if changed:
+            for fn in list(getattr(self, "observers", ())):
+                fn(bool(value))
+        return changed
 
 
 @dataclass
@@ -74,11 +91,16 @@ class SimHardware:
     """Implements drivers.base.Hardware on a private MockFactory."""
 
     def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
-        self.factory = MockFactory()
+        self.factory = MockFactory(pin_class=SimPin)
         self.monotonic = monotonic
         self._lock = threading.Lock()
         self._inputs: dict[str, _SimInput] = {}
         self._outputs: dict[str, _SimOutput] = {}
+        self._coil_log: list[dict[str, Any]] = []  # {name, on, t}
+        self._jammed: set[str] = set()  # coil names whose door will not spring open
+        self.buses: dict[str, SimulatedCu16Bus] = {}
+        self.code_readers: list[Any] = []  # SimulatedCodeReader
+        self._closers: list[Callable[[], None]] = []
 
     # ---- Hardware interface ----
     def input(self, name: str, pin: int, *, contact: str, pull_up: bool) -> DigitalInput:
@@ -108,7 +130,115 @@ class SimHardware:
 
         return RecordingOutput(inner, record)
 
+    def coil(self, name: str, pin: int, *, active_high: bool, max_on_s: float) -> Coil:
+        """A GpioCoil on a SimPin. Physics: while ``coil-N`` is energised, the door of
+        input ``door-N`` springs open (unless jammed)."""
+        coil = GpioCoil(
+            name, pin, active_high=active_high, max_on_s=max_on_s, pin_factory=self.factory
+        )
+        sim_pin = self.factory.pin(pin)
+
+        def changed(level: bool) -> None:
+            on = level == active_high
+            with self._lock:
+                self._coil_log.append({"name": name, "on": on, "t": self.monotonic()})
+                jammed = name in self._jammed
+            door = "door-" + name.removeprefix("coil-")
+            if on and not jammed and door in self.input_names():
+                self.set_input(door, False)  # door sensor: active = shut
+
+        sim_pin.observers.append(changed)
+        return coil
+
+    def lock_bus(
+        self,
+        name: str,
+        url: str,
+        *,
+        baudrate: int,
+        boards: list[BoardSettings],
+        poll_hz: float,
+        max_pulse_ms: int,
+        listener: Cu16Listener,
+    ) -> LockBus:
+        """A simulated CU16 bus on a pty, driven by the real Cu16Bus driver."""
+        sim = SimulatedCu16Bus([b.board_id for b in boards], monotonic=self.monotonic)
+        for b in boards:
+            sim.set_polarity(b.board_id, b.closed_bit)
+            sim.set_unlock_replies(b.board_id, b.unlock_replies)
+        self.buses[name] = sim
+        self._closers.append(sim.close)
+        return Cu16Bus(
+            sim.port,
+            boards,
+            listener,
+            poll_hz=poll_hz,
+            max_pulse_ms=max_pulse_ms,
+            monotonic=self.monotonic,
+        )
+
+    def code_reader(
+        self,
+        url: str,
+        *,
+        baudrate: int,
+        listener: Callable[[str], None],
+        on_fault: Callable[[str], None],
+        on_recovered: Callable[[], None],
+    ) -> Startable:
+        from drivers.codereader import CodeReader
+        from simulator.codereader_device import SimulatedCodeReader
+
+        sim = SimulatedCodeReader()
+        self.code_readers.append(sim)
+        self._closers.append(sim.close)
+        return CodeReader(
+            sim.port,
+            baudrate=baudrate,
+            listener=listener,
+            on_fault=on_fault,
+            on_recovered=on_recovered,
+        )
+
+    # ---- locker physics controls (any thread) ----
+    def set_gpio_door(self, locker: int, is_open: bool) -> None:
+        self.set_input(f"door-{locker}", not is_open)
+
+    def jam_gpio(self, locker: int, jammed: bool) -> None:
+        with self._lock:
+            (self._jammed.add if jammed else self._jammed.discard)(f"coil-{locker}")
+
+    def coil_intervals(self) -> list[dict[str, Any]]:
+        """Every coil pulse as {name, start, end} (monotonic s), GPIO and CU16 alike."""
+        with self._lock:
+            log = list(self._coil_log)
+        out: list[dict[str, Any]] = []
+        started: dict[str, float] = {}
+        for e in log:
+            if e["on"]:
+                started[e["name"]] = e["t"]
+            elif e["name"] in started:
+                out.append({"name": e["name"], "start": started.pop(e["name"]), "end": e["t"]})
+        for name, t in started.items():
+            out.append({"name": name, "start": t, "end": None})
+        for bus, sim in self.buses.items():
+            for u in sim.snapshot()["unlocks"]:
+                start = float(u["t_monotonic"])
+                out.append(
+                    {
+                        "name": f"{bus}/{u['board']}/{u['lock']}",
+                        "start": start,
+                        "end": start + u["pulse_ms"] / 1000,
+                    }
+                )
+        return sorted(out, key=lambda i: i["start"])
+
     def close(self) -> None:
+        for closer in self._closers:
+            try:
+                closer()
+            except Exception:
+                pass
         self.factory.close()
 
     # ---- technician controls (any thread) ----
@@ -146,6 +276,10 @@ class SimHardware:
                     n: {"active": s.active, "contact": "nc" if s.nc else "no", "pin": s.dev.pin}
                     for n, s in self._inputs.items()
                 },
+                "coils": [
+                    {"name": e["name"], "on": e["on"], "t": round(e["t"], 6)}
+                    for e in self._coil_log
+                ],
                 "outputs": {
                     n: {
                         "on": s.dev.is_on,

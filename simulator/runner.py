@@ -9,7 +9,7 @@ from typing import Any
 import structlog
 
 from edge.config import SiteConfig, TrustedKey
-from edge.errors import ConfigError
+from edge.errors import AnsimError, ConfigError
 from edge.signing import generate_keypair
 from edge.site import Site
 from simulator.broker import EmbeddedBroker, port_free
@@ -57,6 +57,14 @@ class SimRunner:
         control: str = "127.0.0.1:8765",
         embedded_port: int | None = None,
     ) -> None:
+        host, port = parse_hostport(control)
+        try:
+            self.api = ControlApi(host, port)  # first: a taken port fails before anything else
+        except OSError as exc:
+            raise AnsimError(
+                f"control API cannot listen on {host}:{port} ({exc.strerror}); "
+                "pass --control HOST:PORT with a free port"
+            ) from None
         self.broker: EmbeddedBroker | None = None
         if broker_url is None:
             if embedded_port is None:
@@ -72,8 +80,6 @@ class SimRunner:
         self.cfg = ensure_dev_key(cfg)
         self.hardware = SimHardware()
         self.site = Site(self.cfg, self.hardware)
-        host, port = parse_hostport(control)
-        self.api = ControlApi(host, port)
         add_site_routes(self.api, self.site, self.hardware)
 
     def run(self) -> None:

@@ -1,0 +1,77 @@
+"""Coil safety, below the command layer: every unlock becomes a pulse of at most
+``max_on_ms``; each lock has a cooldown; at most ``max_concurrent`` coils are energised
+at once site-wide, so "open all" opens doors one after another.
+
+Plain logic on a monotonic clock; the locker controller fires what ``due`` returns.
+The drivers enforce the on-time again on their own (gpiozero's blink thread, the
+board's pulse timer), so a dead core loop cannot leave a coil on.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from edge.errors import CommandError
+
+# Margin added to each pulse before the next coil may start (driver and bus latency).
+SETTLE_S = 0.05
+
+
+@dataclass(frozen=True)
+class Pulse:
+    locker: int
+    seconds: float
+    reason: str
+
+
+class CoilScheduler:
+    def __init__(self, *, pulse_ms: int, max_on_ms: int, cooldown_ms: int, max_concurrent: int):
+        self.pulse_s = min(pulse_ms, max_on_ms) / 1000
+        self.cooldown_s = cooldown_ms / 1000
+        self.max_concurrent = max_concurrent
+        self._queue: deque[Pulse] = deque()
+        self._energised: dict[int, float] = {}  # locker -> energised until
+        self._ready_at: dict[int, float] = {}  # locker -> cooldown ends
+
+    def request(self, locker: int, reason: str, now: float) -> int:
+        """Queue a pulse; returns its place in the queue (0 = next). Raises CommandError
+        when the lock is cooling down or already queued."""
+        if any(p.locker == locker for p in self._queue) or locker in self._energised:
+            raise CommandError("busy", f"locker {locker} is already being opened")
+        ready = self._ready_at.get(locker, 0.0)
+        if now < ready:
+            raise CommandError(
+                "cooldown", f"locker {locker} coil is cooling down for {ready - now:.1f} s more"
+            )
+        self._queue.append(Pulse(locker, self.pulse_s, reason))
+        return len(self._queue) - 1
+
+    def cancel(self, locker: int) -> None:
+        self._queue = deque(p for p in self._queue if p.locker != locker)
+
+    def due(self, now: float) -> list[Pulse]:
+        """Pulses to fire now (the caller fires them immediately)."""
+        for locker, until in list(self._energised.items()):
+            if until <= now:
+                del self._energised[locker]
+        out: list[Pulse] = []
+        while self._queue and len(self._energised) < self.max_concurrent:
+            p = self._queue.popleft()
+            self._energised[p.locker] = now + p.seconds + SETTLE_S
+            self._ready_at[p.locker] = now + p.seconds + self.cooldown_s
+            out.append(p)
+        return out
+
+    def next_wake(self) -> float | None:
+        """When ``due`` may next return something (the earliest coil to finish)."""
+        if not self._queue or not self._energised:
+            return None
+        return min(self._energised.values())
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def energised(self, now: float) -> list[int]:
+        return sorted(k for k, until in self._energised.items() if until > now)

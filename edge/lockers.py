@@ -1,0 +1,409 @@
+"""The parcel-locker bank: CU16 buses and GPIO lockers behind one door/lock interface,
+coil safety, the locker machine, offline pickup by code, and the locker commands.
+Core thread only, except the small listener shims that post from driver threads."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Literal
+
+import structlog
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from drivers.base import Coil, Hardware, LockBus, Startable
+from drivers.cu16 import BoardSettings
+from edge.alarm import Emit
+from edge.clock import rfc3339
+from edge.coils import CoilScheduler
+from edge.commands import CommandContext
+from edge.config import Cu16BoardConfig, LockersConfig
+from edge.errors import CommandError
+from edge.inputs import DebouncedInput
+from edge.locker import LockerMachine, OpenReason
+from edge.pickup import CodeGuard, hash_code, new_salt
+from edge.ports import Ports
+
+log = structlog.get_logger(__name__)
+
+STATE_KEY = "lockers"
+SALT_KEY = "pickup_salt"
+TICK_S = 60.0
+
+
+# ---- command args (documented in docs/mqtt-api.md) ----
+class _Args(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LockerOpenArgs(_Args):
+    locker: int = Field(ge=1)
+    reason: Literal["deposit", "pickup", "service"]
+
+
+class LockerAssignArgs(_Args):
+    locker: int = Field(ge=1)
+    parcel_id: str = Field(min_length=1, max_length=64)
+    pickup_code: str = Field(pattern=r"^[A-Za-z0-9]{4,32}$", repr=False)
+    deposited_at: AwareDatetime | None = None
+
+
+class LockerReleaseArgs(_Args):
+    locker: int = Field(ge=1)
+
+
+class LockerServiceArgs(_Args):
+    locker: int = Field(ge=1)
+    in_service: bool
+
+
+class LockerStatusArgs(_Args):
+    pass
+
+
+LOCKER_COMMANDS: dict[str, type[BaseModel]] = {
+    "locker.open": LockerOpenArgs,
+    "locker.assign": LockerAssignArgs,
+    "locker.release": LockerReleaseArgs,
+    "locker.set_service": LockerServiceArgs,
+    "locker.status": LockerStatusArgs,
+}
+
+
+@dataclass(frozen=True)
+class _BusLock:
+    bus: str
+    board: int
+    lock: int
+
+
+class _BusListener:
+    """Runs on a bus thread: hands everything to the core loop, nothing else."""
+
+    def __init__(self, bank: LockerBank, bus: str) -> None:
+        self.bank = bank
+        self.bus = bus
+
+    def on_status(
+        self, board: int, closed: tuple[bool, ...], items: tuple[bool, ...], t: float
+    ) -> None:
+        self.bank.p.loop.post(lambda: self.bank._board_status(self.bus, board, closed, items))
+
+    def on_unlock_sent(self, board: int, lock: int, t: float) -> None:
+        return None
+
+    def on_board_fault(self, board: int, reason: str) -> None:
+        self.bank.p.loop.post(lambda: self.bank._board_fault(self.bus, board, reason))
+
+    def on_board_recovered(self, board: int) -> None:
+        self.bank.p.loop.post(lambda: self.bank._board_recovered(self.bus, board))
+
+    def on_garbage(self, count: int) -> None:
+        self.bank.p.loop.post(lambda: self.bank._garbage(self.bus, count))
+
+
+class LockerBank:
+    def __init__(
+        self, cfg: LockersConfig, hardware: Hardware, coils: dict[int, Coil], ports: Ports
+    ) -> None:
+        self.cfg = cfg
+        self.p = ports
+        self.coils = coils
+        self.machine = LockerMachine(
+            cfg.locker_ids(),
+            forced_window_s=cfg.forced_window_s,
+            free_hours=cfg.free_hours,
+            fee_per_day_krw=cfg.fee_per_day_krw,
+            persisted=ports.store.get_state(STATE_KEY),
+        )
+        self.sched = CoilScheduler(
+            pulse_ms=cfg.pulse_ms,
+            max_on_ms=cfg.max_on_ms,
+            cooldown_ms=cfg.cooldown_ms,
+            max_concurrent=cfg.max_concurrent,
+        )
+        self.garbage = 0
+        self._via: dict[int, str] = {}
+        self._pump_timer: Any = None
+        salt = ports.store.get_state(SALT_KEY)
+        if salt is None:
+            salt = new_salt()
+            ports.store.put_state(SALT_KEY, salt)
+        self._salt = salt
+        # Where each locker lives.
+        self.bus_locks: dict[int, _BusLock] = {}
+        self.boards: dict[tuple[str, int], Cu16BoardConfig] = {}
+        self.buses: dict[str, LockBus] = {}
+        for bus in cfg.buses:
+            settings = []
+            for b in bus.boards:
+                self.boards[(bus.name, b.id)] = b
+                for i in range(b.locks):
+                    self.bus_locks[b.first_locker + i] = _BusLock(bus.name, b.id, i + 1)
+                settings.append(
+                    BoardSettings(
+                        board_id=b.id,
+                        closed_bit=b.closed_bit,
+                        unlock_replies=b.unlock_replies,
+                        pulse_ms=cfg.pulse_ms,
+                    )
+                )
+            self.buses[bus.name] = hardware.lock_bus(
+                bus.name,
+                bus.url,
+                baudrate=bus.baudrate,
+                boards=settings,
+                poll_hz=bus.poll_hz,
+                max_pulse_ms=cfg.max_on_ms,
+                listener=_BusListener(self, bus.name),
+            )
+        self.doors: dict[int, DebouncedInput] = {}
+        for g in cfg.gpio:
+            dev = hardware.input(
+                f"door-{g.locker}", g.door_pin, contact=g.door_contact, pull_up=g.pull_up
+            )
+            self.doors[g.locker] = DebouncedInput(
+                dev,
+                g.debounce_ms / 1000,
+                ports.loop,
+                on_change=functools.partial(self._gpio_door, g.locker),
+                on_fault=functools.partial(self._gpio_fault, g.locker),
+            )
+        self.guard: CodeGuard | None = None
+        self.reader: Startable | None = None
+        if cfg.code_reader is not None:
+            cr = cfg.code_reader
+            self.guard = CodeGuard(cr.max_failures, cr.failure_window_s, cr.lockout_s)
+            self.reader = hardware.code_reader(
+                cr.url,
+                baudrate=cr.baudrate,
+                listener=self._code_from_reader,
+                on_fault=lambda reason: ports.loop.post(lambda: self._reader_fault(reason)),
+                on_recovered=lambda: ports.loop.post(self._reader_recovered),
+            )
+        for name, model in LOCKER_COMMANDS.items():
+            ports.commands.register(name, model, getattr(self, "_cmd_" + name.split(".")[1]))
+
+    # ---- lifecycle ----
+    def start(self) -> None:
+        for locker, inp in self.doors.items():
+            level = inp.start()
+            if inp.fault is None:
+                self.machine.door(locker, not level, self.p.clock.monotonic(), self.p.clock.now())
+        for name, bus in self.buses.items():
+            bus.start()
+            for (bname, board_id), _b in self.boards.items():
+                if bname == name:
+                    bus.set_unlock_time(board_id, min(self.cfg.pulse_ms, self.cfg.max_on_ms))
+        if self.reader is not None:
+            self.reader.start()
+        self._publish()
+        self.p.loop.call_later(1.0, self._tick)
+
+    def stop(self) -> None:
+        if self.reader is not None:
+            self.reader.close()
+        for inp in self.doors.values():
+            inp.stop()
+        for bus in self.buses.values():
+            bus.close()
+
+    # ---- effects ----
+    def _run(self, emits: list[Emit]) -> None:
+        for e in emits:
+            self.p.outbox.emit(e.device, e.type, e.data, alarm=e.alarm, event_id=e.event_id)
+            if e.type in ("door.opened", "door.forced"):
+                locker = int(e.data["locker"])
+                opened_at = self.machine.lockers[locker].opened_at
+                if opened_at is not None:
+                    self.p.loop.call_later(
+                        self.cfg.left_open_s,
+                        functools.partial(self._left_open, locker, opened_at),
+                    )
+        self.p.store.put_state(STATE_KEY, self.machine.dump())
+        self._publish()
+
+    def _publish(self) -> None:
+        for locker in self.machine.lockers:
+            self.p.states.set(f"locker-{locker}", self.machine.public_state(locker))
+
+    def _left_open(self, locker: int, opened_at: float) -> None:
+        self._run(self.machine.left_open_check(locker, opened_at, self.p.clock.monotonic()))
+
+    def _tick(self) -> None:
+        emits = self.machine.tick(self.p.clock.now())
+        if emits:
+            self._run(emits)
+        self.p.loop.call_later(TICK_S, self._tick)
+
+    # ---- coils ----
+    def open(self, locker: int, reason: OpenReason, via: str) -> int:
+        """Validate, then queue a pulse (CommandError if refused). Returns queue position."""
+        self.machine.check_open(locker, reason)
+        pos = self.sched.request(locker, reason, self.p.clock.monotonic())
+        self._via[locker] = via
+        self._pump()
+        return pos
+
+    def _pump(self) -> None:
+        now = self.p.clock.monotonic()
+        for pulse in self.sched.due(now):
+            try:
+                self._fire(pulse.locker, pulse.seconds)
+            except Exception as exc:
+                log.error("coil_fire_failed", locker=pulse.locker, error=str(exc))
+                continue
+            via = self._via.pop(pulse.locker, "centre")
+            self.machine.pulse_fired(pulse.locker, pulse.reason, via, now)
+            self.p.loop.call_later(
+                pulse.seconds + self.cfg.open_timeout_s,
+                functools.partial(self._jam_check, pulse.locker, now),
+            )
+        if self._pump_timer is not None:
+            self._pump_timer.cancel()
+            self._pump_timer = None
+        wake = self.sched.next_wake()
+        if wake is not None:
+            self._pump_timer = self.p.loop.call_later(max(0.0, wake - now), self._pump)
+
+    def _fire(self, locker: int, seconds: float) -> None:
+        where = self.bus_locks.get(locker)
+        if where is not None:
+            self.buses[where.bus].unlock(where.board, where.lock)
+        else:
+            self.coils[locker].pulse(seconds)
+        log.info("coil_pulse", locker=locker, ms=int(seconds * 1000))
+
+    def _jam_check(self, locker: int, pulse_time: float) -> None:
+        emits = self.machine.jam_check(locker, pulse_time)
+        if emits:
+            self._run(emits)
+
+    # ---- hardware readings (core thread) ----
+    def _board_status(
+        self, bus: str, board: int, closed: tuple[bool, ...], items: tuple[bool, ...]
+    ) -> None:
+        b = self.boards.get((bus, board))
+        if b is None:
+            return
+        now, wall = self.p.clock.monotonic(), self.p.clock.now()
+        emits: list[Emit] = []
+        for i in range(b.locks):
+            locker = b.first_locker + i
+            self.machine.set_fault(locker, None) if self.machine.lockers[locker].fault else None
+            self.machine.item(locker, items[i] if b.item_sensors else None)
+            emits += self.machine.door(locker, not closed[i], now, wall)
+        self._run(emits)
+
+    def _board_fault(self, bus: str, board: int, reason: str) -> None:
+        b = self.boards.get((bus, board))
+        if b is None:
+            return
+        for i in range(b.locks):
+            self.machine.set_fault(b.first_locker + i, f"board {bus}/{board}: {reason}")
+        self._run(
+            [
+                Emit(
+                    f"board-{bus}-{board}",
+                    "board.fault",
+                    {"bus": bus, "board": board, "reason": reason},
+                    alarm=False,
+                )
+            ]
+        )
+
+    def _board_recovered(self, bus: str, board: int) -> None:
+        self._run([Emit(f"board-{bus}-{board}", "board.recovered", {"bus": bus, "board": board})])
+
+    def _garbage(self, bus: str, count: int) -> None:
+        self.garbage += count
+
+    def _gpio_door(self, locker: int, level: bool) -> None:
+        now, wall = self.p.clock.monotonic(), self.p.clock.now()
+        self._run(self.machine.door(locker, not level, now, wall))
+
+    def _gpio_fault(self, locker: int, reason: str) -> None:
+        self.machine.set_fault(locker, reason)
+        self._run([Emit(f"locker-{locker}", "input.fault", {"reason": reason}, alarm=False)])
+
+    # ---- pickup by code ----
+    def _code_from_reader(self, code: str) -> None:
+        # Reader thread: hash here (slow on purpose), never log the code, hand over the hash.
+        try:
+            digest = hash_code(code, self._salt)
+        except Exception as exc:
+            log.error("code_hash_failed", error=type(exc).__name__)
+            return
+        self.p.loop.post(lambda: self._code(digest))
+
+    def _code(self, digest: str) -> None:
+        assert self.guard is not None
+        now = self.p.clock.monotonic()
+        if self.guard.locked(now):
+            self._run([self._rejected("locked_out")])
+            return
+        locker = self.machine.locker_for_code(digest)
+        if locker is None:
+            emits = [self._rejected("unknown_code")]
+            if self.guard.failure(now):
+                until = self.p.clock.now() + timedelta(seconds=self.guard.lockout_s)
+                emits.append(
+                    Emit(
+                        "code-reader",
+                        "pickup.locked_out",
+                        {"until": rfc3339(until), "failures": self.guard.max_failures},
+                        alarm=False,
+                    )
+                )
+            self._run(emits)
+            return
+        try:
+            self.open(locker, "pickup", "code")
+        except CommandError as exc:
+            self._run([self._rejected(exc.code, locker)])
+            return
+        self.guard.success()
+
+    @staticmethod
+    def _rejected(reason: str, locker: int | None = None) -> Emit:
+        return Emit("code-reader", "pickup.rejected", {"reason": reason, "locker": locker})
+
+    def _reader_fault(self, reason: str) -> None:
+        self._run([Emit("code-reader", "input.fault", {"reason": reason})])
+
+    def _reader_recovered(self) -> None:
+        self._run([Emit("code-reader", "input.restored", {})])
+
+    # ---- commands ----
+    def _cmd_open(self, args: LockerOpenArgs, ctx: CommandContext) -> dict[str, Any]:
+        pos = self.open(args.locker, args.reason, ctx.key_id)
+        self._publish()
+        return {"locker": args.locker, "queued": pos}
+
+    def _cmd_assign(self, args: LockerAssignArgs, ctx: CommandContext) -> dict[str, Any]:
+        self.machine.get(args.locker)  # unknown locker before the slow hash
+        digest = hash_code(args.pickup_code, self._salt)
+        self.machine.assign(args.locker, args.parcel_id, digest, args.deposited_at)
+        self._run([])
+        return {"locker": args.locker, "state": self.machine.public_state(args.locker)["state"]}
+
+    def _cmd_release(self, args: LockerReleaseArgs, ctx: CommandContext) -> dict[str, Any]:
+        self.machine.release(args.locker)
+        self.sched.cancel(args.locker)
+        self._run([])
+        return {"locker": args.locker, "state": self.machine.public_state(args.locker)["state"]}
+
+    def _cmd_set_service(self, args: LockerServiceArgs, ctx: CommandContext) -> dict[str, Any]:
+        self.machine.set_service(args.locker, args.in_service)
+        if not args.in_service:
+            self.sched.cancel(args.locker)
+        self._run([])
+        return {"locker": args.locker, "state": self.machine.public_state(args.locker)["state"]}
+
+    def _cmd_status(self, args: LockerStatusArgs, ctx: CommandContext) -> dict[str, Any]:
+        return {
+            "lockers": [self.machine.public_state(i) for i in sorted(self.machine.lockers)],
+            "coils_queued": self.sched.queued,
+            "garbage_bytes": self.garbage,
+        }
