@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from drivers.cu16 import BoardSettings, Cu16Listener
+    from drivers.modem import ModemListener
 
 # Called with (raw_level_active, monotonic_seconds) on every raw change of an input.
 InputListener = Callable[[bool, float], None]
@@ -84,6 +85,23 @@ class Startable(Protocol):
     def close(self) -> None: ...
 
 
+class Modem(Protocol):
+    """A GSM/LTE modem (see drivers.modem.GsmModem): every method returns at once;
+    outcomes come back through the listener given at creation."""
+
+    def start(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def send_sms(self, request_id: str, number: str, text: str) -> None: ...
+
+    def call(
+        self, request_id: str, number: str, ring_timeout_s: float = 30, talk_s: float = 20
+    ) -> None: ...
+
+    def hangup(self) -> None: ...
+
+
 class Hardware(Protocol):
     """Makes the site's devices. Chosen in one place (the CLI) and injected into the site."""
 
@@ -114,5 +132,15 @@ class Hardware(Protocol):
         on_fault: Callable[[str], None],
         on_recovered: Callable[[], None],
     ) -> Startable: ...
+
+    def modem(
+        self,
+        url: str,
+        *,
+        baudrate: int,
+        check_interval_s: float,
+        command_timeout_s: float,
+        listener: ModemListener,
+    ) -> Modem: ...
 
     def close(self) -> None: ...

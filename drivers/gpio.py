@@ -9,11 +9,20 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from drivers.base import Coil, DigitalInput, DigitalOutput, InputListener, LockBus, Startable
+from drivers.base import (
+    Coil,
+    DigitalInput,
+    DigitalOutput,
+    InputListener,
+    LockBus,
+    Modem,
+    Startable,
+)
 from edge.errors import GpioUnavailableError, InputFaultError
 
 if TYPE_CHECKING:
     from drivers.cu16 import BoardSettings, Cu16Listener
+    from drivers.modem import ModemListener
 
 log = structlog.get_logger(__name__)
 
@@ -199,6 +208,24 @@ class GpioHardware:
         return CodeReader(
             url, baudrate=baudrate, listener=listener, on_fault=on_fault, on_recovered=on_recovered
         )
+
+    def modem(
+        self,
+        url: str,
+        *,
+        baudrate: int,
+        check_interval_s: float,
+        command_timeout_s: float,
+        listener: ModemListener,
+    ) -> Modem:
+        from drivers.modem import GsmModem, ModemConfig
+
+        cfg = ModemConfig(
+            baudrate=baudrate,
+            check_interval_s=check_interval_s,
+            command_timeout_s=command_timeout_s,
+        )
+        return GsmModem(url, listener, config=cfg)
 
     def close(self) -> None:
         close = getattr(self.pin_factory, "close", None)

@@ -37,6 +37,7 @@ class CoilScheduler:
     def request(self, locker: int, reason: str, now: float) -> int:
         """Queue a pulse; returns its place in the queue (0 = next). Raises CommandError
         when the lock is cooling down or already queued."""
+        self._expire(now)
         if any(p.locker == locker for p in self._queue) or locker in self._energised:
             raise CommandError("busy", f"locker {locker} is already being opened")
         ready = self._ready_at.get(locker, 0.0)
@@ -52,9 +53,7 @@ class CoilScheduler:
 
     def due(self, now: float) -> list[Pulse]:
         """Pulses to fire now (the caller fires them immediately)."""
-        for locker, until in list(self._energised.items()):
-            if until <= now:
-                del self._energised[locker]
+        self._expire(now)
         out: list[Pulse] = []
         while self._queue and len(self._energised) < self.max_concurrent:
             p = self._queue.popleft()
@@ -62,6 +61,11 @@ class CoilScheduler:
             self._ready_at[p.locker] = now + p.seconds + self.cooldown_s
             out.append(p)
         return out
+
+    def _expire(self, now: float) -> None:
+        for locker, until in list(self._energised.items()):
+            if until <= now:
+                del self._energised[locker]
 
     def next_wake(self) -> float | None:
         """When ``due`` may next return something (the earliest coil to finish)."""

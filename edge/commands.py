@@ -39,6 +39,14 @@ ERROR_CODES = (
 )
 
 
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate cannot go back out in a result
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class CommandContext:
     command_id: str
@@ -122,10 +130,12 @@ class CommandProcessor:
             return fail(None, "too_large", f"payload over {self.max_payload_bytes} bytes; not read")
         try:
             raw = json.loads(payload.decode("utf-8"))
+        except RecursionError:
+            return fail(None, "bad_json", "JSON nested too deeply")
         except (UnicodeDecodeError, ValueError) as exc:
             return fail(None, "bad_json", f"not UTF-8 JSON: {exc}")
         cid = raw.get("command_id") if isinstance(raw, dict) else None
-        cid = cid if isinstance(cid, str) and 0 < len(cid) <= 64 else None
+        cid = cid if isinstance(cid, str) and 0 < len(cid) <= 64 and _encodable(cid) else None
         if not isinstance(raw, dict):
             return fail(None, "bad_schema", "a command is a JSON object")
         try:

@@ -147,11 +147,61 @@ class InputConfig(_Model):
         return "no" if v is False else v
 
 
+class SupervisionConfig(InputConfig):
+    """A second input watching the button's wiring (end-of-line supervision output, second
+    loop or tamper contact): active = the loop is cut, shorted or the housing is open."""
+
+    contact: Literal["nc", "no"] = "nc"
+
+
 class PanicButtonConfig(InputConfig):
     name: DeviceName
     contact: Literal["nc", "no"] = "nc"
     hold_ms: int = Field(0, ge=0, le=30_000, description="Must stay pressed this long to count.")
     mode: Literal["silent", "audible"] = "silent"
+    supervision: SupervisionConfig | None = Field(
+        None, description="Optional wiring-supervision / tamper input for this button."
+    )
+    chatter_max: int = Field(
+        10, ge=3, le=1000, description="More raw transitions than this within the window: chatter."
+    )
+    chatter_window_s: float = Field(10, gt=0, le=3600, description="Chatter counting window.")
+
+
+PhoneNumber = Annotated[str, Field(pattern=r"^\+?[0-9]{2,20}$")]
+
+
+class ModemDeviceConfig(_Model):
+    url: str = Field(description="Serial device of the GSM/LTE modem (AT commands).")
+    baudrate: int = Field(115200, description="Line speed.")
+    check_interval_s: float = Field(
+        30, ge=1, le=3600, description="Registration and signal check period."
+    )
+    command_timeout_s: float = Field(2.0, gt=0, le=60, description="Timeout of simple commands.")
+
+
+class EscalationConfig(_Model):
+    escalate_after_s: float = Field(
+        15, ge=0, le=3600, description="No alarm.ack this long after the press: escalate."
+    )
+    sms_numbers: list[PhoneNumber] = Field(
+        default_factory=list, description="Numbers texted on escalation."
+    )
+    call_number: PhoneNumber | None = Field(
+        None, description="Number called on escalation (112 in production)."
+    )
+    call_attempts: int = Field(3, ge=1, le=10, description="Tries on busy / no answer / drop.")
+    call_retry_delay_s: float = Field(10, ge=0, le=600, description="Between call attempts.")
+    ring_timeout_s: float = Field(30, gt=0, le=300, description="Ring this long, then no_answer.")
+    talk_s: float = Field(60, gt=0, le=3600, description="Keep an answered call this long.")
+
+
+class TestModeConfig(_Model):
+    default_minutes: int = Field(30, ge=1, le=240, description="Walk test length by key.")
+    key_turns: int = Field(
+        3, ge=2, le=10, description="Reset-key turns within key_window_s that start a walk test."
+    )
+    key_window_s: float = Field(5, gt=0, le=60, description="Window for the key sequence.")
 
 
 class OutputConfig(_Model):
@@ -269,6 +319,9 @@ class DevicesConfig(_Model):
     buzzer: OutputConfig | None = None
     reset_key: InputConfig | None = None
     lockers: LockersConfig | None = Field(None, description="A parcel-locker bank, if any.")
+    modem: ModemDeviceConfig | None = Field(
+        None, description="GSM/LTE modem: the alarm's second channel (SMS, voice call)."
+    )
 
     @model_validator(mode="after")
     def _unique(self) -> DevicesConfig:
@@ -288,6 +341,11 @@ class DevicesConfig(_Model):
 
     def pin_map(self) -> list[tuple[str, int]]:
         out: list[tuple[str, int]] = [(b.name, b.pin) for b in self.panic_buttons]
+        out += [
+            (f"{b.name} supervision", b.supervision.pin)
+            for b in self.panic_buttons
+            if b.supervision is not None
+        ]
         for name in ("sent_led", "ack_led", "buzzer", "reset_key"):
             dev = getattr(self, name)
             if dev is not None:
@@ -308,6 +366,15 @@ class SiteConfig(_Model):
     commands: CommandsConfig = CommandsConfig()
     keys: list[TrustedKey] = Field(default_factory=list)
     devices: DevicesConfig = DevicesConfig()
+    escalation: EscalationConfig = Field(
+        default_factory=EscalationConfig, description="When and how an alarm escalates."
+    )
+    test_mode: TestModeConfig = Field(
+        default_factory=TestModeConfig, description="Walk test started by the reset key."
+    )
+    self_check_s: float = Field(
+        60, ge=1, le=3600, description="Period of the input self-check (faults, supervision)."
+    )
 
     @model_validator(mode="after")
     def _keys_unique(self) -> SiteConfig:

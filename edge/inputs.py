@@ -25,7 +25,9 @@ class DebouncedInput:
         loop: CoreLoop,
         on_change: Callable[[bool], None],
         on_fault: Callable[[str], None],
+        on_raw: Callable[[float], None] | None = None,
     ) -> None:
+        self.on_raw = on_raw
         self.dev = dev
         self.name = dev.name
         self.loop = loop
@@ -48,6 +50,20 @@ class DebouncedInput:
         self.dev.set_listener(self._from_driver)
         return level
 
+    def check(self) -> str | None:
+        """Self-check (core thread): read the input now. Returns the fault, or None.
+        A fault is reported once through on_fault; recovery clears it."""
+        try:
+            self.dev.read()
+        except InputFaultError as exc:
+            if self.fault is None:
+                self.fault = str(exc)
+                log.error("input_fault", input=self.name, error=str(exc))
+                self.on_fault(str(exc))
+            return self.fault
+        self.fault = None
+        return None
+
     @property
     def level(self) -> bool:
         return self.deb.stable
@@ -62,6 +78,13 @@ class DebouncedInput:
         self.loop.post(lambda: self._raw(level, t))
 
     def _raw(self, level: bool, t: float) -> None:
+        if self.on_raw is not None:
+            self.on_raw(t)
+        # A level that was already stable for the debounce time before this edge counts,
+        # even if the core loop is running late and its timer has not fired yet.
+        settled = self.deb.poll(t)
+        if settled is not None:
+            self.on_change(settled)
         deadline = self.deb.feed(level, t)
         if deadline is None:
             return

@@ -7,10 +7,10 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any
 
 import structlog
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
 from drivers.base import Coil, Hardware, LockBus, Startable
 from drivers.cu16 import BoardSettings
@@ -22,6 +22,14 @@ from edge.config import Cu16BoardConfig, LockersConfig
 from edge.errors import CommandError
 from edge.inputs import DebouncedInput
 from edge.locker import LockerMachine, OpenReason
+from edge.models import (
+    COMMAND_ARGS,
+    LockerAssignArgs,
+    LockerOpenArgs,
+    LockerReleaseArgs,
+    LockerServiceArgs,
+    LockerStatusArgs,
+)
 from edge.pickup import CodeGuard, hash_code, new_salt
 from edge.ports import Ports
 
@@ -32,42 +40,8 @@ SALT_KEY = "pickup_salt"
 TICK_S = 60.0
 
 
-# ---- command args (documented in docs/mqtt-api.md) ----
-class _Args(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class LockerOpenArgs(_Args):
-    locker: int = Field(ge=1)
-    reason: Literal["deposit", "pickup", "service"]
-
-
-class LockerAssignArgs(_Args):
-    locker: int = Field(ge=1)
-    parcel_id: str = Field(min_length=1, max_length=64)
-    pickup_code: str = Field(pattern=r"^[A-Za-z0-9]{4,32}$", repr=False)
-    deposited_at: AwareDatetime | None = None
-
-
-class LockerReleaseArgs(_Args):
-    locker: int = Field(ge=1)
-
-
-class LockerServiceArgs(_Args):
-    locker: int = Field(ge=1)
-    in_service: bool
-
-
-class LockerStatusArgs(_Args):
-    pass
-
-
 LOCKER_COMMANDS: dict[str, type[BaseModel]] = {
-    "locker.open": LockerOpenArgs,
-    "locker.assign": LockerAssignArgs,
-    "locker.release": LockerReleaseArgs,
-    "locker.set_service": LockerServiceArgs,
-    "locker.status": LockerStatusArgs,
+    name: model for name, model in COMMAND_ARGS.items() if name.startswith("locker.")
 }
 
 

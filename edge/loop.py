@@ -69,15 +69,11 @@ class CoreLoop:
             log.exception("core_job_failed", job=getattr(fn, "__qualname__", repr(fn)))
 
     def run_pending(self, max_jobs: int = 10_000) -> int:
-        """Run due timers and queued jobs without waiting, then the after-batch hooks."""
+        """Run queued jobs, then due timers, without waiting; then the after-batch hooks.
+
+        Queued jobs go first: they carry driver timestamps, so an edge that arrived before
+        a timer's deadline is seen before that timer fires, even when the loop runs late."""
         n = 0
-        now = self.clock.monotonic()
-        while True:
-            deadline = self.next_deadline()
-            if deadline is None or deadline > now:
-                break
-            self._run(heapq.heappop(self._timers).fn)
-            n += 1
         while n < max_jobs:
             try:
                 job = self._queue.get_nowait()
@@ -86,6 +82,13 @@ class CoreLoop:
             if job is None:
                 continue
             self._run(job)
+            n += 1
+        now = self.clock.monotonic()
+        while True:
+            deadline = self.next_deadline()
+            if deadline is None or deadline > now:
+                break
+            self._run(heapq.heappop(self._timers).fn)
             n += 1
         for hook in self.after_batch:
             self._run(hook)

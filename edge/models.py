@@ -53,6 +53,13 @@ class Command(_Payload):
     sig: str = Field(pattern=r"^[0-9a-f]{128}$", description="Lowercase hex Ed25519 signature.")
 
 
+class ModemStatus(_Payload):
+    ok: bool = Field(description="The modem answers AT commands.")
+    registered: bool
+    signal_dbm: int | None
+    last_error: str | None
+
+
 class Status(_Payload):
     """Retained on ``{root}/{site}/status``; the last will sets state offline."""
 
@@ -63,6 +70,7 @@ class Status(_Payload):
     clock_synced: bool | None = Field(
         None, description="False when the wall clock is not known to be synchronised."
     )
+    modem: ModemStatus | None = Field(None, description="The fallback modem's health, if any.")
 
 
 # ---- event data models (the "data" object of each event type) ----
@@ -105,6 +113,121 @@ class SiteStarted(_Payload):
     restored_alarm: str | None = None
 
 
+class DoorOpened(_Payload):
+    locker: int
+    reason: Literal["deposit", "pickup", "service"] | None
+    via: str | None = Field(description="'code' (pickup reader) or the command's key id.")
+
+
+class DoorClosed(_Payload):
+    locker: int
+    open_s: float | None = Field(description="How long the door was open.")
+    reason: Literal["deposit", "pickup", "service", "forced"] | None
+
+
+class DoorForced(_Payload):
+    locker: int
+    parcel_id: str | None
+
+
+class DoorLeftOpen(_Payload):
+    locker: int
+    open_s: float
+
+
+class LockJammed(_Payload):
+    locker: int
+    reason: str | None = Field(description="Why it was being opened.")
+
+
+class ParcelDeposited(_Payload):
+    locker: int
+    parcel_id: str | None = Field(description="null when deposited before locker.assign.")
+    deposited_at: str
+
+
+class ParcelPickedUp(_Payload):
+    locker: int
+    parcel_id: str | None
+    deposited_at: str | None
+    picked_up_at: str
+    stored_s: float
+    fee_krw: int = Field(description="0 within the free period, then per started day.")
+    via: str | None = Field(description="'code' (offline pickup) or the command's key id.")
+
+
+class ParcelOverdue(_Payload):
+    locker: int
+    parcel_id: str | None
+    deposited_at: str
+    free_until: str
+    fee_per_day_krw: int
+
+
+class PickupRejected(_Payload):
+    reason: str = Field(
+        description="unknown_code, locked_out, or why the matching locker could not open."
+    )
+    locker: int | None
+
+
+class PickupLockedOut(_Payload):
+    until: str
+    failures: int
+
+
+class BoardFault(_Payload):
+    bus: str
+    board: int
+    reason: str
+
+
+class BoardRecovered(_Payload):
+    bus: str
+    board: int
+
+
+class InputRestored(_Payload):
+    pass
+
+
+class AlarmEscalated(_Payload):
+    alarm_id: str
+    channel: Literal["sms", "call"]
+    number: str
+    attempt: int = Field(ge=1)
+    outcome: str = Field(
+        description="attempt (issued), sent / failed (sms), or the call outcome: answered, "
+        "busy, no_answer, no_carrier, no_dialtone, error, timeout."
+    )
+    detail: str
+
+
+class WiringFault(_Payload):
+    button: str
+    reason: Literal["supervision", "chatter"]
+    loop_open: bool = Field(description="The button loop itself read open (cut or pressed).")
+
+
+class WiringRestored(_Payload):
+    button: str
+    reason: str | None
+
+
+class ModemFault(_Payload):
+    reason: str
+
+
+class ModemRecovered(_Payload):
+    pass
+
+
+class SiteTestMode(_Payload):
+    on: bool
+    until: str | None
+    by: str = Field(description="Key id of the command, 'reset_key' or 'timeout'.")
+
+
 EVENT_DATA: dict[str, type[BaseModel]] = {
     "alarm.raised": AlarmRaised,
     "alarm.acknowledged": AlarmAcknowledged,
@@ -113,6 +236,25 @@ EVENT_DATA: dict[str, type[BaseModel]] = {
     "outbox.overflow": OutboxOverflow,
     "site.started": SiteStarted,
     "store.reset": StoreReset,
+    "input.restored": InputRestored,
+    "door.opened": DoorOpened,
+    "door.closed": DoorClosed,
+    "door.forced": DoorForced,
+    "door.left_open": DoorLeftOpen,
+    "lock.jammed": LockJammed,
+    "parcel.deposited": ParcelDeposited,
+    "parcel.picked_up": ParcelPickedUp,
+    "parcel.overdue": ParcelOverdue,
+    "pickup.rejected": PickupRejected,
+    "pickup.locked_out": PickupLockedOut,
+    "board.fault": BoardFault,
+    "board.recovered": BoardRecovered,
+    "alarm.escalated": AlarmEscalated,
+    "wiring.fault": WiringFault,
+    "wiring.restored": WiringRestored,
+    "modem.fault": ModemFault,
+    "modem.recovered": ModemRecovered,
+    "site.test_mode": SiteTestMode,
 }
 
 
@@ -128,9 +270,49 @@ class AlarmClearArgs(_Payload):
     alarm_id: str | None = Field(None, description="If given, must match the active alarm.")
 
 
+class SiteTestModeArgs(_Payload):
+    on: bool
+    minutes: int = Field(30, ge=1, le=240, description="Ends by itself after this long.")
+
+
+class LockerOpenArgs(_Payload):
+    locker: int = Field(ge=1)
+    reason: Literal["deposit", "pickup", "service"]
+
+
+class LockerAssignArgs(_Payload):
+    locker: int = Field(ge=1)
+    parcel_id: str = Field(min_length=1, max_length=64)
+    pickup_code: str = Field(
+        pattern=r"^[A-Za-z0-9]{4,32}$", repr=False, description="Kept only as a salted hash."
+    )
+    deposited_at: AwareDatetime | None = Field(
+        None, description="Set when the parcel is already in (storage time counts from it)."
+    )
+
+
+class LockerReleaseArgs(_Payload):
+    locker: int = Field(ge=1)
+
+
+class LockerServiceArgs(_Payload):
+    locker: int = Field(ge=1)
+    in_service: bool
+
+
+class LockerStatusArgs(_Payload):
+    pass
+
+
 COMMAND_ARGS: dict[str, type[BaseModel]] = {
     "alarm.ack": AlarmAckArgs,
     "alarm.clear": AlarmClearArgs,
+    "site.test_mode": SiteTestModeArgs,
+    "locker.open": LockerOpenArgs,
+    "locker.assign": LockerAssignArgs,
+    "locker.release": LockerReleaseArgs,
+    "locker.set_service": LockerServiceArgs,
+    "locker.status": LockerStatusArgs,
 }
 
 

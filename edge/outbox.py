@@ -16,7 +16,7 @@ import structlog
 from pydantic import BaseModel
 
 from edge.clock import Clock, rfc3339
-from edge.models import Event, OutboxOverflow, Result
+from edge.models import EVENT_DATA, Event, OutboxOverflow, Result
 from edge.store import PRIO_ALARM, PRIO_EVENT, PRIO_RESULT, Store
 from edge.topics import Topics
 
@@ -78,6 +78,9 @@ class Outbox:
         """Record an event durably-to-be (committed with the batch) and return it."""
         if isinstance(data, BaseModel):
             data = data.model_dump(mode="json")
+        model = EVENT_DATA.get(type_)
+        if model is not None:
+            model.model_validate(data)  # the contract, checked at the edge (a bug raises here)
         event = Event(
             event_id=event_id or str(uuid.uuid4()),
             seq=self.store.next_seq(),
@@ -95,7 +98,8 @@ class Outbox:
             event_id=event.event_id,
         )
         log.info("event", type=type_, device=device, seq=event.seq, event_id=event.event_id)
-        self._check_overflow()
+        if type_ != "outbox.overflow":  # reporting an overflow must not start another
+            self._check_overflow()
         return event
 
     def put_result(self, payload: bytes) -> None:

@@ -25,7 +25,7 @@ import types
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import annotated_types
 from pydantic import BaseModel
@@ -247,6 +247,14 @@ CONFIG_NOTES: dict[str, str] = {
         "Must stay active this long (after debounce) to raise the alarm; 0 = at once."
     ),
     "devices.panic_buttons[].mode": "silent: never sounds the buzzer; audible: buzzer on.",
+    "devices.panic_buttons[].supervision.pin": "BCM GPIO number of the supervision input.",
+    "devices.panic_buttons[].supervision.contact": (
+        "nc (default): the supervision contact opens on a fault; no: it closes on a fault."
+    ),
+    "devices.panic_buttons[].supervision.pull_up": (
+        "true: contact to ground, internal pull-up; false: contact to 3.3 V, pull-down."
+    ),
+    "devices.panic_buttons[].supervision.debounce_ms": "A level counts once stable this long.",
     "devices.sent_led": (
         "Lamp on from the broker's acknowledgement of the alarm.raised event until the "
         "alarm is cleared."
@@ -259,7 +267,10 @@ CONFIG_NOTES: dict[str, str] = {
     "devices.buzzer": "Buzzer, on while an audible alarm is active or acknowledged.",
     "devices.buzzer.pin": "BCM GPIO number.",
     "devices.buzzer.active_high": "true: the pin is driven high to sound it.",
-    "devices.reset_key": "The clerk's key switch: turning it to active clears the alarm.",
+    "devices.reset_key": (
+        "The clerk's key switch: turning it to active clears the alarm; with no alarm, "
+        "test_mode.key_turns turns within test_mode.key_window_s toggle the walk test."
+    ),
     "devices.reset_key.pin": "BCM GPIO number.",
     "devices.reset_key.contact": "no: normally open (turning closes it); nc: normally closed.",
     "devices.reset_key.pull_up": (
@@ -286,6 +297,8 @@ def _type_name(tp: Any) -> str:
     if optional:
         return f"{_type_name(inner)} or null"
     origin = get_origin(tp)
+    if origin is Annotated:
+        return _type_name(get_args(tp)[0])
     if origin is Literal:
         return "one of " + ", ".join(json.dumps(a) for a in get_args(tp))
     if origin is list:

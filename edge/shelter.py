@@ -1,4 +1,5 @@
-"""The shelter store's alarm: panic buttons, reset key, sent/ack lamps, buzzer.
+"""The shelter store's alarm: panic buttons (with optional wiring supervision), the reset
+key, sent/ack lamps, buzzer, walk-test mode, and the hand-over to the modem fallback.
 
 Wires debounced inputs to the AlarmMachine and the machine's results to the outbox,
 the store (state survives restarts) and the outputs. Core thread only.
@@ -7,20 +8,25 @@ the store (state survives restarts) and the outputs. Core thread only.
 from __future__ import annotations
 
 import functools
+from collections import deque
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 
 from drivers.base import DigitalOutput, Hardware
 from edge.alarm import AlarmMachine, Emit
+from edge.clock import rfc3339
 from edge.commands import CommandContext
-from edge.config import DevicesConfig, PanicButtonConfig
+from edge.config import PanicButtonConfig, SiteConfig
+from edge.fallback import ModemFallback
 from edge.inputs import DebouncedInput
-from edge.models import AlarmAckArgs, AlarmClearArgs, InputFault
+from edge.models import AlarmAckArgs, AlarmClearArgs, InputFault, SiteTestModeArgs
 from edge.ports import Ports
 
 log = structlog.get_logger(__name__)
 STATE_KEY = "alarm"
+TEST_KEY = "test_mode_until"
 
 
 class _Button:
@@ -28,21 +34,33 @@ class _Button:
         self.cfg = cfg
         self.inp = inp
         self.generation = 0
+        self.sup: DebouncedInput | None = None
+        self.edges: deque[float] = deque()
+        self.chatter = False
+        self.wiring_fault: str | None = None
 
 
 class ShelterAlarm:
     def __init__(
         self,
-        devices: DevicesConfig,
-        cameras: list[str],
+        cfg: SiteConfig,
         hardware: Hardware,
         outputs: dict[str, DigitalOutput],
         ports: Ports,
+        fallback: ModemFallback,
     ) -> None:
+        devices = cfg.devices
+        self.cfg = cfg
         self.p = ports
         self.outputs = outputs
-        self.test_mode = False
-        self.machine = AlarmMachine.load(cameras, ports.store.get_state(STATE_KEY))
+        self.fallback = fallback
+        self.machine = AlarmMachine.load(cfg.site.cameras, ports.store.get_state(STATE_KEY))
+        self.test_until: datetime | None = None
+        saved = ports.store.get_state(TEST_KEY)
+        if saved:
+            self.test_until = datetime.fromisoformat(saved)
+        self._test_timer: Any = None
+        self._key_turns: deque[float] = deque()
         self.buttons: dict[str, _Button] = {}
         for b in devices.panic_buttons:
             dev = hardware.input(b.name, b.pin, contact=b.contact, pull_up=b.pull_up)
@@ -52,8 +70,22 @@ class ShelterAlarm:
                 ports.loop,
                 on_change=functools.partial(self._button_changed, b.name),
                 on_fault=functools.partial(self._fault, b.name),
+                on_raw=functools.partial(self._raw_edge, b.name),
             )
-            self.buttons[b.name] = _Button(b, inp)
+            btn = _Button(b, inp)
+            if b.supervision is not None:
+                s = b.supervision
+                sdev = hardware.input(
+                    f"{b.name}-supervision", s.pin, contact=s.contact, pull_up=s.pull_up
+                )
+                btn.sup = DebouncedInput(
+                    sdev,
+                    s.debounce_ms / 1000,
+                    ports.loop,
+                    on_change=functools.partial(self._supervision_changed, b.name),
+                    on_fault=functools.partial(self._fault, f"{b.name}-supervision"),
+                )
+            self.buttons[b.name] = btn
         self.reset_key: DebouncedInput | None = None
         if devices.reset_key is not None:
             k = devices.reset_key
@@ -63,27 +95,39 @@ class ShelterAlarm:
                 k.debounce_ms / 1000,
                 ports.loop,
                 on_change=self._key_changed,
-                on_fault=lambda reason: self._fault("reset_key", reason),
+                on_fault=functools.partial(self._fault, "reset_key"),
             )
         ports.outbox.delivered_listeners.append(self._delivered)
         ports.commands.register("alarm.ack", AlarmAckArgs, self._cmd_ack)
         ports.commands.register("alarm.clear", AlarmClearArgs, self._cmd_clear)
+        ports.commands.register("site.test_mode", SiteTestModeArgs, self._cmd_test_mode)
 
     # ---- lifecycle (core thread) ----
     def start(self) -> None:
         self._apply()
+        self._arm_test_timer()
+        s = self.machine.s
+        if s.state == "active" and s.alarm_id is not None:
+            self.fallback.alarm_raised(s.alarm_id, s.test, restored=True)
         for name, b in self.buttons.items():
+            if b.sup is not None and b.sup.start():
+                self._supervision_changed(name, True)
             level = b.inp.start()
             self.p.states.set(name, self._button_state(b))
             if level:
                 self._button_changed(name, True)  # held or cut at boot: an alarm, once
+            else:
+                self._run(self.machine.release(name))  # released while we were down
         if self.reset_key is not None:
             self.reset_key.start()
-            self.p.states.set("reset_key", {"active": self.reset_key.level})
+            self.p.states.set("reset_key", {"active": self.reset_key.level, "fault": None})
+        self.p.loop.call_later(self.cfg.self_check_s, self._self_check)
 
     def stop(self) -> None:
         for b in self.buttons.values():
             b.inp.stop()
+            if b.sup is not None:
+                b.sup.stop()
         if self.reset_key is not None:
             self.reset_key.stop()
 
@@ -91,9 +135,56 @@ class ShelterAlarm:
     def restored_alarm(self) -> str | None:
         return self.machine.s.alarm_id if self.machine.s.state != "idle" else None
 
+    # ---- test mode ----
+    @property
+    def test_mode(self) -> bool:
+        return self.test_until is not None and self.p.clock.now() < self.test_until
+
+    def _set_test_mode(self, on: bool, minutes: int, by: str) -> dict[str, Any]:
+        now = self.p.clock.now()
+        self.test_until = now + timedelta(minutes=minutes) if on else None
+        until = rfc3339(self.test_until) if self.test_until else None
+        self.p.store.put_state(TEST_KEY, self.test_until.isoformat() if self.test_until else "")
+        self.p.outbox.emit("site", "site.test_mode", {"on": on, "until": until, "by": by})
+        self._arm_test_timer()
+        self._apply()
+        return {"on": on, "until": until}
+
+    def _arm_test_timer(self) -> None:
+        if self._test_timer is not None:
+            self._test_timer.cancel()
+            self._test_timer = None
+        if self.test_until is None:
+            return
+        left = (self.test_until - self.p.clock.now()).total_seconds()
+        if left <= 0:
+            self._set_test_mode(False, 0, "timeout")
+            return
+        self._test_timer = self.p.loop.call_later(left, self._test_expired)
+
+    def _test_expired(self) -> None:
+        self._test_timer = None
+        if self.test_until is not None and not self.test_mode:
+            self._set_test_mode(False, 0, "timeout")
+        elif self.test_until is not None:
+            self._arm_test_timer()  # clock moved: check again later
+
     # ---- inputs ----
     def _button_state(self, b: _Button) -> dict[str, Any]:
-        return {"active": b.inp.level, "fault": b.inp.fault}
+        return {
+            "active": b.inp.level,
+            "fault": b.inp.fault,
+            "wiring": b.wiring_fault,
+        }
+
+    def _raw_edge(self, name: str, t: float) -> None:
+        b = self.buttons[name]
+        b.edges.append(t)
+        while b.edges and t - b.edges[0] > b.cfg.chatter_window_s:
+            b.edges.popleft()
+        if not b.chatter and len(b.edges) > b.cfg.chatter_max:
+            b.chatter = True
+            self._wiring(b, "chatter")
 
     def _button_changed(self, name: str, level: bool) -> None:
         b = self.buttons[name]
@@ -102,6 +193,9 @@ class ShelterAlarm:
         if not level:
             self._run(self.machine.release(name))
             return
+        if b.chatter:
+            log.warning("press_ignored_chatter", button=name)
+            return
         if b.cfg.hold_ms <= 0:
             self._press(b)
             return
@@ -109,19 +203,80 @@ class ShelterAlarm:
         self.p.loop.call_later(b.cfg.hold_ms / 1000, lambda: self._held(b, gen))
 
     def _held(self, b: _Button, gen: int) -> None:
-        if b.generation == gen and b.inp.level:
+        if b.generation == gen and b.inp.level and not b.chatter:
             self._press(b)
 
     def _press(self, b: _Button) -> None:
         emits = self.machine.press(b.cfg.name, b.cfg.mode, self.test_mode)
         if not emits:
             log.info("press_ignored", button=b.cfg.name, state=self.machine.s.state)
+            return
         self._run(emits)
+        s = self.machine.s
+        assert s.alarm_id is not None
+        self.fallback.alarm_raised(s.alarm_id, s.test)
+
+    def _supervision_changed(self, name: str, level: bool) -> None:
+        b = self.buttons[name]
+        if level:
+            self._wiring(b, "supervision")
+        elif b.wiring_fault == "supervision":
+            self._wiring_restored(b)
+
+    def _wiring(self, b: _Button, reason: str) -> None:
+        if b.wiring_fault == reason:
+            return
+        b.wiring_fault = reason
+        self.p.outbox.emit(
+            b.cfg.name,
+            "wiring.fault",
+            {"button": b.cfg.name, "reason": reason, "loop_open": b.inp.level},
+            alarm=True,
+        )
+        self.p.states.set(b.cfg.name, self._button_state(b))
+
+    def _wiring_restored(self, b: _Button) -> None:
+        reason = b.wiring_fault
+        b.wiring_fault = None
+        self.p.outbox.emit(b.cfg.name, "wiring.restored", {"button": b.cfg.name, "reason": reason})
+        self.p.states.set(b.cfg.name, self._button_state(b))
+
+    def _self_check(self) -> None:
+        now = self.p.loop.clock.monotonic()
+        for b in self.buttons.values():
+            b.inp.check()
+            if b.sup is not None:
+                b.sup.check()
+            while b.edges and now - b.edges[0] > b.cfg.chatter_window_s:
+                b.edges.popleft()
+            if b.chatter and len(b.edges) <= b.cfg.chatter_max // 2:
+                b.chatter = False
+                self._wiring_restored(b)
+            self.p.states.set(b.cfg.name, self._button_state(b))
+        if self.reset_key is not None:
+            self.reset_key.check()
+        self.p.loop.call_later(self.cfg.self_check_s, self._self_check)
 
     def _key_changed(self, level: bool) -> None:
-        self.p.states.set("reset_key", {"active": level})
-        if level and self.machine.s.state != "idle":
+        self.p.states.set("reset_key", {"active": level, "fault": None})
+        if not level:
+            return
+        if self.machine.s.state != "idle":
+            alarm_id = self.machine.s.alarm_id
             self._run(self.machine.clear("reset_key", self._held_buttons()))
+            if alarm_id is not None:
+                self.fallback.alarm_stopped(alarm_id)
+            self._key_turns.clear()
+            return
+        # Idle: key_turns turns within key_window_s toggle the walk test.
+        now = self.p.loop.clock.monotonic()
+        tm = self.cfg.test_mode
+        self._key_turns.append(now)
+        while self._key_turns and now - self._key_turns[0] > tm.key_window_s:
+            self._key_turns.popleft()
+        if len(self._key_turns) >= tm.key_turns:
+            self._key_turns.clear()
+            self._set_test_mode(not self.test_mode, tm.default_minutes, "reset_key")
 
     def _held_buttons(self) -> list[str]:
         return [n for n, b in self.buttons.items() if b.inp.level]
@@ -136,12 +291,18 @@ class ShelterAlarm:
     # ---- commands ----
     def _cmd_ack(self, args: AlarmAckArgs, ctx: CommandContext) -> dict[str, Any]:
         self._run(self.machine.ack(args.alarm_id, args.by))
+        self.fallback.alarm_stopped(args.alarm_id)
         return {"alarm_id": args.alarm_id, "state": self.machine.s.state}
 
     def _cmd_clear(self, args: AlarmClearArgs, ctx: CommandContext) -> dict[str, Any]:
         alarm_id = self.machine.s.alarm_id
         self._run(self.machine.clear(ctx.key_id, self._held_buttons(), args.alarm_id))
+        if alarm_id is not None:
+            self.fallback.alarm_stopped(alarm_id)
         return {"alarm_id": alarm_id, "state": self.machine.s.state}
+
+    def _cmd_test_mode(self, args: SiteTestModeArgs, ctx: CommandContext) -> dict[str, Any]:
+        return self._set_test_mode(args.on, args.minutes, ctx.key_id)
 
     # ---- effects ----
     def _run(self, emits: list[Emit]) -> None:
@@ -160,4 +321,5 @@ class ShelterAlarm:
                     out.off()
             if out is not None:
                 self.p.states.set(name, {"on": on})
-        self.p.states.set("alarm", self.machine.public_state())
+        until = rfc3339(self.test_until) if self.test_mode and self.test_until else None
+        self.p.states.set("alarm", {**self.machine.public_state(), "test_mode_until": until})

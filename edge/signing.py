@@ -38,7 +38,7 @@ def verify_command(command: dict[str, Any], public_key: Ed25519PublicKey) -> boo
         return False
     try:
         public_key.verify(bytes.fromhex(sig), signed_bytes(command))
-    except (InvalidSignature, ValueError):
+    except (InvalidSignature, ValueError, RecursionError):
         return False
     return True
 

@@ -12,9 +12,10 @@ from typing import Any
 
 from gpiozero.pins.mock import MockFactory, MockPin
 
-from drivers.base import Coil, DigitalInput, DigitalOutput, LockBus, Startable
+from drivers.base import Coil, DigitalInput, DigitalOutput, LockBus, Modem, Startable
 from drivers.cu16 import BoardSettings, Cu16Bus, Cu16Listener
 from drivers.gpio import GpioCoil, GpioInput, GpioOutput
+from drivers.modem import ModemListener
 from edge.clock import rfc3339
 from simulator.cu16_device import SimulatedCu16Bus
 
@@ -100,6 +101,7 @@ class SimHardware:
         self._jammed: set[str] = set()  # coil names whose door will not spring open
         self.buses: dict[str, SimulatedCu16Bus] = {}
         self.code_readers: list[Any] = []  # SimulatedCodeReader
+        self.modem_sim: Any = None  # SimulatedModem
         self._closers: list[Callable[[], None]] = []
 
     # ---- Hardware interface ----
@@ -115,7 +117,8 @@ class SimHardware:
         sim = _SimInput(dev, self.factory.pin(pin), contact == "nc", pull_up)
         with self._lock:
             self._inputs[name] = sim
-        self._drive(sim, False)  # wired and idle
+        # Wired and idle; a locker door switch starts shut (its "active" means shut).
+        self._drive(sim, name.startswith("door-"))
         return dev
 
     def output(self, name: str, pin: int, *, active_high: bool) -> DigitalOutput:
@@ -199,6 +202,29 @@ class SimHardware:
             on_fault=on_fault,
             on_recovered=on_recovered,
         )
+
+    def modem(
+        self,
+        url: str,
+        *,
+        baudrate: int,
+        check_interval_s: float,
+        command_timeout_s: float,
+        listener: ModemListener,
+    ) -> Modem:
+        """A simulated modem on a pty, driven by the real GsmModem driver."""
+        from drivers.modem import GsmModem, ModemConfig
+        from simulator.modem_device import SimulatedModem
+
+        sim = SimulatedModem()  # real time: call progress is real I/O timing
+        self.modem_sim = sim
+        self._closers.append(sim.close)
+        cfg = ModemConfig(
+            baudrate=baudrate,
+            check_interval_s=check_interval_s,
+            command_timeout_s=command_timeout_s,
+        )
+        return GsmModem(sim.port, listener, config=cfg)
 
     # ---- locker physics controls (any thread) ----
     def set_gpio_door(self, locker: int, is_open: bool) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from mqtt_helpers import free_port, wait_until
+from mqtt_helpers import Mosquitto, Subscriber, free_port, wait_until
 
 from edge.clock import rfc3339
 from edge.config import SiteConfig, parse_config
@@ -66,6 +66,7 @@ def site_dict(
     protocol: str = "3.1.1",
     debounce_ms: int = 20,
     mode: str = "silent",
+    chatter_max: int = 1000,  # the bursts in these tests are deliberate, not chatter
     **broker_extra: Any,
 ) -> dict[str, Any]:
     return {
@@ -87,6 +88,7 @@ def site_dict(
                     "contact": "nc",
                     "debounce_ms": debounce_ms,
                     "mode": mode,
+                    "chatter_max": chatter_max,
                 }
             ],
             "sent_led": {"pin": 22},
@@ -215,3 +217,33 @@ class SimProcess:
     def close(self) -> None:
         if self.proc.poll() is None:
             self.kill()
+
+
+def persistent_broker(tmp_path: Path) -> Mosquitto:
+    store = tmp_path / "broker-store"
+    store.mkdir()
+    return Mosquitto(
+        tmp_path / "broker",
+        extra_config=f"persistence true\npersistence_location {store}/\nautosave_interval 1",
+    ).start()
+
+
+class SessionSubscriber(Subscriber):
+    """A subscriber with a persistent session, so a broker restart queues for it."""
+
+    def __init__(self, broker: Mosquitto, topic: str) -> None:
+        import paho.mqtt.client as mqtt
+
+        orig = mqtt.Client
+
+        def persistent(*a: Any, **kw: Any) -> Any:
+            kw["clean_session"] = False
+            return orig(*a, **kw)
+
+        mqtt.Client = persistent  # type: ignore[misc]
+        try:
+            super().__init__(
+                broker.host, broker.port, [topic], client_id="centre-" + uuid.uuid4().hex[:6]
+            )
+        finally:
+            mqtt.Client = orig  # type: ignore[misc]

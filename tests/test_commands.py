@@ -460,11 +460,6 @@ def test_a_replay_after_expiry_is_expired_not_rerun(rig: Rig) -> None:
 # --------------------------------------------------------------------------- known bugs
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: edge/commands.py _process catches only UnicodeDecodeError/ValueError around "
-    "json.loads; deeply nested JSON raises RecursionError out of handle() (no result sent)",
-)
 def test_deeply_nested_json_still_gets_one_result(rig: Rig) -> None:
     # 16384 bytes is the default commands.max_payload_bytes.
     proc = CommandProcessor(
@@ -475,13 +470,6 @@ def test_deeply_nested_json_still_gets_one_result(rig: Rig) -> None:
     assert_rejected(rig, json.loads(body), "bad_json", None)
 
 
-@pytest.mark.xfail(
-    sys.version_info < (3, 12),  # 3.11 counts Python frames and C recursion together
-    strict=True,
-    reason="BUG: edge/commands.py verify_command -> canonical_json (json.dumps) raises "
-    "RecursionError for args nested just shallower than json.loads' limit; it escapes "
-    "handle() (no result sent)",
-)
 def test_args_nested_near_the_recursion_limit_still_get_one_result(rig: Rig) -> None:
     # Sweep nesting depths around the interpreter's recursion limit (relative to this
     # frame's depth), to hit the window where json.loads still succeeds but signature
@@ -507,12 +495,6 @@ def test_args_nested_near_the_recursion_limit_still_get_one_result(rig: Rig) -> 
     assert escaped == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: edge/commands.py takes command_id from the raw JSON for the result; a lone "
-    "surrogate escape (\\ud800) passes json.loads but Result.model_dump_json() then raises "
-    "PydanticSerializationError out of handle() (no result sent)",
-)
 def test_lone_surrogate_command_id_still_gets_one_result(rig: Rig) -> None:
     result = rig.send(b'{"command_id": "\\ud800"}', topic="alarm.ack")
     assert result["ok"] is False
@@ -537,7 +519,7 @@ def fresh_processor(
 PROP_KEY = Ed25519PrivateKey.generate()
 PROP_KEYS = {"centre": LoadedKey("centre", PROP_KEY.public_key(), ("*",))}
 
-# Valid scalar values only (no lone surrogates: see the xfail test above).
+# Valid scalar values only (lone surrogates have their own test above).
 TEXT = st.text(st.characters(codec="utf-8"), max_size=12)
 JSON_VALUES = st.recursive(
     st.none()

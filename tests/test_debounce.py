@@ -309,12 +309,6 @@ def test_edge_handled_after_its_deadline_passed_is_reported_on_the_next_batch(ri
     assert [level for _, level in rig.changes] == [True]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: edge/loop.py run_pending runs due timers before queued jobs, so when the "
-    "core loop is late the debounce timer polls edge/debounce.py Debouncer before a queued "
-    "edge that ended the glitch is fed: a glitch shorter than debounce_ms is reported",
-)
 def test_glitch_is_not_reported_when_the_loop_is_late(rig: Rig) -> None:
     rig.inp.start()
     rig.set(True)  # handled at once: debounce timer armed for +50 ms

@@ -12,7 +12,15 @@ from typing import Any
 
 import pytest
 from mqtt_helpers import Mosquitto, Subscriber, wait_until
-from sitekit import SimProcess, command, make_keys, running_site, site_dict
+from sitekit import (
+    SessionSubscriber,
+    SimProcess,
+    command,
+    make_keys,
+    persistent_broker,
+    running_site,
+    site_dict,
+)
 
 ROOT = "ansim/v1"
 TS_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -206,38 +214,8 @@ def test_sigterm_flushes_and_exits_zero(mosquitto: Mosquitto, keys: Any, tmp_pat
         sub.close()
 
 
-def _persistent_broker(tmp_path: Path) -> Mosquitto:
-    store = tmp_path / "broker-store"
-    store.mkdir()
-    return Mosquitto(
-        tmp_path / "broker",
-        extra_config=f"persistence true\npersistence_location {store}/\nautosave_interval 1",
-    ).start()
-
-
-class SessionSubscriber(Subscriber):
-    """A subscriber with a persistent session, so a broker restart queues for it."""
-
-    def __init__(self, broker: Mosquitto, topic: str) -> None:
-        import paho.mqtt.client as mqtt
-
-        orig = mqtt.Client
-
-        def persistent(*a: Any, **kw: Any) -> Any:
-            kw["clean_session"] = False
-            return orig(*a, **kw)
-
-        mqtt.Client = persistent  # type: ignore[misc]
-        try:
-            super().__init__(
-                broker.host, broker.port, [topic], client_id="centre-" + uuid.uuid4().hex[:6]
-            )
-        finally:
-            mqtt.Client = orig  # type: ignore[misc]
-
-
 def test_broker_outage_50_presses_all_delivered_in_order(keys: Any, tmp_path: Path) -> None:
-    broker = _persistent_broker(tmp_path)
+    broker = persistent_broker(tmp_path)
     site = "outage"
     sub = SessionSubscriber(broker, f"{ROOT}/{site}/events/+")
     try:

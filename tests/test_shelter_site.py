@@ -341,7 +341,7 @@ def test_nc_cut_wire_raises_the_alarm_once(new_site: Callable[..., Harness]) -> 
     for _ in range(30):
         h.step(2.0)
     assert len(h.stored_events("alarm.raised")) == 1
-    assert h.site.states.get(BUTTON) == {"active": True, "fault": None}
+    assert h.site.states.get(BUTTON) == {"active": True, "fault": None, "wiring": None}
 
 
 def test_wire_already_cut_at_boot_raises_the_alarm(new_site: Callable[..., Harness]) -> None:
@@ -732,12 +732,6 @@ def test_restart_with_an_acknowledged_alarm_restores_the_ack_led(
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: edge/shelter.py ShelterAlarm.start never releases buttons that read idle at "
-    "boot, so a button that was awaiting release when the site stopped (alarm cleared while "
-    "it was held) ignores the first real press after a restart",
-)
 def test_button_released_while_the_site_was_down_raises_on_next_press(
     tmp_path: Path, new_site: Callable[..., Harness]
 ) -> None:

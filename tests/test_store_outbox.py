@@ -496,12 +496,6 @@ def test_overflow_drops_normal_events_before_results(tmp_path: Path) -> None:
         r.store.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: edge/outbox.py _check_overflow emits outbox.overflow as a normal event, "
-    "which store.overflow() immediately drops again when alarms fill the bound: "
-    "emit -> overflow -> emit -> ... recurses until RecursionError",
-)
 def test_a_normal_event_when_alarms_fill_the_bound_does_not_break_the_outbox(
     tmp_path: Path,
 ) -> None:
