@@ -517,7 +517,9 @@ class Cu16Bus:
         reopen_backoff: tuple[float, float] = (0.5, 30.0),
         write_timeout: float = 1.0,
         monotonic: Callable[[], float] = time.monotonic,
+        baudrate: int = BAUDRATE,
     ) -> None:
+        self._baudrate = baudrate
         settings = [b if isinstance(b, BoardSettings) else BoardSettings(b) for b in boards]
         if not settings:
             raise ValueError("boards must name at least one board")
@@ -714,7 +716,7 @@ class Cu16Bus:
         try:
             port = serial.serial_for_url(
                 self._url,
-                baudrate=BAUDRATE,
+                baudrate=self._baudrate,
                 bytesize=serial.EIGHTBITS,
                 parity=serial.PARITY_NONE,
                 stopbits=serial.STOPBITS_ONE,

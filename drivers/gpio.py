@@ -192,7 +192,9 @@ class GpioHardware:
     ) -> LockBus:
         from drivers.cu16 import Cu16Bus
 
-        return Cu16Bus(url, boards, listener, poll_hz=poll_hz, max_pulse_ms=max_pulse_ms)
+        return Cu16Bus(
+            url, boards, listener, poll_hz=poll_hz, max_pulse_ms=max_pulse_ms, baudrate=baudrate
+        )
 
     def code_reader(
         self,

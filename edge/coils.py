@@ -62,6 +62,17 @@ class CoilScheduler:
             out.append(p)
         return out
 
+    def hold(self, locker: int, until: float) -> None:
+        """Count ``locker`` as energised until ``until`` (a bus pulse whose send time is not
+        known yet: the bus may hold an unlock for a while before it goes out)."""
+        self._energised[locker] = max(self._energised.get(locker, 0.0), until)
+        self._ready_at[locker] = max(self._ready_at.get(locker, 0.0), until + self.cooldown_s)
+
+    def confirm(self, locker: int, sent_at: float) -> None:
+        """The bus reports the unlock went out at ``sent_at``: the coil is on from then."""
+        self._energised[locker] = sent_at + self.pulse_s + SETTLE_S
+        self._ready_at[locker] = sent_at + self.pulse_s + self.cooldown_s
+
     def _expire(self, now: float) -> None:
         for locker, until in list(self._energised.items()):
             if until <= now:

@@ -284,6 +284,10 @@ class LockersConfig(_Model):
     def _check(self) -> LockersConfig:
         if self.pulse_ms > self.max_on_ms:
             raise ValueError(f"pulse_ms ({self.pulse_ms}) exceeds max_on_ms ({self.max_on_ms})")
+        if self.buses and self.pulse_ms % 10:
+            raise ValueError(
+                f"pulse_ms ({self.pulse_ms}) must be a multiple of 10 (CU16 boards count 10 ms)"
+            )
         seen: dict[int, str] = {}
         for bus in self.buses:
             ids = [b.id for b in bus.boards]

@@ -113,8 +113,10 @@ class LockerMachine:
             "state": state,
             "occupancy": lk.occupancy,
             "in_service": lk.in_service,
-            "door": "unknown" if lk.door_open is None else ("open" if lk.door_open else "closed"),
-            "item": lk.item,
+            "door": "unknown"
+            if lk.door_open is None or lk.fault is not None
+            else ("open" if lk.door_open else "closed"),
+            "item": None if lk.fault is not None else lk.item,
             "parcel_id": lk.parcel_id,
             "deposited_at": lk.deposited_at,
             "overdue": lk.overdue_reported,
@@ -246,11 +248,9 @@ class LockerMachine:
         self.lockers[locker].item = present
 
     def set_fault(self, locker: int, fault: str | None) -> None:
-        lk = self.lockers[locker]
-        lk.fault = fault
-        if fault is not None:
-            lk.door_open = None  # unknown, never "closed" by default
-            lk.item = None
+        # The last known door state is kept (shown as "unknown" while faulted), so a door
+        # that changed while the board was unreachable is reported when it answers again.
+        self.lockers[locker].fault = fault
 
     def left_open_check(self, locker: int, opened_at: float, now: float) -> list[Emit]:
         lk = self.lockers[locker]

@@ -36,6 +36,7 @@ from edge.ports import Ports
 log = structlog.get_logger(__name__)
 
 STATE_KEY = "lockers"
+BUS_HOLD_S = 5.5  # Cu16Bus drops an unlock not sent within 5 s (command_ttl)
 SALT_KEY = "pickup_salt"
 TICK_S = 60.0
 
@@ -65,7 +66,7 @@ class _BusListener:
         self.bank.p.loop.post(lambda: self.bank._board_status(self.bus, board, closed, items))
 
     def on_unlock_sent(self, board: int, lock: int, t: float) -> None:
-        return None
+        self.bank.p.loop.post(lambda: self.bank._unlock_sent(self.bus, board, lock))
 
     def on_board_fault(self, board: int, reason: str) -> None:
         self.bank.p.loop.post(lambda: self.bank._board_fault(self.bus, board, reason))
@@ -79,8 +80,14 @@ class _BusListener:
 
 class LockerBank:
     def __init__(
-        self, cfg: LockersConfig, hardware: Hardware, coils: dict[int, Coil], ports: Ports
+        self,
+        cfg: LockersConfig,
+        hardware: Hardware,
+        coils: dict[int, Coil],
+        ports: Ports,
+        self_check_s: float = 60.0,
     ) -> None:
+        self.self_check_s = self_check_s
         self.cfg = cfg
         self.p = ports
         self.coils = coils
@@ -174,6 +181,16 @@ class LockerBank:
             self.reader.start()
         self._publish()
         self.p.loop.call_later(1.0, self._tick)
+        self.p.loop.call_later(self.self_check_s, self._self_check)
+
+    def _self_check(self) -> None:
+        """Re-read every GPIO door switch: a fault is reported once, its end too."""
+        for locker, inp in self.doors.items():
+            was = inp.fault
+            if inp.check() is None and was is not None:
+                self.machine.set_fault(locker, None)
+                self._run([Emit(f"locker-{locker}", "input.restored", {})])
+        self.p.loop.call_later(self.self_check_s, self._self_check)
 
     def stop(self) -> None:
         if self.reader is not None:
@@ -245,9 +262,31 @@ class LockerBank:
         where = self.bus_locks.get(locker)
         if where is not None:
             self.buses[where.bus].unlock(where.board, where.lock)
+            # Until the bus says it went out, assume the worst: it may be held back.
+            self.sched.hold(locker, self.p.clock.monotonic() + BUS_HOLD_S + seconds)
         else:
             self.coils[locker].pulse(seconds)
         log.info("coil_pulse", locker=locker, ms=int(seconds * 1000))
+
+    def _unlock_sent(self, bus: str, board: int, lock: int) -> None:
+        b = self.boards.get((bus, board))
+        if b is None:
+            return
+        locker = b.first_locker + lock - 1
+        lk = self.machine.lockers.get(locker)
+        if lk is None or lk.last_pulse is None:
+            return
+        now = self.p.clock.monotonic()
+        self.sched.confirm(locker, now)
+        # The coil fired now: the jam check and the forced window count from here.
+        self.machine.pulse_fired(
+            locker, lk.pulse_reason or "service", lk.pulse_via or "centre", now
+        )
+        self.p.loop.call_later(
+            self.sched.pulse_s + self.cfg.open_timeout_s,
+            functools.partial(self._jam_check, locker, now),
+        )
+        self._pump()
 
     def _jam_check(self, locker: int, pulse_time: float) -> None:
         emits = self.machine.jam_check(locker, pulse_time)
@@ -288,6 +327,8 @@ class LockerBank:
         )
 
     def _board_recovered(self, bus: str, board: int) -> None:
+        # A board that lost power forgets its pulse time: set it again.
+        self.buses[bus].set_unlock_time(board, min(self.cfg.pulse_ms, self.cfg.max_on_ms))
         self._run([Emit(f"board-{bus}-{board}", "board.recovered", {"bus": bus, "board": board})])
 
     def _garbage(self, bus: str, count: int) -> None:

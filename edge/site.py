@@ -143,7 +143,9 @@ class Site(UplinkListener):
             self.shelter = ShelterAlarm(cfg, self.hardware, self.outputs, self.ports, self.fallback)
         self.lockers: LockerBank | None = None
         if cfg.devices.lockers is not None:
-            self.lockers = LockerBank(cfg.devices.lockers, self.hardware, self.coils, self.ports)
+            self.lockers = LockerBank(
+                cfg.devices.lockers, self.hardware, self.coils, self.ports, cfg.self_check_s
+            )
         self.loop.after_batch.append(self._after_batch)
         self._thread: threading.Thread | None = None
         self._started = False

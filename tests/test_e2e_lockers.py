@@ -217,9 +217,11 @@ def test_silent_board_faults_once_other_board_keeps_working(
         assert refused["error"]["code"] == "fault"
         assert send(sub, site, "locker.open", {"locker": 2, "reason": "service"}, keys)["ok"]
         ev(sub, "door.opened", locker=2)
+        b.bus.open_door(1, 5)  # locker 21 is forced while nobody can see it
         b.bus.set_silent(1, False)
         ev(sub, "board.recovered", board=1)
         wait_until(lambda: b.state(20)["door"] == "closed")
+        ev(sub, "door.forced", locker=21)  # reported once the board answers again
         assert count(sub, "board.fault") == 1
     sub.close()
 

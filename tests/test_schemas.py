@@ -46,7 +46,16 @@ MODELS: dict[str, type[BaseModel]] = {
     "Command": Command,
     "Status": Status,
 }
-HANDLER_CODES = {"wrong_state", "unknown_alarm"}
+HANDLER_CODES = {
+    "wrong_state",
+    "unknown_alarm",
+    "unknown_locker",
+    "out_of_service",
+    "fault",
+    "busy",
+    "cooldown",
+    "duplicate_code",
+}
 
 MARKER = re.compile(r"^<!--\s*(?P<kind>[\w-]+):\s*(?P<name>[\w.-]+)\s*-->\s*$")
 FENCE = re.compile(r"^```(?P<lang>[\w-]*)\s*$")
