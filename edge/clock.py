@@ -50,5 +50,4 @@ class FakeClock:
 
 def rfc3339(ts: datetime) -> str:
     """RFC 3339 UTC with milliseconds and a 'Z', e.g. 2026-11-25T16:24:43.123Z."""
-    ts = ts.astimezone(UTC)
-    return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds")[:23] + "Z"

@@ -33,6 +33,7 @@ log = structlog.get_logger(__name__)
 
 WATCHDOG_S = 5.0
 PURGE_S = 3600.0
+DELETE_FLUSH_S = 1.0
 TIMESYNC = Path("/run/systemd/timesync")
 
 
@@ -189,12 +190,18 @@ class Site(UplinkListener):
         self.uplink.start()
         self.loop.call_later(WATCHDOG_S, self._watchdog)
         self.loop.call_later(1.0, self._purge)
+        self.loop.call_later(DELETE_FLUSH_S, self._flush_deletes)
         self._started = True
         self.log.info("site_started", version=__version__, pending=len(self.store))
 
     def _watchdog(self) -> None:
         self.uplink.check()
         self.loop.call_later(WATCHDOG_S, self._watchdog)
+
+    def _flush_deletes(self) -> None:
+        """PUBACK deletes wait for the next real commit; at most this long."""
+        self.store.flush()
+        self.loop.call_later(DELETE_FLUSH_S, self._flush_deletes)
 
     def _purge(self) -> None:
         n = self.store.forget_commands_before(self.clock.now().timestamp() - 60)

@@ -52,6 +52,7 @@ class Pending:
     topic: str
     payload: bytes
     event_id: str | None
+    priority: int
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,12 @@ class Store:
                     os.replace(side, Path(str(self.quarantined) + suffix))
             self._db = self._open(path)
         self._count = int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+        row = self._db.execute("SELECT value FROM meta WHERE key='seq'").fetchone()
+        self._seq = int(row[0]) if row else 0  # written with the transaction that uses it
+        self._seq_dirty = False
         self._dirty = False
+        self._needs_sync = False  # the open transaction holds more than PUBACK deletes
+        self._lazy_deletes = 0
 
     @staticmethod
     def _open(path: Path) -> sqlite3.Connection:
@@ -104,16 +110,38 @@ class Store:
         return db
 
     # ---- transactions ----
-    def _begin(self) -> None:
+    # A transaction holding only PUBACK deletes is not worth an fsync of its own: it rides
+    # along with the next real commit (or after LAZY_DELETES, or flush()). Losing such
+    # deletes in a crash only re-sends events the broker already has (same event_id).
+    LAZY_DELETES = 1000
+
+    def _begin(self, sync: bool = True) -> None:
         if not self._dirty:
             self._db.execute("BEGIN IMMEDIATE")
             self._dirty = True
+        self._needs_sync = self._needs_sync or sync
 
     def commit(self) -> None:
-        """Make everything written since the last commit durable (one fsync)."""
-        if self._dirty:
-            self._db.execute("COMMIT")
-            self._dirty = False
+        """Make everything recorded since the last commit durable (one fsync). Deletes
+        alone wait for the next commit that records something (see LAZY_DELETES)."""
+        if self._dirty and (self._needs_sync or self._lazy_deletes >= self.LAZY_DELETES):
+            self.flush()
+
+    def flush(self) -> None:
+        """Commit whatever is open, deletes included."""
+        if not self._dirty:
+            return
+        if self._seq_dirty:
+            self._db.execute(
+                "INSERT INTO meta(key, value) VALUES('seq', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                (self._seq,),
+            )
+            self._seq_dirty = False
+        self._db.execute("COMMIT")
+        self._dirty = False
+        self._needs_sync = False
+        self._lazy_deletes = 0
 
     @property
     def has_uncommitted(self) -> bool:
@@ -121,18 +149,14 @@ class Store:
 
     # ---- sequence ----
     def last_seq(self) -> int:
-        row = self._db.execute("SELECT value FROM meta WHERE key='seq'").fetchone()
-        return int(row[0]) if row else 0
+        return self._seq
 
     def next_seq(self) -> int:
+        """The next seq; it is stored by the commit that stores its event."""
         self._begin()
-        seq = self.last_seq() + 1
-        self._db.execute(
-            "INSERT INTO meta(key, value) VALUES('seq', ?) "
-            "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-            (seq,),
-        )
-        return seq
+        self._seq += 1
+        self._seq_dirty = True
+        return self._seq
 
     # ---- outbox ----
     def append(
@@ -174,19 +198,28 @@ class Store:
         self._db.executemany("DELETE FROM outbox WHERE id=?", [(r[0],) for r in dropped])
         self._count -= len(dropped)
         seqs = [s for _, s in dropped if s is not None]
-        self.commit()
+        self.flush()
         return Dropped(len(dropped), min(seqs) if seqs else None, max(seqs) if seqs else None)
 
-    def pending(self, limit: int, skip: set[int] | frozenset[int] = frozenset()) -> list[Pending]:
-        """Oldest first within priority, highest priority first; ``skip`` = in flight."""
-        rows = self._db.execute(
-            "SELECT id, topic, payload, event_id FROM outbox ORDER BY priority, id LIMIT ?",
-            (limit + len(skip),),
-        ).fetchall()
-        return [Pending(r[0], r[1], bytes(r[2]), r[3]) for r in rows if r[0] not in skip][:limit]
+    def pending(self, limit: int, after: dict[int, int] | None = None) -> list[Pending]:
+        """Oldest first within a priority, highest priority first, skipping in each
+        priority the rows up to ``after[priority]`` (already in flight)."""
+        after = after or {}
+        out: list[Pending] = []
+        for prio in (PRIO_ALARM, PRIO_RESULT, PRIO_EVENT):
+            if len(out) >= limit:
+                break
+            rows = self._db.execute(
+                "SELECT id, topic, payload, event_id FROM outbox WHERE priority=? AND id>? "
+                "ORDER BY id LIMIT ?",
+                (prio, after.get(prio, 0), limit - len(out)),
+            ).fetchall()
+            out += [Pending(r[0], r[1], bytes(r[2]), r[3], prio) for r in rows]
+        return out
 
     def delete(self, row_id: int) -> None:
-        self._begin()
+        self._lazy_deletes += 1
+        self._begin(sync=False)
         cur = self._db.execute("DELETE FROM outbox WHERE id=?", (row_id,))
         self._count -= cur.rowcount
 
@@ -226,6 +259,6 @@ class Store:
 
     def close(self) -> None:
         try:
-            self.commit()
+            self.flush()
         finally:
             self._db.close()

@@ -39,6 +39,10 @@ class UplinkListener(Protocol):
     def uplink_message(self, topic: str, payload: bytes) -> None: ...
 
 
+def _no_op(*args: Any) -> None:
+    return None
+
+
 def backoff_delay(attempt: int, min_s: float, max_s: float, rng: random.Random) -> float:
     """Full jitter: uniform in [0, min(max_s, min_s * 2**attempt)]."""
     return rng.uniform(0.0, min(max_s, min_s * (2 ** min(attempt, 30))))
@@ -66,6 +70,9 @@ class Uplink:
         self._thread: threading.Thread | None = None
         self._connected = threading.Event()
         self._attempt = 0
+        self._acks: list[tuple[int, bool]] = []
+        self._acks_lock = threading.Lock()
+        self._acks_posted = False
         self.log = log.bind(broker=f"{cfg.host}:{cfg.port}", client_id=client_id)
         v5 = cfg.protocol == "5"
         self.client = mqtt.Client(
@@ -92,6 +99,10 @@ class Uplink:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
         self.client.on_message = self._on_message
+        # Only the network thread writes the socket: without this, publish() from the core
+        # thread writes directly while loop() may write too (paho's writer has no lock).
+        # paho's wake-up socket pair makes loop() send at once instead.
+        self.client.on_socket_register_write = _no_op
         self.client.suppress_exceptions = True
 
     # ---------------- core thread API ----------------
@@ -221,9 +232,27 @@ class Uplink:
     ) -> None:
         try:
             ok = not rc.is_failure
-            self._post(lambda: self._listener.uplink_acked(mid, ok))
+            with self._acks_lock:
+                self._acks.append((mid, ok))
+                if self._acks_posted:
+                    return  # one core job per burst of PUBACKs
+                self._acks_posted = True
+            try:
+                self._post(self._flush_acks)
+            except BaseException:
+                with self._acks_lock:
+                    self._acks_posted = False  # the next PUBACK tries again
+                raise
         except Exception as exc:
             self.log.error("uplink_on_publish_failed", error=str(exc))
+
+    def _flush_acks(self) -> None:
+        """Core thread: hand every PUBACK collected so far to the listener."""
+        with self._acks_lock:
+            acks, self._acks = self._acks, []
+            self._acks_posted = False
+        for mid, ok in acks:
+            self._listener.uplink_acked(mid, ok)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:
