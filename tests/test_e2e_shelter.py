@@ -108,11 +108,12 @@ REJECTIONS = [
 
 @pytest.mark.parametrize("case", REJECTIONS)
 def test_rejected_commands_change_nothing(
-    mosquitto: Mosquitto, keys: Any, tmp_path: Path, case: str
+    mosquitto: Mosquitto, mqtt_protocol: str, keys: Any, tmp_path: Path, case: str
 ) -> None:
     site = "rej-" + case.replace("_", "-")
     sub = Subscriber.for_broker(mosquitto, [f"{ROOT}/{site}/#"])
-    with running_site(site_dict(site, mosquitto.url, tmp_path / "d", keys)) as rs:
+    cfg = site_dict(site, mosquitto.url, tmp_path / "d", keys, protocol=mqtt_protocol)
+    with running_site(cfg) as rs:
         sub.wait_for(lambda m: m.topic.endswith("/status") and m.json["state"] == "online")
         rs.press()
         alarm_id = sub.wait_for(f"{ROOT}/{site}/events/alarm.raised").json["data"]["alarm_id"]
@@ -179,10 +180,13 @@ def test_replayed_command_runs_once_and_repeats_its_result(
     sub.close()
 
 
-def test_last_will_offline_after_sigkill(mosquitto: Mosquitto, keys: Any, tmp_path: Path) -> None:
+def test_last_will_offline_after_sigkill(
+    mosquitto: Mosquitto, mqtt_protocol: str, keys: Any, tmp_path: Path
+) -> None:
     site = "will"
     sub = Subscriber.for_broker(mosquitto, [f"{ROOT}/{site}/status"])
-    proc = SimProcess(site_dict(site, mosquitto.url, tmp_path / "d", keys), tmp_path, mosquitto.url)
+    cfg = site_dict(site, mosquitto.url, tmp_path / "d", keys, protocol=mqtt_protocol)
+    proc = SimProcess(cfg, tmp_path, mosquitto.url)
     try:
         sub.wait_for(lambda m: m.json["state"] == "online")
         proc.kill()
@@ -214,12 +218,16 @@ def test_sigterm_flushes_and_exits_zero(mosquitto: Mosquitto, keys: Any, tmp_pat
         sub.close()
 
 
-def test_broker_outage_50_presses_all_delivered_in_order(keys: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
+def test_broker_outage_50_presses_all_delivered_in_order(
+    keys: Any, tmp_path: Path, protocol: str
+) -> None:
     broker = persistent_broker(tmp_path)
     site = "outage"
     sub = SessionSubscriber(broker, f"{ROOT}/{site}/events/+")
+    cfg = site_dict(site, broker.url, tmp_path / "d", keys, debounce_ms=0, protocol=protocol)
     try:
-        with running_site(site_dict(site, broker.url, tmp_path / "d", keys, debounce_ms=0)) as rs:
+        with running_site(cfg) as rs:
             sub.wait_for(f"{ROOT}/{site}/events/site.started")
             broker.stop()  # the broker goes away (graceful, so it keeps our session)
             wait_until(lambda: not rs.site.call(lambda: rs.site.outbox.online))
