@@ -101,6 +101,8 @@ class Modem(Protocol):
 
     def hangup(self) -> None: ...
 
+    def cancel(self, request_id: str) -> None: ...
+
 
 class Hardware(Protocol):
     """Makes the site's devices. Chosen in one place (the CLI) and injected into the site."""

@@ -437,6 +437,7 @@ class GsmModem:
         self._closed = False
         self._thread: threading.Thread | None = None
         self._hangups = 0
+        self._cancelled: set[str] = set()
         self._health = ModemHealth(False, False, None, "not started", None)
         # Worker-thread state.
         self._ser: Any = None
@@ -498,6 +499,12 @@ class GsmModem:
         ``talk_s`` then hang up. Result: ``on_call_result(request_id, outcome, detail)``."""
         self._submit(_CallRequest(request_id, number, float(ring_timeout_s), float(talk_s)))
 
+    def cancel(self, request_id: str) -> None:
+        """Drop a queued request that has not started yet; it is answered as failed with
+        detail ``cancelled``. A request already running is not affected (see hangup)."""
+        with self._lock:
+            self._cancelled.add(request_id)
+
     def hangup(self) -> None:
         """End the call in progress now (or send ``ATH`` if there is none)."""
         with self._lock:
@@ -524,10 +531,17 @@ class GsmModem:
             self._reject(req, "modem driver closed")
 
     def _pop_request(self) -> _Request | None:
-        try:
-            return self._requests.get_nowait()
-        except queue.Empty:
-            return None
+        while True:
+            try:
+                req = self._requests.get_nowait()
+            except queue.Empty:
+                return None
+            with self._lock:
+                cancelled = req.request_id in self._cancelled
+                self._cancelled.discard(req.request_id)
+            if not cancelled:
+                return req
+            self._reject(req, "cancelled")
 
     def _reject_queued(self, detail: str) -> None:
         while (req := self._pop_request()) is not None:

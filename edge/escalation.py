@@ -10,6 +10,7 @@ Every attempt and every outcome is an ``alarm.escalated`` event.
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -44,13 +45,18 @@ class Hangup:
 
 
 @dataclass(frozen=True)
+class Cancel:
+    request_id: str
+
+
+@dataclass(frozen=True)
 class Wake:
     """Call ``due`` after ``delay_s``."""
 
     delay_s: float
 
 
-Effect = SendSms | PlaceCall | Hangup | Wake | Emit
+Effect = SendSms | PlaceCall | Hangup | Cancel | Wake | Emit
 
 
 def compose_sms(site_id: str, address: str, alarm_id: str, at: datetime) -> str:
@@ -69,11 +75,35 @@ def compose_sms(site_id: str, address: str, alarm_id: str, at: datetime) -> str:
 @dataclass
 class _Run:
     alarm_id: str
+    raised_at: float  # wall clock, epoch seconds
+    text: str
     started: bool = False
     stopped: bool = False
     call_attempt: int = 0
-    call_in_progress: str | None = None
+    call_answered: bool = False
+    sms_attempts: dict[str, int] = field(default_factory=dict)
+    sms_done: list[str] = field(default_factory=list)
+    # Volatile: what is in flight or waiting for the next wake.
     pending: dict[str, tuple[str, str, int]] = field(default_factory=dict)
+    call_in_progress: str | None = None
+    sms_retry: list[str] = field(default_factory=list)
+    call_retry: bool = False
+    expect_wake: bool = False
+
+    PERSISTED = (
+        "alarm_id",
+        "raised_at",
+        "text",
+        "started",
+        "stopped",
+        "call_attempt",
+        "call_answered",
+        "sms_attempts",
+        "sms_done",
+    )
+
+    def dump(self) -> str:
+        return json.dumps({k: getattr(self, k) for k in self.PERSISTED}, sort_keys=True)
 
 
 class Escalation:
@@ -82,84 +112,163 @@ class Escalation:
         self.enabled = has_modem and bool(cfg.sms_numbers or cfg.call_number)
         self.run: _Run | None = None
         self._ids = itertools.count(1)
-        self.text = ""
 
     @property
     def started(self) -> bool:
         return self.run is not None and self.run.started
 
+    # ---- inputs ----
     def raised(
-        self, alarm_id: str, test: bool, link_up: bool, text: str, already_started: bool = False
+        self, alarm_id: str, test: bool, link_up: bool, text: str, now: float
     ) -> list[Effect]:
-        """An alarm was raised (or restored after a restart)."""
+        """A new alarm. ``now``: wall clock, epoch seconds."""
         if not self.enabled or test:
             self.run = None
             return []
-        self.run = _Run(alarm_id, started=already_started)
-        self.text = text
-        if already_started:
-            return []  # restored after a restart: never text or call twice
+        self.run = _Run(alarm_id, now, text)
         if not link_up:
             return self._start()
-        return [Wake(self.cfg.escalate_after_s)]
+        return self._wake(self.cfg.escalate_after_s)
+
+    def restore(self, alarm_id: str, saved: str | None, text: str, now: float) -> list[Effect]:
+        """After a restart, an unacknowledged alarm: go on where escalation stood."""
+        if not self.enabled:
+            return []
+        run: _Run | None = None
+        if saved:
+            data = json.loads(saved)
+            if data.get("alarm_id") == alarm_id:
+                run = _Run(**{k: data[k] for k in _Run.PERSISTED if k in data})
+        if run is None:  # nothing recorded: count the wait from now
+            run = _Run(alarm_id, now, text)
+        self.run = run
+        if run.stopped:
+            return []
+        if not run.started:
+            return self._wake(max(0.0, run.raised_at + self.cfg.escalate_after_s - now))
+        # Started before the restart: finish what had not succeeded, never repeat a success.
+        out: list[Effect] = []
+        for number in self.cfg.sms_numbers:
+            if (
+                number not in run.sms_done
+                and run.sms_attempts.get(number, 0) < self.cfg.call_attempts
+            ):
+                out += self._sms(number)
+        if not run.call_answered:
+            out += self._call()
+        return out
 
     def due(self, alarm_id: str) -> list[Effect]:
-        """The escalation timer fired (or a call retry is due)."""
+        """The timer asked for by the last Wake fired."""
         r = self.run
-        if r is None or r.alarm_id != alarm_id or r.stopped:
+        if r is None or r.alarm_id != alarm_id or r.stopped or not r.expect_wake:
             return []
+        r.expect_wake = False
         if not r.started:
             return self._start()
-        return self._call()
+        return self._retry()
 
     def link_lost(self) -> list[Effect]:
         """The broker link went down while an alarm waits for its acknowledgement."""
         r = self.run
         if r is None or r.started or r.stopped:
             return []
+        r.expect_wake = False  # the escalate_after_s timer is now moot
         return self._start()
 
+    def modem_recovered(self) -> list[Effect]:
+        """Retry at once what failed while the modem was down."""
+        r = self.run
+        if r is None or r.stopped or not r.started:
+            return []
+        r.expect_wake = False
+        return self._retry()
+
     def stop(self, alarm_id: str) -> list[Effect]:
-        """Acknowledged or cleared: no further attempts; hang up a call in progress."""
+        """Acknowledged or cleared: cancel what is queued, hang up a call in progress."""
         r = self.run
         if r is None or r.alarm_id != alarm_id or r.stopped:
             return []
         r.stopped = True
-        return [Hangup()] if r.call_in_progress else []
+        r.expect_wake = False
+        out: list[Effect] = [Cancel(rid) for rid in r.pending]
+        if r.call_in_progress:
+            out.append(Hangup())
+        return out
 
     def sms_result(self, request_id: str, ok: bool, detail: str) -> list[Effect]:
         r = self.run
         if r is None or request_id not in r.pending:
             return []
-        channel, number, attempt = r.pending.pop(request_id)
-        return [self._event(channel, number, attempt, "sent" if ok else "failed", detail)]
+        _, number, attempt = r.pending.pop(request_id)
+        if ok:
+            r.sms_done.append(number)
+            return [self._event("sms", number, attempt, "sent", detail)]
+        outcome = "cancelled" if detail == "cancelled" else "failed"
+        out: list[Effect] = [self._event("sms", number, attempt, outcome, detail)]
+        if not r.stopped and attempt < self.cfg.call_attempts:
+            r.sms_retry.append(number)
+            out += self._wake(self.cfg.call_retry_delay_s)
+        return out
 
     def call_result(self, request_id: str, outcome: str, detail: str) -> list[Effect]:
         r = self.run
         if r is None or request_id not in r.pending:
             return []
-        channel, number, attempt = r.pending.pop(request_id)
+        _, number, attempt = r.pending.pop(request_id)
         r.call_in_progress = None
-        out: list[Effect] = [self._event(channel, number, attempt, outcome, detail)]
-        if (
+        if detail == "cancelled":
+            outcome = "cancelled"
+        out: list[Effect] = [self._event("call", number, attempt, outcome, detail)]
+        if outcome == "answered":
+            r.call_answered = True
+        elif (
             outcome in RETRY_CALL_OUTCOMES
             and not r.stopped
             and r.call_attempt < self.cfg.call_attempts
         ):
-            out.append(Wake(self.cfg.call_retry_delay_s))
+            r.call_retry = True
+            out += self._wake(self.cfg.call_retry_delay_s)
         return out
 
+    def dump(self) -> str | None:
+        return self.run.dump() if self.run is not None else None
+
     # ---- internals ----
+    def _wake(self, delay_s: float) -> list[Effect]:
+        assert self.run is not None
+        self.run.expect_wake = True
+        return [Wake(delay_s)]
+
     def _start(self) -> list[Effect]:
         r = self.run
         assert r is not None
         r.started = True
         out: list[Effect] = []
         for number in self.cfg.sms_numbers:
-            rid = f"sms-{next(self._ids)}"
-            r.pending[rid] = ("sms", number, 1)
-            out += [self._event("sms", number, 1, "attempt", ""), SendSms(rid, number, self.text)]
+            out += self._sms(number)
         return out + self._call()
+
+    def _retry(self) -> list[Effect]:
+        r = self.run
+        assert r is not None
+        out: list[Effect] = []
+        retry, r.sms_retry = r.sms_retry, []
+        for number in retry:
+            out += self._sms(number)
+        if r.call_retry:
+            r.call_retry = False
+            out += self._call()
+        return out
+
+    def _sms(self, number: str) -> list[Effect]:
+        r = self.run
+        assert r is not None
+        attempt = r.sms_attempts.get(number, 0) + 1
+        r.sms_attempts[number] = attempt
+        rid = f"sms-{next(self._ids)}"
+        r.pending[rid] = ("sms", number, attempt)
+        return [self._event("sms", number, attempt, "attempt", ""), SendSms(rid, number, r.text)]
 
     def _call(self) -> list[Effect]:
         r = self.run
@@ -168,6 +277,7 @@ class Escalation:
         if (
             number is None
             or r.stopped
+            or r.call_answered
             or r.call_in_progress
             or r.call_attempt >= self.cfg.call_attempts
         ):

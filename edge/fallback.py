@@ -12,7 +12,16 @@ from drivers.base import Hardware, Modem
 from drivers.modem import CallOutcome, ModemHealth
 from edge.alarm import Emit
 from edge.config import SiteConfig
-from edge.escalation import Effect, Escalation, Hangup, PlaceCall, SendSms, Wake, compose_sms
+from edge.escalation import (
+    Cancel,
+    Effect,
+    Escalation,
+    Hangup,
+    PlaceCall,
+    SendSms,
+    Wake,
+    compose_sms,
+)
 from edge.loop import Timer
 from edge.ports import Ports
 
@@ -74,6 +83,7 @@ class ModemFallback:
         self.esc = Escalation(cfg.escalation, has_modem=self.modem is not None)
         self.health: dict[str, Any] | None = None
         self._timer: Timer | None = None
+        self._saved: str | None = None
 
     def start(self) -> None:
         if self.modem is not None:
@@ -85,9 +95,14 @@ class ModemFallback:
 
     # ---- hooks from the alarm (core thread) ----
     def alarm_raised(self, alarm_id: str, test: bool, restored: bool = False) -> None:
-        text = compose_sms(self.cfg.site.id, self.cfg.site.address, alarm_id, self.p.clock.now())
-        started = restored and self.p.store.get_state(STATE_KEY) == alarm_id
-        self._apply(self.esc.raised(alarm_id, test, self.link_up(), text, started))
+        now = self.p.clock.now()
+        text = compose_sms(self.cfg.site.id, self.cfg.site.address, alarm_id, now)
+        if restored:
+            if not test:
+                saved = self.p.store.get_state(STATE_KEY)
+                self._apply(self.esc.restore(alarm_id, saved, text, now.timestamp()))
+            return
+        self._apply(self.esc.raised(alarm_id, test, self.link_up(), text, now.timestamp()))
 
     def alarm_stopped(self, alarm_id: str) -> None:
         self._apply(self.esc.stop(alarm_id))
@@ -106,11 +121,14 @@ class ModemFallback:
                 self.modem.call(e.request_id, e.number, e.ring_timeout_s, e.talk_s)
             elif isinstance(e, Hangup) and self.modem is not None:
                 self.modem.hangup()
+            elif isinstance(e, Cancel) and self.modem is not None:
+                self.modem.cancel(e.request_id)
             elif isinstance(e, Wake):
                 self._wake(e.delay_s)
-        run = self.esc.run
-        if run is not None and run.started and self.p.store.get_state(STATE_KEY) != run.alarm_id:
-            self.p.store.put_state(STATE_KEY, run.alarm_id)  # never text twice after a restart
+        saved = self.esc.dump()
+        if saved is not None and saved != self._saved:
+            self._saved = saved
+            self.p.store.put_state(STATE_KEY, saved)  # progress survives a restart
 
     def _wake(self, delay_s: float) -> None:
         if self._timer is not None:
@@ -140,3 +158,4 @@ class ModemFallback:
 
     def _recovered(self) -> None:
         self.p.outbox.emit("modem", "modem.recovered", {})
+        self._apply(self.esc.modem_recovered())

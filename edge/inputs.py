@@ -25,9 +25,7 @@ class DebouncedInput:
         loop: CoreLoop,
         on_change: Callable[[bool], None],
         on_fault: Callable[[str], None],
-        on_raw: Callable[[float], None] | None = None,
     ) -> None:
-        self.on_raw = on_raw
         self.dev = dev
         self.name = dev.name
         self.loop = loop
@@ -78,8 +76,6 @@ class DebouncedInput:
         self.loop.post(lambda: self._raw(level, t))
 
     def _raw(self, level: bool, t: float) -> None:
-        if self.on_raw is not None:
-            self.on_raw(t)
         # A level that was already stable for the debounce time before this edge counts,
         # even if the core loop is running late and its timer has not fired yet.
         settled = self.deb.poll(t)

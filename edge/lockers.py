@@ -106,6 +106,7 @@ class LockerBank:
         )
         self.garbage = 0
         self._via: dict[int, str] = {}
+        self._fire_failed: set[int] = set()
         self._pump_timer: Any = None
         salt = ports.store.get_state(SALT_KEY)
         if salt is None:
@@ -235,6 +236,9 @@ class LockerBank:
         pos = self.sched.request(locker, reason, self.p.clock.monotonic())
         self._via[locker] = via
         self._pump()
+        if locker in self._fire_failed:
+            self._fire_failed.discard(locker)
+            raise CommandError("failed", f"locker {locker} coil could not be driven; see logs")
         return pos
 
     def _pump(self) -> None:
@@ -242,8 +246,9 @@ class LockerBank:
         for pulse in self.sched.due(now):
             try:
                 self._fire(pulse.locker, pulse.seconds)
-            except Exception as exc:
+            except Exception as exc:  # one lock failing must not stop the queue
                 log.error("coil_fire_failed", locker=pulse.locker, error=str(exc))
+                self._fire_failed.add(pulse.locker)
                 continue
             via = self._via.pop(pulse.locker, "centre")
             self.machine.pulse_fired(pulse.locker, pulse.reason, via, now)

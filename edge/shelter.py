@@ -35,9 +35,9 @@ class _Button:
         self.inp = inp
         self.generation = 0
         self.sup: DebouncedInput | None = None
-        self.edges: deque[float] = deque()
+        self.edges: deque[float] = deque()  # debounced changes, for chatter detection
         self.chatter = False
-        self.wiring_fault: str | None = None
+        self.wiring: set[str] = set()  # active wiring faults: supervision, chatter
 
 
 class ShelterAlarm:
@@ -70,7 +70,6 @@ class ShelterAlarm:
                 ports.loop,
                 on_change=functools.partial(self._button_changed, b.name),
                 on_fault=functools.partial(self._fault, b.name),
-                on_raw=functools.partial(self._raw_edge, b.name),
             )
             btn = _Button(b, inp)
             if b.supervision is not None:
@@ -105,7 +104,10 @@ class ShelterAlarm:
     # ---- lifecycle (core thread) ----
     def start(self) -> None:
         self._apply()
-        self._arm_test_timer()
+        if self.test_until is not None:
+            # A Pi has no real-time clock: after a restart "until" may be wrong, and a real
+            # press flagged as a test would never escalate. A walk test ends with a restart.
+            self._set_test_mode(False, 0, "restart")
         s = self.machine.s
         if s.state == "active" and s.alarm_id is not None:
             self.fallback.alarm_raised(s.alarm_id, s.test, restored=True)
@@ -174,27 +176,45 @@ class ShelterAlarm:
         return {
             "active": b.inp.level,
             "fault": b.inp.fault,
-            "wiring": b.wiring_fault,
+            "wiring": sorted(b.wiring) or None,
         }
 
-    def _raw_edge(self, name: str, t: float) -> None:
-        b = self.buttons[name]
-        b.edges.append(t)
-        while b.edges and t - b.edges[0] > b.cfg.chatter_window_s:
+    def _count_change(self, b: _Button) -> None:
+        """Chatter: more debounced changes than chatter_max within chatter_window_s.
+        (Contact bounce inside the debounce time does not count: only real changes do.)"""
+        now = self.p.loop.clock.monotonic()
+        b.edges.append(now)
+        while b.edges and now - b.edges[0] > b.cfg.chatter_window_s:
             b.edges.popleft()
         if not b.chatter and len(b.edges) > b.cfg.chatter_max:
             b.chatter = True
             self._wiring(b, "chatter")
+        if b.chatter:
+            self.p.loop.call_later(b.cfg.chatter_window_s, functools.partial(self._quiet, b))
+
+    def _quiet(self, b: _Button) -> None:
+        """A chattering button calmed down: report it, and a button still active is a
+        press after all (a loose wire that finally broke must still raise the alarm)."""
+        now = self.p.loop.clock.monotonic()
+        if not b.chatter or (b.edges and now - b.edges[-1] < b.cfg.chatter_window_s):
+            return
+        b.chatter = False
+        b.edges.clear()
+        self._wiring_restored(b, "chatter")
+        if b.inp.level:
+            self._press(b)
 
     def _button_changed(self, name: str, level: bool) -> None:
         b = self.buttons[name]
         b.generation += 1
+        self._count_change(b)
         self.p.states.set(name, self._button_state(b))
         if not level:
             self._run(self.machine.release(name))
             return
         if b.chatter:
-            log.warning("press_ignored_chatter", button=name)
+            # Not lost: _quiet presses if the button is still active once it calms down.
+            log.warning("press_deferred_chatter", button=name)
             return
         if b.cfg.hold_ms <= 0:
             self._press(b)
@@ -220,13 +240,13 @@ class ShelterAlarm:
         b = self.buttons[name]
         if level:
             self._wiring(b, "supervision")
-        elif b.wiring_fault == "supervision":
-            self._wiring_restored(b)
+        else:
+            self._wiring_restored(b, "supervision")
 
     def _wiring(self, b: _Button, reason: str) -> None:
-        if b.wiring_fault == reason:
+        if reason in b.wiring:
             return
-        b.wiring_fault = reason
+        b.wiring.add(reason)
         self.p.outbox.emit(
             b.cfg.name,
             "wiring.fault",
@@ -235,23 +255,18 @@ class ShelterAlarm:
         )
         self.p.states.set(b.cfg.name, self._button_state(b))
 
-    def _wiring_restored(self, b: _Button) -> None:
-        reason = b.wiring_fault
-        b.wiring_fault = None
+    def _wiring_restored(self, b: _Button, reason: str) -> None:
+        if reason not in b.wiring:
+            return
+        b.wiring.discard(reason)
         self.p.outbox.emit(b.cfg.name, "wiring.restored", {"button": b.cfg.name, "reason": reason})
         self.p.states.set(b.cfg.name, self._button_state(b))
 
     def _self_check(self) -> None:
-        now = self.p.loop.clock.monotonic()
         for b in self.buttons.values():
             b.inp.check()
             if b.sup is not None:
                 b.sup.check()
-            while b.edges and now - b.edges[0] > b.cfg.chatter_window_s:
-                b.edges.popleft()
-            if b.chatter and len(b.edges) <= b.cfg.chatter_max // 2:
-                b.chatter = False
-                self._wiring_restored(b)
             self.p.states.set(b.cfg.name, self._button_state(b))
         if self.reset_key is not None:
             self.reset_key.check()

@@ -150,6 +150,7 @@ class Site(UplinkListener):
         self.loop.after_batch.append(self._after_batch)
         self._thread: threading.Thread | None = None
         self._started = False
+        self._stopping = False
 
     # ---- status ----
     def _status(self, state: str) -> bytes:
@@ -253,18 +254,22 @@ class Site(UplinkListener):
         return box[0] if box else None
 
     def shutdown(self, flush_s: float = 3.0) -> None:
-        """Stop input, outputs into their safe state, flush what can be flushed, say
-        offline, close the store. Every step runs even when an earlier one fails."""
+        """Stop input (hardware and commands), outputs into their safe state, flush what
+        can be flushed, say offline, close the store. Every step runs even when an
+        earlier one fails."""
+        self._stopping = True  # commands arriving from now on are not executed
+        for name, part in (("shelter", self.shelter), ("lockers", self.lockers)):
+            if part is None:
+                continue
+            try:
+                part.stop()
+            except Exception:
+                self.log.exception("shutdown_stop_failed", part=name)
+        self._outputs_off()
         try:
-            if self.shelter is not None:
-                self.shelter.stop()
-            if self.lockers is not None:
-                self.lockers.stop()
             self.fallback.stop()
         except Exception:
-            self.log.exception("shutdown_input_stop_failed")
-        finally:
-            self._outputs_off()
+            self.log.exception("shutdown_stop_failed", part="modem")
         try:
             if self._started and self.outbox.online:
                 deadline = time.monotonic() + flush_s  # real time: this waits on real I/O
@@ -315,6 +320,12 @@ class Site(UplinkListener):
     def uplink_message(self, topic: str, payload: bytes) -> None:
         name = self.topics.command_name(topic)
         if name is None:
+            return
+        if self._stopping:
+            # No result: the centre retries with the same command_id after the restart,
+            # which then runs it (a remembered "ok" for a command never carried out would
+            # be a lie).
+            self.log.warning("command_ignored_shutting_down", command=name)
             return
         self.commands.handle(name, payload)
 
