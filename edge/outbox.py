@@ -119,6 +119,8 @@ class Outbox:
         if dropped is None:
             return
         # Rows being dropped may be in flight; forget them (a late PUBACK is then ignored).
+        for mid in [m for m, f in self._inflight.items() if f.row_id in dropped.ids]:
+            self._inflight_rows.discard(self._inflight.pop(mid).row_id)
         log.error(
             "outbox_overflow",
             dropped=dropped.count,

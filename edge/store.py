@@ -60,6 +60,7 @@ class Dropped:
     count: int
     first_seq: int | None
     last_seq: int | None
+    ids: frozenset[int] = frozenset()
 
 
 class Store:
@@ -90,6 +91,7 @@ class Store:
         self._dirty = False
         self._needs_sync = False  # the open transaction holds more than PUBACK deletes
         self._lazy_deletes = 0
+        self._deletes: list[tuple[int]] = []
 
     @staticmethod
     def _open(path: Path) -> sqlite3.Connection:
@@ -131,6 +133,7 @@ class Store:
         """Commit whatever is open, deletes included."""
         if not self._dirty:
             return
+        self._apply_deletes()
         if self._seq_dirty:
             self._db.execute(
                 "INSERT INTO meta(key, value) VALUES('seq', ?) "
@@ -185,6 +188,7 @@ class Store:
             return None
         target = self._count - int(self.max_messages * 0.99)
         self._begin()
+        self._apply_deletes()
         dropped: list[tuple[int, int | None]] = []
         for prio in (PRIO_EVENT, PRIO_RESULT):
             need = target - len(dropped)
@@ -199,12 +203,18 @@ class Store:
         self._count -= len(dropped)
         seqs = [s for _, s in dropped if s is not None]
         self.flush()
-        return Dropped(len(dropped), min(seqs) if seqs else None, max(seqs) if seqs else None)
+        return Dropped(
+            len(dropped),
+            min(seqs) if seqs else None,
+            max(seqs) if seqs else None,
+            frozenset(r[0] for r in dropped),
+        )
 
     def pending(self, limit: int, after: dict[int, int] | None = None) -> list[Pending]:
         """Oldest first within a priority, highest priority first, skipping in each
         priority the rows up to ``after[priority]`` (already in flight)."""
         after = after or {}
+        self._apply_deletes()
         out: list[Pending] = []
         for prio in (PRIO_ALARM, PRIO_RESULT, PRIO_EVENT):
             if len(out) >= limit:
@@ -218,10 +228,17 @@ class Store:
         return out
 
     def delete(self, row_id: int) -> None:
+        """Forget an acknowledged row. Deletes are batched: applied before the next read
+        of the outbox and before every commit."""
         self._lazy_deletes += 1
         self._begin(sync=False)
-        cur = self._db.execute("DELETE FROM outbox WHERE id=?", (row_id,))
-        self._count -= cur.rowcount
+        self._deletes.append((row_id,))
+        self._count -= 1
+
+    def _apply_deletes(self) -> None:
+        if self._deletes:
+            self._db.executemany("DELETE FROM outbox WHERE id=?", self._deletes)
+            self._deletes.clear()
 
     def __len__(self) -> int:
         return self._count
