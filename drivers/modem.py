@@ -509,6 +509,7 @@ class GsmModem:
         """End the call in progress now (or send ``ATH`` if there is none)."""
         with self._lock:
             self._hangups += 1
+        self._wake()
 
     def health(self) -> ModemHealth:
         """The latest health snapshot (thread-safe, never blocks on the modem)."""
@@ -529,6 +530,19 @@ class GsmModem:
                 self._requests.put(req)
         if closed:
             self._reject(req, "modem driver closed")
+        else:
+            self._wake()
+
+    def _wake(self) -> None:
+        """Interrupt the worker's idle serial read so a new request starts now instead of
+        after up to read_timeout_s (an alarm's SMS should not wait 50 ms for nothing)."""
+        ser = self._ser
+        cancel = getattr(ser, "cancel_read", None)
+        if cancel is not None:
+            try:
+                cancel()
+            except Exception:
+                pass
 
     def _pop_request(self) -> _Request | None:
         while True:

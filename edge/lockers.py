@@ -235,6 +235,7 @@ class LockerBank:
         self.machine.check_open(locker, reason)
         pos = self.sched.request(locker, reason, self.p.clock.monotonic())
         self._via[locker] = via
+        self._fire_failed.discard(locker)
         self._pump()
         if locker in self._fire_failed:
             self._fire_failed.discard(locker)
@@ -249,6 +250,16 @@ class LockerBank:
             except Exception as exc:  # one lock failing must not stop the queue
                 log.error("coil_fire_failed", locker=pulse.locker, error=str(exc))
                 self._fire_failed.add(pulse.locker)
+                self._via.pop(pulse.locker, None)
+                self._run(
+                    [
+                        Emit(
+                            f"locker-{pulse.locker}",
+                            "lock.fault",
+                            {"locker": pulse.locker, "reason": f"{type(exc).__name__}: {exc}"},
+                        )
+                    ]
+                )
                 continue
             via = self._via.pop(pulse.locker, "centre")
             self.machine.pulse_fired(pulse.locker, pulse.reason, via, now)

@@ -140,6 +140,11 @@ class LockJammed(_Payload):
     reason: str | None = Field(description="Why it was being opened.")
 
 
+class LockFault(_Payload):
+    locker: int
+    reason: str = Field(description="Why the coil could not be driven (driver error).")
+
+
 class ParcelDeposited(_Payload):
     locker: int
     parcel_id: str | None = Field(description="null when deposited before locker.assign.")
@@ -242,6 +247,7 @@ EVENT_DATA: dict[str, type[BaseModel]] = {
     "door.forced": DoorForced,
     "door.left_open": DoorLeftOpen,
     "lock.jammed": LockJammed,
+    "lock.fault": LockFault,
     "parcel.deposited": ParcelDeposited,
     "parcel.picked_up": ParcelPickedUp,
     "parcel.overdue": ParcelOverdue,
