@@ -163,7 +163,10 @@ class PanicButtonConfig(InputConfig):
         None, description="Optional wiring-supervision / tamper input for this button."
     )
     chatter_max: int = Field(
-        10, ge=3, le=1000, description="More raw transitions than this within the window: chatter."
+        10,
+        ge=3,
+        le=1000,
+        description="More changes (after debounce) than this within the window: chatter.",
     )
     chatter_window_s: float = Field(10, gt=0, le=3600, description="Chatter counting window.")
 

@@ -60,16 +60,24 @@ Effect = SendSms | PlaceCall | Hangup | Cancel | Wake | Emit
 
 
 def compose_sms(site_id: str, address: str, alarm_id: str, at: datetime) -> str:
-    """Site id, address, alarm id and time (KST), fitted into one SMS."""
+    """Site id, address, alarm id and time (KST), fitted into one SMS. The alarm id and
+    the time are always kept; the address, then the site id, are shortened to fit."""
     when = at.astimezone(KST).strftime("%m-%d %H:%M:%S")
     head = "[안심] 비상벨"  # "[ansim] emergency bell"
-    tail = f"{site_id} #{alarm_id[:8]} {when}"
-    text = f"{head} {address} {tail}" if address else f"{head} {tail}"
+    tail = f"#{alarm_id[:8]} {when}"
+
+    def build(site: str, addr: str) -> str:
+        return " ".join(p for p in (head, addr, site, tail) if p)
+
+    text = build(site_id, address)
     limit = GSM_LIMIT if text.isascii() else UCS2_LIMIT
-    if len(text) > limit and address:
-        room = limit - len(f"{head}  {tail}") - 1
-        text = f"{head} {address[: max(0, room)]}… {tail}" if room > 0 else f"{head} {tail}"
-    return text[:limit]
+    if len(text) <= limit:
+        return text
+    room = limit - len(build(site_id, ""))
+    if room > 2 and address:
+        return build(site_id, address[: room - 2] + "…")
+    room = limit - len(build("", ""))
+    return build(site_id[: max(1, room - 2)] + "…", "")
 
 
 @dataclass

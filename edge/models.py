@@ -202,8 +202,8 @@ class AlarmEscalated(_Payload):
     number: str
     attempt: int = Field(ge=1)
     outcome: str = Field(
-        description="attempt (issued), sent / failed (sms), or the call outcome: answered, "
-        "busy, no_answer, no_carrier, no_dialtone, error, timeout."
+        description="attempt (issued), sent / failed / cancelled (sms), or the call "
+        "outcome: cancelled, answered, busy, no_answer, no_carrier, no_dialtone, error, timeout."
     )
     detail: str
 
@@ -230,7 +230,7 @@ class ModemRecovered(_Payload):
 class SiteTestMode(_Payload):
     on: bool
     until: str | None
-    by: str = Field(description="Key id of the command, 'reset_key' or 'timeout'.")
+    by: str = Field(description="Key id of the command, 'reset_key', 'timeout' or 'restart'.")
 
 
 EVENT_DATA: dict[str, type[BaseModel]] = {

@@ -195,8 +195,12 @@ class ShelterAlarm:
     def _quiet(self, b: _Button) -> None:
         """A chattering button calmed down: report it, and a button still active is a
         press after all (a loose wire that finally broke must still raise the alarm)."""
+        if not b.chatter:
+            return
         now = self.p.loop.clock.monotonic()
-        if not b.chatter or (b.edges and now - b.edges[-1] < b.cfg.chatter_window_s):
+        left = (b.edges[-1] + b.cfg.chatter_window_s - now) if b.edges else 0.0
+        if left > 1e-6:  # a newer change arrived: wait the rest (its own timer may be gone)
+            self.p.loop.call_later(left, functools.partial(self._quiet, b))
             return
         b.chatter = False
         b.edges.clear()

@@ -534,11 +534,6 @@ def test_sms_text_always_fits_and_keeps_site_alarm_and_time(
     assert text.startswith("[안심] 비상벨")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="compose_sms cuts the tail when the site id is long (ids may have 64 characters): "
-    "the alarm id and the time are lost",
-)
 def test_sms_text_keeps_alarm_and_time_with_the_longest_site_id() -> None:
     site = "s" * 64
     text = compose_sms(site, "", ALARM, AT)

@@ -288,12 +288,6 @@ def test_a_press_during_chatter_is_deferred_until_the_button_is_quiet(
         assert len(r.events("wiring.fault")) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ShelterAlarm._quiet: `now - edges[-1] < chatter_window_s` is true by rounding when "
-    "its timer fires exactly on time (1024.004 - 1014.004 < 10); nothing re-arms it, so the "
-    "deferred press is lost",
-)
 def test_a_deferred_press_is_raised_when_the_quiet_timer_fires_exactly_on_time(
     keys: Keys, tmp_path: Path
 ) -> None:
