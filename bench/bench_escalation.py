@@ -22,32 +22,38 @@ See bench/README.md.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import random
-import shutil
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.bench_spine import (
-    ROOT,
-    TESTS,
+from bench.common import (
+    LOGGING,
+    SUBSCRIBER,
     RemoteSubscriber,
+    ShelterSite,
+    add_quick_and_json,
+    add_seed_and_keep,
+    arg_parser,
     bare_latency,
     broker,
-    configure_logging,
-    known_fields,
-    mosquitto_version,
+    conclude,
+    mosquitto_class,
+    option,
+    p50_p99,
     pause,
+    report,
+    report_table,
+    run_meta,
+    shelter_devices,
     step,
     summary_ms,
     verdict,
     wait_for,
+    work_dir,
 )
 
 SMS_TO = "+821011112222"
@@ -145,48 +151,20 @@ def shelter_config(
         "site": {"id": site_id, "address": ADDRESS, "cameras": ["cam-1"]},
         "broker": {"url": broker_url, "keepalive_s": 30, "reconnect": {"min_s": 1, "max_s": 120}},
         "data_dir": str(data_dir),
-        "devices": {
-            "panic_buttons": [
-                {
-                    "name": "panic-1",
-                    "pin": 17,
-                    "contact": "nc",
-                    "debounce_ms": 0,
-                    **known_fields("PanicButtonConfig", chatter_max=1000, chatter_window_s=0.001),
-                }
-            ],
-            "sent_led": {"pin": 22},
-            "ack_led": {"pin": 23},
-            "buzzer": {"pin": 24},
-            "reset_key": {"pin": 27, "contact": "no", "debounce_ms": 0},
-            "modem": {"url": "/dev/null"},
-        },
+        "devices": {**shelter_devices(0), "modem": {"url": "/dev/null"}},
         "escalation": {"escalate_after_s": escalate_after_s, "sms_numbers": [SMS_TO]},
     }
 
 
-class EscSite:
+class EscSite(ShelterSite):
     """A real Site on BenchHardware (stamped modem), its core loop on a thread."""
 
     def __init__(self, cfg_dict: dict[str, Any]) -> None:
-        from edge.config import parse_config
-        from edge.site import Site
-
-        self.hw = bench_hardware()
-        self.site = Site(parse_config(cfg_dict), self.hw, keys={})
-        shelter = self.site.shelter
-        assert shelter is not None and shelter.reset_key is not None
-        self.shelter = shelter
-        self.button = shelter.buttons["panic-1"].inp
-        self.key = shelter.reset_key
+        super().__init__(cfg_dict, bench_hardware(), keys={})
         self.fb = self.site.fallback
-        self.site.start_thread()
         wait_for(lambda: self.hw.modem_sim is not None, 15, "simulated modem up", 0.005)
         self.modem = self.hw.modem_sim
         wait_for(self._ready, 20, "site online, outbox empty, modem healthy", 0.01)
-
-    def call(self, fn: Callable[[], Any]) -> Any:
-        return self.site.call(fn, timeout=30)
 
     def _ready(self) -> bool:
         s, fb = self.site, self.fb
@@ -205,26 +183,6 @@ class EscSite:
     def online(self) -> bool:
         s = self.site
         return bool(self.call(lambda: s.outbox.online))
-
-    def idle(self, drained: bool) -> bool:
-        m, b, k, s = self.shelter.machine, self.button, self.key, self.site
-
-        def check() -> bool:
-            return (
-                m.s.state == "idle"
-                and not m.s.await_release
-                and not b.level
-                and b.deb.deadline is None
-                and not k.level
-                and k.deb.deadline is None
-                and (not drained or (len(s.store) == 0 and s.outbox.inflight == 0))
-            )
-
-        return bool(self.call(check))
-
-    def state(self) -> str:
-        m = self.shelter.machine
-        return str(self.call(lambda: m.s.state))
 
     def escalation_started(self) -> bool:
         esc, m = self.fb.esc, self.shelter.machine
@@ -246,19 +204,6 @@ class EscSite:
         lines = [line.upper() for _, line in self.modem.stamps[stamps0:]]
         cmgs = next((i for i, x in enumerate(lines) if x.startswith("AT+CMGS=")), None)
         return cmgs is not None and RESTORE_CHARSET.upper() in lines[cmgs:]
-
-    def clear(self, drained: bool) -> None:
-        """Reset key: the alarm clears (the escalation stops); then key and button let go."""
-        self.hw.set_input("reset_key", True)
-        wait_for(lambda: self.state() == "idle", 10, "alarm cleared by the reset key")
-        self.hw.set_input("reset_key", False)
-        self.hw.set_input("panic-1", False)
-        wait_for(lambda: self.idle(drained), 10, "site idle after a press", 0.002)
-
-    def stop(self) -> None:
-        self.site.stop_soon()
-        self.site.join(15)
-        self.hw.close()
 
 
 # --------------------------------------------------------------------------- 1. baselines
@@ -392,7 +337,7 @@ def sms_latency(
             t_cmgs = next(t for t, x in modem.stamps[stamps0:] if x.upper().startswith("AT+CMGS="))
             record = modem.snapshot()["sms"][sms0]
             failed += not record.get("ok", False)
-            es.clear(drained=False)
+            es.clear(drained=False, poll_s=0.002)
             if i >= WARMUP:
                 to_at.append(t_at - t0)
                 to_cmgs.append(t_cmgs - t0)
@@ -435,7 +380,6 @@ def press_latency(
     site_id = f"bench-esc-{name.replace('_', '-')}"
     es = EscSite(shelter_config(site_id, url, workdir / name, escalate_after_s))
     modem = es.modem
-    topic = f"{ROOT}/{site_id}/events/alarm.raised"
     samples = []
     started = 0
     try:
@@ -447,12 +391,9 @@ def press_latency(
             pause(gap_s)
             stamps0 = len(modem.stamps)
             sms0 = len(modem.snapshot()["sms"])
-            sub.arm(1, topic)
-            t0 = time.monotonic()
-            es.hw.set_input("panic-1", True)
-            _, t = sub.wait_done(10)
+            latency = es.press(sub)
             if i >= WARMUP:
-                samples.append(t - t0)
+                samples.append(latency)
                 started += es.escalation_started()
             if wait_sms:
                 wait_for(lambda s0=stamps0, m0=sms0: es.sms_done(s0, m0), 20, "SMS done", 0.005)
@@ -466,7 +407,7 @@ def press_latency(
                     "the driver writing to the silent modem",
                     0.002,
                 )
-            es.clear(drained=True)
+            es.clear(drained=True, poll_s=0.002)
         span = time.monotonic() - t_stall
         snap = modem.snapshot()
         fb = es.fb
@@ -491,43 +432,27 @@ def press_latency(
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    import paho.mqtt
-
-    import edge
-
-    if str(TESTS) not in sys.path:
-        sys.path.insert(0, str(TESTS))
-    from mqtt_helpers import Mosquitto
-
     mode = QUICK if args.quick else FULL
-    presses = args.presses if args.presses is not None else mode["presses"]
-    driver_n = args.driver_n if args.driver_n is not None else mode["driver_n"]
-    stall_span = args.stall_span_s if args.stall_span_s is not None else mode["stall_span_s"]
+    presses = option(args, mode, "presses")
+    driver_n = option(args, mode, "driver_n")
+    stall_span = option(args, mode, "stall_span_s")
     rng = random.Random(args.seed)
-    workdir = Path(tempfile.mkdtemp(prefix="ansim-bench-esc-"))
-    configure_logging(workdir / "site.log")
-    t_start = time.monotonic()
     results: dict[str, Any] = {}
+    with work_dir("ansim-bench-esc-", args.keep) as workdir:
+        t_start = time.monotonic()
 
-    def own_broker() -> Any:
-        return Mosquitto(workdir / "broker-down").start()
+        def own_broker() -> Any:
+            return mosquitto_class()(workdir / "broker-down").start()
 
-    try:
         with broker() as b:
-            results["meta"] = {
-                "quick": bool(args.quick),
-                "python": platform.python_version(),
-                "paho_mqtt": paho.mqtt.__version__,
-                "ansim_edge": edge.__version__,
-                "broker": mosquitto_version(b.binary),
-                "cpus": os.cpu_count(),
-                "machine": platform.machine(),
-                "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
-                "subscriber": "separate process, QoS 1, TCP_NODELAY",
-                "logging": "daemon structlog config (JSON, info) to a file",
-                "seed": args.seed,
-                "stall_span_s": stall_span,
-            }
+            results["meta"] = run_meta(
+                b,
+                args.quick,
+                subscriber=SUBSCRIBER,
+                logging=LOGGING,
+                seed=args.seed,
+                stall_span_s=stall_span,
+            )
             sub = RemoteSubscriber(b.host, b.port)
             try:
                 step(f"baselines: raw modem pty ({presses}), driver alone ({driver_n} SMS), paho")
@@ -580,66 +505,53 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "target_p99_over_ms": TARGET_STALLED_P99_OVER_MS,
                 "passed": passed,
             }
-    finally:
-        if args.keep:
-            print(f"work dir kept: {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    results["targets"] = {"core_never_waits_for_modem": results["isolation"]["passed"]}
-    results["all_passed"] = all(results["targets"].values())
-    results["meta"]["wall_s"] = round(time.monotonic() - t_start, 1)
-    return results
-
-
-def p(s: dict[str, Any]) -> str:
-    return f"p50 {s['p50_ms']:.2f} / p99 {s['p99_ms']:.2f} ms"
+    return conclude(results, t_start, core_never_waits_for_modem=results["isolation"]["passed"])
 
 
 def table(r: dict[str, Any]) -> str:
-    b, sl, iso, meta = r["baseline"], r["sms_latency"], r["isolation"], r["meta"]
+    b, sl, iso = r["baseline"], r["sms_latency"], r["isolation"]
     h, s, q = iso["healthy"], iso["stalled"], iso["no_escalation"]
     drv = b["driver_send_sms_to_first_at"]
     rows = [
-        ("figure", "value", "baseline / note", "target", "result"),
         (
             "raw pty: AT+CMGF=1 -> simulated modem",
-            p(b["modem_pty_round_trip"]["write_to_received"]),
-            f"-> OK read back: {p(b['modem_pty_round_trip']['write_to_ok_read'])}",
+            p50_p99(b["modem_pty_round_trip"]["write_to_received"]),
+            f"-> OK read back: {p50_p99(b['modem_pty_round_trip']['write_to_ok_read'])}",
             "",
             "",
         ),
         (
             "GsmModem.send_sms() -> first AT (driver)",
-            p(drv),
+            p50_p99(drv),
             f"n={drv['n']}; driver alone; its idle read cycle is {drv['read_timeout_ms']:.0f} ms",
             "",
             "",
         ),
         (
             "bare paho QoS1 pub -> sub (other process)",
-            p(b["mqtt_latency"]),
+            p50_p99(b["mqtt_latency"]),
             f"n={b['mqtt_latency']['n']}, NODELAY",
             "",
             "",
         ),
         (
             "press -> first AT of SMS, broker down",
-            p(sl["press_to_first_at"]),
-            f"n={sl['n']}, debounce 0; -> AT+CMGS: {p(sl['press_to_cmgs'])}; -> submitted: "
-            f"{p(sl['press_to_sms_submitted'])}; failed {sl['sms_failed']}",
+            p50_p99(sl["press_to_first_at"]),
+            f"n={sl['n']}, debounce 0; -> AT+CMGS: {p50_p99(sl['press_to_cmgs'])}; -> submitted: "
+            f"{p50_p99(sl['press_to_sms_submitted'])}; failed {sl['sms_failed']}",
             "(report)",
             "",
         ),
         (
             "press -> subscriber, modem healthy",
-            p(h["latency"]),
+            p50_p99(h["latency"]),
             f"n={h['n']}; every press texts (escalate_after_s 0); {h['sms_sent']} SMS sent",
             "",
             "",
         ),
         (
             "press -> subscriber, modem stalled",
-            p(s["latency"]),
+            p50_p99(s["latency"]),
             f"n={s['n']}; set_silent(True); escalation started at "
             f"{s['escalations_started_at_press']} presses; over {s['seconds']:.1f} s the modem "
             f"got {s['modem_commands_received']} unanswered commands; driver fault reported: "
@@ -649,7 +561,7 @@ def table(r: dict[str, Any]) -> str:
         ),
         (
             "press -> subscriber, no escalation",
-            p(q["latency"]),
+            p50_p99(q["latency"]),
             f"n={q['n']}; context: escalate_after_s 15, nothing sent",
             "",
             "",
@@ -665,28 +577,13 @@ def table(r: dict[str, Any]) -> str:
             verdict(iso["passed"]),
         ),
     ]
-    widths = [max(len(str(row[i])) for row in rows) for i in range(5)]
-    lines = []
-    for k, row in enumerate(rows):
-        lines.append("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)).rstrip())
-        if k == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    head = (
-        f"ansim-edge {meta['ansim_edge']} escalation benchmark — {meta['broker']}, "
-        f"paho-mqtt {meta['paho_mqtt']}, Python {meta['python']}, {meta['cpus']} CPUs"
-        f"{', QUICK' if meta['quick'] else ''}; subscriber: {meta['subscriber']}; load avg "
-        f"{meta['load_avg_1m_at_start']}; {meta['wall_s']} s"
-    )
-    return head + "\n" + "\n".join(lines)
+    return report_table("escalation", r["meta"], [f"subscriber: {r['meta']['subscriber']}"], rows)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(
-        prog="python -m bench.bench_escalation", description=(__doc__ or "").split("\n")[0]
-    )
+    ap = arg_parser("bench.bench_escalation", __doc__)
     ap.add_argument("--presses", type=int, help="presses per measurement (200; quick 10)")
-    ap.add_argument("--quick", action="store_true", help="small N, under ~30 s")
-    ap.add_argument("--json", type=Path, help="also write the results as JSON here")
+    add_quick_and_json(ap, "small N, under ~30 s")
     ap.add_argument("--driver-n", type=int, help="SMS sent by the driver alone (50; quick 5)")
     ap.add_argument(
         "--stall-span-s",
@@ -694,21 +591,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="minimum length of each press run, so the stalled one outlives the driver's "
         "timeouts (8; quick 5)",
     )
-    ap.add_argument("--seed", type=int, default=1, help="random phases (default 1)")
-    ap.add_argument("--keep", action="store_true", help="keep the temp work dir (logs, db)")
+    add_seed_and_keep(ap)
     return ap.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    import json
-
     args = parse_args(argv)
-    results = run(args)
-    print(table(results))
-    if args.json is not None:
-        text = json.dumps(results, indent=2, ensure_ascii=False, allow_nan=False)
-        args.json.write_text(text + "\n", encoding="utf-8")
-    return 0
+    return report(run(args), table, args.json)
 
 
 if __name__ == "__main__":

@@ -29,37 +29,44 @@ import copy
 import itertools
 import json
 import os
-import platform
 import random
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.bench_spine import (
+from bench.common import (
+    LOGGING,
     REPO,
     ROOT,
     BareClient,
     RemoteSubscriber,
+    SimDaemon,
+    ThreadedSite,
+    add_quick_and_json,
+    add_seed_and_keep,
+    arg_parser,
     broker,
-    configure_logging,
-    free_port,
-    http_json,
-    mosquitto_version,
+    conclude,
+    idle_python,
+    option,
+    p50_p99,
     pause,
     payload_96,
-    set_nodelay,
+    report,
+    report_table,
+    run_meta,
+    start_subscriber,
     step,
+    stop_process,
     summary_ms,
     verdict,
     wait_for,
+    work_dir,
 )
 
 EXAMPLE = REPO / "config" / "examples" / "locker.yaml"
@@ -196,25 +203,17 @@ class Centre:
         self.client.close()
 
 
-class LockerSite:
+class LockerSite(ThreadedSite):
     """A real Site (locker.yaml) on BenchHardware, its core loop on a thread."""
 
     def __init__(self, cfg_dict: dict[str, Any]) -> None:
-        from edge.config import parse_config
-        from edge.site import Site
-
-        self.hw = bench_hardware()
-        self.site = Site(parse_config(cfg_dict), self.hw)
+        super().__init__(cfg_dict, bench_hardware())
         bank = self.site.lockers
         assert bank is not None
         self.bank = bank
-        self.site.start_thread()
         wait_for(lambda: BUS in self.hw.buses, 15, "simulated bus up", 0.005)
         self.bus = self.hw.buses[BUS]
         wait_for(self._ready, 20, "site online, every door known, outbox empty", 0.01)
-
-    def call(self, fn: Callable[[], Any]) -> Any:
-        return self.site.call(fn, timeout=30)
 
     def _ready(self) -> bool:
         s, bank = self.site, self.bank
@@ -248,11 +247,6 @@ class LockerSite:
 
         return json.dumps(self.call(snap), default=str)
 
-    def stop(self) -> None:
-        self.site.stop_soon()
-        self.site.join(15)
-        self.hw.close()
-
 
 def where(locker: int) -> tuple[int, int]:
     """CU16 (board, lock) of locker 1-32 in locker.yaml."""
@@ -265,28 +259,15 @@ def where(locker: int) -> tuple[int, int]:
 def bare_latency_local(host: str, port: int, n: int) -> dict[str, Any]:
     """Bare paho QoS 1 publish -> subscriber, both clients in this process (as the centre
     client and the site are), TCP_NODELAY on both; one 96-byte message at a time."""
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
     topic = f"bench/lockers/lat/{os.getpid()}"
     got = threading.Event()
-    ready = threading.Event()
     box: list[float] = [0.0]
-
-    def on_connect(c: Any, u: Any, f: Any, rc: Any, p: Any) -> None:
-        set_nodelay(c.socket(), True)
-        c.subscribe(topic, qos=1)
 
     def on_message(c: Any, u: Any, msg: Any) -> None:
         box[0] = time.monotonic()
         got.set()
 
-    sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-lsub-{os.getpid()}")
-    sub.on_connect = on_connect
-    sub.on_subscribe = lambda *a: ready.set()
-    sub.on_message = on_message
-    sub.connect(host, port, 60)
-    sub.loop_start()
+    sub, ready = start_subscriber(host, port, topic, f"bench-lsub-{os.getpid()}", on_message)
     pub = BareClient(host, port, True, "bench-lpub")
     try:
         if not ready.wait(10):
@@ -558,57 +539,22 @@ def daemon_child(threads_path: str, argv: list[str]) -> int:
 
 def idle_cpu(broker_url: str, workdir: Path, window_s: float, settle_s: float) -> dict[str, Any]:
     d = workdir / "cpu"
-    d.mkdir(parents=True, exist_ok=True)
     cfg = locker_config("bench-lk-idle", broker_url, d / "data", None, None)
-    cfg_path = d / "site.yaml"
-    cfg_path.write_text(json.dumps(cfg), encoding="utf-8")  # JSON is YAML
     threads_path = d / "threads.json"
-    port = free_port()
-    log = (d / "sim.log").open("wb")
-    argv = ["sim", "--config", str(cfg_path), "--broker", broker_url]
-    argv += ["--control", f"127.0.0.1:{port}"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.bench_lockers", "--daemon-child", str(threads_path), *argv],
-        stdin=subprocess.PIPE,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=REPO,
-        text=True,
-    )
+    launcher = ["-m", "bench.bench_lockers", "--daemon-child", str(threads_path)]
+    daemon = SimDaemon(d, cfg, broker_url, launcher, pipe_stdin=True)
+    proc = daemon.proc
     bare: subprocess.Popen[str] | None = None
     try:
-
-        def state() -> Any:
-            if proc.poll() is not None:
-                raise RuntimeError(f"daemon exited {proc.returncode}: see {d / 'sim.log'}")
-            try:
-                return http_json(f"http://127.0.0.1:{port}/state")
-            except OSError:
-                return None
-
-        def online_idle() -> bool:
-            st = state()
-            if st is None:
-                return False
-            core = st["site"]
-            return bool(core["online"] and core["outbox_pending"] == 0)
-
-        wait_for(online_idle, 30, "daemon online and idle", 0.05)
-        bare = subprocess.Popen(
-            [sys.executable, "-c", "import sys; print('ready', flush=True); sys.stdin.read()"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert bare.stdout is not None
-        bare.stdout.readline()
+        daemon.wait_online_idle()
+        bare = idle_python()
         pause(settle_s)  # start-up is over; let the first garbage collections pass
         assert proc.stdin is not None
         proc.stdin.write("dump\n")
         proc.stdin.flush()
         wait_for(threads_path.exists, 10, "thread names from the daemon child", 0.01)
         names = {int(k): v for k, v in json.loads(threads_path.read_text()).items()}
-        polls0 = board_polls(state())
+        polls0 = board_polls(daemon.state())
         # ---- the window: nobody talks to either process ----
         p0, b0, th0, t0 = (
             cpu_s(Path(f"/proc/{proc.pid}/stat")),
@@ -624,20 +570,11 @@ def idle_cpu(broker_url: str, workdir: Path, window_s: float, settle_s: float) -
             time.monotonic(),
         )
         # ----
-        polls1 = board_polls(state())
+        polls1 = board_polls(daemon.state())
     finally:
-        for p in (proc, bare):
-            if p is None:
-                continue
-            if p is bare and p.stdin is not None:
-                p.stdin.close()
-            p.terminate()
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(5)
-        log.close()
+        daemon.close()
+        if bare is not None:
+            stop_process(bare)
     window = t1 - t0
 
     def pct_core(seconds: float) -> float:
@@ -678,36 +615,24 @@ def board_polls(st: Any) -> int:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    import paho.mqtt
-
-    import edge
-
     mode = QUICK if args.quick else FULL
-    n = args.commands if args.commands is not None else mode["commands"]
-    pulse_ms = args.pulse_ms if args.pulse_ms is not None else mode["pulse_ms"]
-    window = args.cpu_window_s if args.cpu_window_s is not None else mode["cpu_window_s"]
-    base_n = args.baseline_n if args.baseline_n is not None else mode["baseline_n"]
+    n = option(args, mode, "commands")
+    pulse_ms = option(args, mode, "pulse_ms")
+    window = option(args, mode, "cpu_window_s")
+    base_n = option(args, mode, "baseline_n")
     rng = random.Random(args.seed)
     poll_hz = float(example_config()["devices"]["lockers"]["buses"][0]["poll_hz"])
-    workdir = Path(tempfile.mkdtemp(prefix="ansim-bench-lk-"))
-    configure_logging(workdir / "site.log")
-    t_start = time.monotonic()
     results: dict[str, Any] = {}
-    try:
+    with work_dir("ansim-bench-lk-", args.keep) as workdir:
+        t_start = time.monotonic()
         with broker() as b:
-            results["meta"] = {
-                "quick": bool(args.quick),
-                "python": platform.python_version(),
-                "paho_mqtt": paho.mqtt.__version__,
-                "ansim_edge": edge.__version__,
-                "broker": mosquitto_version(b.binary),
-                "cpus": os.cpu_count(),
-                "machine": platform.machine(),
-                "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
-                "config": str(EXAMPLE.relative_to(REPO)),
-                "logging": "daemon structlog config (JSON, info) to a file",
-                "seed": args.seed,
-            }
+            results["meta"] = run_meta(
+                b,
+                args.quick,
+                config=str(EXAMPLE.relative_to(REPO)),
+                logging=LOGGING,
+                seed=args.seed,
+            )
             step(f"baselines: bare paho in-process, raw pty, Cu16Bus driver ({base_n} each)")
             baseline = {
                 "mqtt_latency": bare_latency_local(b.host, b.port, base_n),
@@ -737,53 +662,39 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 passed=cpu["daemon_cpu_pct"] < TARGET_DAEMON_CPU_PCT,
             )
             results["idle_cpu"] = cpu
-    finally:
-        if args.keep:
-            print(f"work dir kept: {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    results["targets"] = {"daemon_idle_cpu": results["idle_cpu"]["passed"]}
-    results["all_passed"] = all(results["targets"].values())
-    results["meta"]["wall_s"] = round(time.monotonic() - t_start, 1)
-    return results
-
-
-def p(s: dict[str, Any]) -> str:
-    return f"p50 {s['p50_ms']:.2f} / p99 {s['p99_ms']:.2f} ms"
+    return conclude(results, t_start, daemon_idle_cpu=results["idle_cpu"]["passed"])
 
 
 def table(r: dict[str, Any]) -> str:
     b = r["baseline"]
     c, a, u = r["command_latency"], r["open_all"], r["idle_cpu"]
-    meta = r["meta"]
     top = sorted(u["threads"].items(), key=lambda kv: -kv[1]["cpu_pct"])
     per_thread = ", ".join(f"{k} {v['cpu_pct']:.2f}%" for k, v in top[:5])
     rows = [
-        ("figure", "value", "baseline / note", "target", "result"),
         (
             "bare paho QoS1 pub -> sub, same process",
-            p(b["mqtt_latency"]),
+            p50_p99(b["mqtt_latency"]),
             f"n={b['mqtt_latency']['n']}, NODELAY",
             "",
             "",
         ),
         (
             "raw pty: unlock frame -> board records",
-            p(b["pty_round_trip"]["write_to_recorded"]),
-            f"-> status reply read: {p(b['pty_round_trip']['write_to_reply_read'])}",
+            p50_p99(b["pty_round_trip"]["write_to_recorded"]),
+            f"-> status reply read: {p50_p99(b['pty_round_trip']['write_to_reply_read'])}",
             "",
             "",
         ),
         (
             "Cu16Bus.unlock() -> board records",
-            p(b["driver_unlock"]),
+            p50_p99(b["driver_unlock"]),
             f"driver alone, polling 2 boards at {b['driver_unlock']['poll_hz']:g} Hz",
             "",
             "",
         ),
         (
             "locker.open (signed) -> coil energised",
-            p(c["latency"]),
+            p50_p99(c["latency"]),
             f"n={c['n']}; minus bare MQTT: p50 {c['minus_bare_mqtt_p50_ms']:+.2f} / "
             f"p99 {c['minus_bare_mqtt_p99_ms']:+.2f} ms ({c['ratio_vs_bare_mqtt_p50']:.1f}x p50)",
             "(report)",
@@ -814,35 +725,19 @@ def table(r: dict[str, Any]) -> str:
             "",
         ),
     ]
-    widths = [max(len(str(row[i])) for row in rows) for i in range(5)]
-    lines = []
-    for k, row in enumerate(rows):
-        lines.append("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)).rstrip())
-        if k == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    head = (
-        f"ansim-edge {meta['ansim_edge']} locker benchmark — {meta['broker']}, "
-        f"paho-mqtt {meta['paho_mqtt']}, Python {meta['python']}, {meta['cpus']} CPUs"
-        f"{', QUICK' if meta['quick'] else ''}; {meta['config']}; load avg "
-        f"{meta['load_avg_1m_at_start']}; {meta['wall_s']} s"
-    )
-    return head + "\n" + "\n".join(lines)
+    return report_table("locker", r["meta"], [r["meta"]["config"]], rows)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(
-        prog="python -m bench.bench_lockers", description=(__doc__ or "").split("\n")[0]
-    )
+    ap = arg_parser("bench.bench_lockers", __doc__)
     ap.add_argument("--commands", type=int, help="locker.open commands timed (200; quick 5)")
-    ap.add_argument("--quick", action="store_true", help="small N, 100 ms pulses, under ~30 s")
-    ap.add_argument("--json", type=Path, help="also write the results as JSON here")
+    add_quick_and_json(ap, "small N, 100 ms pulses, under ~30 s")
     ap.add_argument(
         "--pulse-ms", type=int, help="pulse_ms for the latency and open-all runs (500; quick 100)"
     )
     ap.add_argument("--cpu-window-s", type=float, help="idle CPU window (20; quick 3)")
     ap.add_argument("--baseline-n", type=int, help="samples per baseline (200; quick 30)")
-    ap.add_argument("--seed", type=int, default=1, help="random phases (default 1)")
-    ap.add_argument("--keep", action="store_true", help="keep the temp work dir (logs, db)")
+    add_seed_and_keep(ap)
     return ap.parse_args(argv)
 
 
@@ -851,12 +746,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--daemon-child"]:
         return daemon_child(argv[1], argv[2:])
     args = parse_args(argv)
-    results = run(args)
-    print(table(results))
-    if args.json is not None:
-        text = json.dumps(results, indent=2, ensure_ascii=False, allow_nan=False)
-        args.json.write_text(text + "\n", encoding="utf-8")
-    return 0
+    return report(run(args), table, args.json)
 
 
 if __name__ == "__main__":

@@ -18,31 +18,45 @@ competes with the publisher for the GIL; it stamps every message with ``time.mon
 from __future__ import annotations
 
 import argparse
-import contextlib
-import cProfile
-import json
-import math
-import os
-import platform
-import queue
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-TESTS = REPO / "tests"
-
-ROOT = "ansim/v1"
-PAYLOAD_BYTES = 96
-INFLIGHT = 100
+from bench.common import (
+    INFLIGHT,
+    LOGGING,
+    PAYLOAD_BYTES,
+    SUBSCRIBER,
+    BareClient,
+    RemoteSubscriber,
+    ShelterSite,
+    SimDaemon,
+    add_quick_and_json,
+    add_seed_and_keep,
+    arg_parser,
+    bare_latency,
+    broker,
+    conclude,
+    idle_python,
+    option,
+    p50_p99,
+    pause,
+    payload_96,
+    report,
+    report_table,
+    run_meta,
+    shelter_devices,
+    step,
+    stop_process,
+    subscriber_child,
+    summary_ms,
+    verdict,
+    wait_for,
+    work_dir,
+)
 
 # Targets (see bench/README.md).
 TARGET_PRESS_P99_OVER_BARE_MS = 5.0
@@ -52,258 +66,8 @@ TARGET_RSS_MB = 60.0
 QUICK = {"presses": 20, "events": 2000, "bare_latency_n": 200}
 FULL = {"presses": 1000, "events": 20000}
 
-_pause = threading.Event()  # never set: .wait(t) is an interruptible sleep
-
-
-def pause(seconds: float) -> None:
-    _pause.wait(seconds)
-
-
-def wait_for(pred: Callable[[], Any], timeout: float, what: str, interval: float = 0.001) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.1f}s waiting for {what}")
-        pause(interval)
-
-
-def pct(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100)."""
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    k = max(0, min(len(s) - 1, math.ceil(q / 100 * len(s)) - 1))
-    return s[k]
-
-
-def summary_ms(samples_s: list[float]) -> dict[str, float]:
-    ms = [x * 1000 for x in samples_s]
-    return {
-        "n": len(ms),
-        "p50_ms": round(pct(ms, 50), 3),
-        "p99_ms": round(pct(ms, 99), 3),
-        "max_ms": round(max(ms), 3) if ms else float("nan"),
-        "mean_ms": round(sum(ms) / len(ms), 3) if ms else float("nan"),
-    }
-
-
-def payload_96(i: int) -> bytes:
-    head = json.dumps({"seq": i, "site": "bench", "type": "bench.tick", "pad": ""})
-    pad = PAYLOAD_BYTES - len(head)
-    body = json.dumps({"seq": i, "site": "bench", "type": "bench.tick", "pad": "x" * pad})
-    data = body.encode()
-    assert len(data) == PAYLOAD_BYTES, len(data)
-    return data
-
-
-def set_nodelay(sock: Any, on: bool) -> None:
-    if sock is not None:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1 if on else 0)
-
-
-# --------------------------------------------------------------------------- subscriber child
-
-
-def subscriber_child(host: str, port: int) -> int:
-    """The independent subscriber (own process). Protocol on stdin/stdout, one line each:
-
-    ``arm N SUBSTR`` -> ``armed``; later ``done N T_FIRST T_LAST`` once N messages whose topic
-    contains SUBSTR arrived since the arm (times: time.monotonic() at receipt). ``quit``.
-    """
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    lock = threading.Lock()
-    out_lock = threading.Lock()
-    state: dict[str, Any] = {"n": 0, "sub": None, "count": 0, "first": 0.0}
-    ready = threading.Event()
-
-    def say(line: str) -> None:
-        with out_lock:
-            sys.stdout.write(line + "\n")
-            sys.stdout.flush()
-
-    def on_connect(c: Any, u: Any, f: Any, rc: Any, p: Any) -> None:
-        set_nodelay(c.socket(), True)
-        c.subscribe("#", qos=1)
-
-    def on_subscribe(c: Any, u: Any, mid: Any, rcs: Any, p: Any) -> None:
-        ready.set()
-
-    def on_message(c: Any, u: Any, msg: Any) -> None:
-        t = time.monotonic()
-        with lock:
-            sub = state["sub"]
-            if sub is None or sub not in msg.topic:
-                return
-            state["count"] += 1
-            if state["count"] == 1:
-                state["first"] = t
-            if state["count"] == state["n"]:
-                state["sub"] = None
-                say(f"done {state['n']} {state['first']:.9f} {t:.9f}")
-
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-sub-{os.getpid()}")
-    client.on_connect = on_connect
-    client.on_subscribe = on_subscribe
-    client.on_message = on_message
-    client.connect(host, port, 60)
-    client.loop_start()
-    if not ready.wait(10):
-        say("error not subscribed")
-        return 1
-    say("ready")
-    for line in sys.stdin:
-        parts = line.split()
-        if not parts:
-            continue
-        if parts[0] == "quit":
-            break
-        if parts[0] == "stat":
-            with lock:
-                say(f"count {state['count']} of {state['n']}")
-            continue
-        if parts[0] == "arm":
-            with lock:
-                state.update(n=int(parts[1]), sub=parts[2], count=0, first=0.0)
-            say("armed")
-    client.disconnect()
-    client.loop_stop()
-    return 0
-
-
-class RemoteSubscriber:
-    """Parent side of the subscriber child."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.bench_spine", "--subscriber-child", host, str(port)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            cwd=REPO,
-            text=True,
-            bufsize=1,
-        )
-        self._lines: queue.Queue[str] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, name="bench-sub-reader", daemon=True)
-        self._reader.start()
-        first = self._get(15)
-        if first != "ready":
-            raise RuntimeError(f"subscriber child did not start: {first!r}")
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._lines.put(line.strip())
-        self._lines.put("eof")
-
-    def _get(self, timeout: float) -> str:
-        try:
-            return self._lines.get(timeout=timeout)
-        except queue.Empty:
-            raise TimeoutError("subscriber child did not answer") from None
-
-    def arm(self, n: int, substr: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(f"arm {n} {substr}\n")
-        self.proc.stdin.flush()
-        line = self._get(10)
-        if line != "armed":
-            raise RuntimeError(f"subscriber child: {line!r}")
-
-    def wait_done(self, timeout: float) -> tuple[float, float]:
-        try:
-            line = self._get(timeout)
-        except TimeoutError:
-            assert self.proc.stdin is not None
-            self.proc.stdin.write("stat\n")
-            self.proc.stdin.flush()
-            raise TimeoutError(f"subscriber child: {self._get(5)}") from None
-        parts = line.split()
-        if parts[:1] != ["done"]:
-            raise RuntimeError(f"subscriber child: {line!r}")
-        return float(parts[2]), float(parts[3])
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            assert self.proc.stdin is not None
-            self.proc.stdin.write("quit\n")
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-
 
 # --------------------------------------------------------------------------- 1. bare paho
-
-
-class BareClient:
-    def __init__(self, host: str, port: int, nodelay: bool, name: str) -> None:
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
-
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"{name}-{os.getpid()}", protocol=mqtt.MQTTv311
-        )
-        self.client.max_inflight_messages_set(INFLIGHT)
-        self.client.max_queued_messages_set(0)
-        self._connected = threading.Event()
-        self._acked = 0
-        self._target = 0
-        self._done = threading.Event()
-        self.t_last_ack = 0.0
-        self.client.on_connect = lambda *a: self._connected.set()
-        self.client.on_publish = self._on_publish
-        self.client.connect(host, port, 60)
-        set_nodelay(self.client.socket(), nodelay)
-        self.client.loop_start()
-        if not self._connected.wait(10):
-            raise RuntimeError("bare client did not connect")
-
-    def _on_publish(self, c: Any, u: Any, mid: int, rc: Any, p: Any) -> None:
-        self._acked += 1
-        if self._acked == self._target:
-            self.t_last_ack = time.monotonic()
-            self._done.set()
-
-    def expect_acks(self, n: int) -> None:
-        self._acked = 0
-        self._target = n
-        self._done.clear()
-
-    def wait_acks(self, timeout: float) -> float:
-        if not self._done.wait(timeout):
-            raise TimeoutError(f"bare client: {self._acked}/{self._target} PUBACKs")
-        return self.t_last_ack
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-def bare_latency(host: str, port: int, sub: RemoteSubscriber, n: int, nodelay: bool) -> dict:
-    c = BareClient(host, port, nodelay, "bench-lat")
-    topic = f"bench/lat/{'nd' if nodelay else 'nagle'}"
-    try:
-        for i in range(10):  # warm-up
-            sub.arm(1, topic)
-            c.client.publish(topic, payload_96(i), qos=1)
-            sub.wait_done(10)
-        samples = []
-        for i in range(n):
-            sub.arm(1, topic)
-            t0 = time.monotonic()
-            c.client.publish(topic, payload_96(i), qos=1)
-            _, t = sub.wait_done(10)
-            samples.append(t - t0)
-    finally:
-        c.close()
-    return {**summary_ms(samples), "tcp_nodelay": nodelay}
 
 
 def bare_throughput(host: str, port: int, sub: RemoteSubscriber, n: int, nodelay: bool) -> dict:
@@ -335,14 +99,6 @@ def bare_throughput(host: str, port: int, sub: RemoteSubscriber, n: int, nodelay
 # --------------------------------------------------------------------------- ansim-edge site
 
 
-def known_fields(model: str, **values: Any) -> dict[str, Any]:
-    """Only the settings this version of edge.config knows (it forbids unknown ones)."""
-    from edge import config
-
-    fields = getattr(config, model).model_fields
-    return {k: v for k, v in values.items() if k in fields}
-
-
 def site_config(site_id: str, broker_url: str, data_dir: Path, debounce_ms: int, **outbox: Any):
     return {
         "site": {"id": site_id, "address": "서울특별시 중구 세종대로 110", "cameras": ["cam-1"]},
@@ -354,56 +110,18 @@ def site_config(site_id: str, broker_url: str, data_dir: Path, debounce_ms: int,
         },
         "data_dir": str(data_dir),
         "outbox": outbox,
-        "devices": {
-            "panic_buttons": [
-                {
-                    "name": "panic-1",
-                    "pin": 17,
-                    "contact": "nc",
-                    "debounce_ms": debounce_ms,
-                    # The benchmark presses ~50 times a second on purpose: switch chatter
-                    # detection off where the config has it (it would ignore the presses).
-                    **known_fields("PanicButtonConfig", chatter_max=1000, chatter_window_s=0.001),
-                }
-            ],
-            "sent_led": {"pin": 22},
-            "ack_led": {"pin": 23},
-            "buzzer": {"pin": 24},
-            "reset_key": {"pin": 27, "contact": "no", "debounce_ms": debounce_ms},
-        },
+        "devices": shelter_devices(debounce_ms),
     }
 
 
-class BenchSite:
+class BenchSite(ShelterSite):
     """A real Site on SimHardware, its core loop on a thread (optionally under cProfile)."""
 
     def __init__(self, cfg_dict: dict[str, Any], profile: Path | None = None) -> None:
-        from edge.config import parse_config
-        from edge.site import Site
         from simulator.hardware import SimHardware
 
-        self.hw = SimHardware()
-        self.site = Site(parse_config(cfg_dict), self.hw, keys={})
-        self.profile = profile
-        self._prof: cProfile.Profile | None = None
-        self._thread = threading.Thread(target=self._run, name="bench-site", daemon=True)
-        self._thread.start()
+        super().__init__(cfg_dict, SimHardware(), profile, keys={})
         wait_for(self._online_and_empty, 15, "site online with an empty outbox", 0.005)
-
-    def _run(self) -> None:
-        if self.profile is None:
-            self.site.run()
-            return
-        self._prof = cProfile.Profile()
-        self._prof.enable()
-        try:
-            self.site.run()
-        finally:
-            self._prof.disable()
-            self._prof.dump_stats(str(self.profile))
-
-    def call(self, fn: Callable[[], Any]) -> Any:
-        return self.site.call(fn, timeout=30)
 
     def _online_and_empty(self) -> bool:
         s = self.site
@@ -413,71 +131,16 @@ class BenchSite:
         s = self.site
         return bool(self.call(lambda: len(s.store) == 0 and s.outbox.inflight == 0))
 
-    def stop(self) -> None:
-        self.site.stop_soon()
-        self._thread.join(15)
-        self.hw.close()
-
 
 def press_latency(
     broker_url: str, sub: RemoteSubscriber, workdir: Path, n: int, debounce_ms: int
 ) -> dict:
-    site_id = "bench-press"
-    bs = BenchSite(site_config(site_id, broker_url, workdir / "press", debounce_ms))
-    site, hw = bs.site, bs.hw
-    shelter = site.shelter
-    assert shelter is not None
-    button = shelter.buttons["panic-1"].inp
-    key = shelter.reset_key
-    assert key is not None
-    topic = f"{ROOT}/{site_id}/events/alarm.raised"
-
-    def machine_state() -> str:
-        return str(bs.call(lambda: shelter.machine.s.state))
-
-    def idle() -> bool:
-        def check() -> bool:
-            m = shelter.machine.s
-            return (
-                m.state == "idle"
-                and not m.await_release
-                and not button.level
-                and button.deb.deadline is None
-                and not key.level
-                and key.deb.deadline is None
-                and len(site.store) == 0
-                and site.outbox.inflight == 0
-            )
-
-        return bool(bs.call(check))
-
-    def diagnose() -> str:
-        def snap() -> dict[str, Any]:
-            return {
-                "machine": shelter.machine.public_state(),
-                "await_release": list(shelter.machine.s.await_release),
-                "button": [button.level, button.deb.raw, button.deb.deadline],
-                "key": [key.level, key.deb.raw, key.deb.deadline],
-                "pending": len(site.store),
-                "online": site.outbox.online,
-            }
-
-        return json.dumps(bs.call(snap), default=str)
+    bs = BenchSite(site_config("bench-press", broker_url, workdir / "press", debounce_ms))
 
     def one_press() -> float:
-        sub.arm(1, topic)
-        t0 = time.monotonic()
-        hw.set_input("panic-1", True)
-        try:
-            _, t = sub.wait_done(10)
-        except TimeoutError as exc:
-            raise TimeoutError(f"{exc}; site: {diagnose()}") from None
-        hw.set_input("reset_key", True)
-        wait_for(lambda: machine_state() == "idle", 10, "alarm cleared by the reset key")
-        hw.set_input("reset_key", False)
-        hw.set_input("panic-1", False)
-        wait_for(idle, 10, "site idle after a press")
-        return t - t0
+        latency = bs.press(sub)
+        bs.clear(drained=True)
+        return latency
 
     try:
         for _ in range(5):  # warm-up
@@ -557,89 +220,25 @@ def vm_rss_kb(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def http_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=5) as r:
-        return json.loads(r.read())
-
-
 def daemon_rss(broker_url: str, workdir: Path, samples: int, interval_s: float) -> dict:
     d = workdir / "rss"
-    d.mkdir(parents=True, exist_ok=True)
     cfg = site_config("bench-rss", broker_url, d / "data", 20)
-    cfg_path = d / "site.yaml"
-    cfg_path.write_text(json.dumps(cfg), encoding="utf-8")  # JSON is YAML
-    port = free_port()
-    log = (d / "sim.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "edge.cli",
-            "sim",
-            "--config",
-            str(cfg_path),
-            "--broker",
-            broker_url,
-            "--control",
-            f"127.0.0.1:{port}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=REPO,
-    )
+    daemon = SimDaemon(d, cfg, broker_url, ["-m", "edge.cli"])
     try:
-
-        def online_idle() -> bool:
-            if proc.poll() is not None:
-                raise RuntimeError(f"daemon exited {proc.returncode}: see {d / 'sim.log'}")
-            try:
-                st = http_json(f"http://127.0.0.1:{port}/state")
-            except OSError:
-                return False
-            core = st["site"]
-            return bool(core["online"] and core["outbox_pending"] == 0)
-
-        wait_for(online_idle, 30, "daemon online and idle", 0.05)
+        daemon.wait_online_idle()
         pause(0.5)  # let start-up garbage settle; the daemon is idle now
         kb = []
         for _ in range(samples):
-            kb.append(vm_rss_kb(proc.pid))
+            kb.append(vm_rss_kb(daemon.proc.pid))
             pause(interval_s)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        log.close()
+        daemon.close()
 
-    bare = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys, paho.mqtt.client; print('ready', flush=True); sys.stdin.read()",
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    bare = idle_python("paho.mqtt.client")
     try:
-        assert bare.stdout is not None and bare.stdin is not None
-        bare.stdout.readline()
         bare_kb = max(vm_rss_kb(bare.pid) for _ in range(3))
-        bare.stdin.close()
-        bare.wait(5)
     finally:
-        if bare.poll() is None:
-            bare.kill()
-            bare.wait(5)
+        stop_process(bare)
     return {
         "samples": len(kb),
         "daemon_rss_max_mb": round(max(kb) / 1024, 1),
@@ -651,40 +250,6 @@ def daemon_rss(broker_url: str, workdir: Path, samples: int, interval_s: float) 
 # --------------------------------------------------------------------------- driver
 
 
-@contextlib.contextmanager
-def broker() -> Iterator[Any]:
-    if str(TESTS) not in sys.path:
-        sys.path.insert(0, str(TESTS))
-    from mqtt_helpers import Mosquitto
-
-    # Queue without a bound for slow subscribers (mosquitto drops QoS 1 messages past 1000
-    # queued per client by default): every message must reach the subscriber.
-    b = Mosquitto(extra_config="max_queued_messages 0")
-    try:
-        b.start()
-        yield b
-    finally:
-        b.close()
-
-
-def configure_logging(path: Path) -> None:
-    """The daemon's own structlog setup (JSON at info), written to a file, not a terminal."""
-    import structlog
-
-    from edge.logs import configure
-
-    configure("info", json=True)
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=path.open("w")))
-
-
-def mosquitto_version(binary: str) -> str:
-    try:
-        out = subprocess.run([binary, "-h"], capture_output=True, text=True, timeout=5).stdout
-        return out.splitlines()[0].strip()
-    except Exception:
-        return "unknown"
-
-
 def median_round(rounds: list[dict[str, Any]], key: str) -> dict[str, Any]:
     """The round whose ``key`` is the median (lower median for an even count)."""
     ordered = sorted(rounds, key=lambda r: r[key])
@@ -692,35 +257,19 @@ def median_round(rounds: list[dict[str, Any]], key: str) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    import paho.mqtt
-
-    import edge
-
     mode = QUICK if args.quick else FULL
-    presses = args.presses if args.presses is not None else mode["presses"]
-    events = args.events if args.events is not None else mode["events"]
+    presses = option(args, mode, "presses")
+    events = option(args, mode, "events")
     lat_n = args.bare_latency_n or (QUICK["bare_latency_n"] if args.quick else max(presses, 1000))
     rounds = args.rounds or (1 if args.quick else 3)
-    workdir = Path(tempfile.mkdtemp(prefix="ansim-bench-"))
-    configure_logging(workdir / "site.log")
-    t_start = time.monotonic()
     results: dict[str, Any] = {}
-    try:
+    with work_dir("ansim-bench-", args.keep) as workdir:
+        t_start = time.monotonic()
         with broker() as b:
             host, port, url = b.host, b.port, b.url
-            results["meta"] = {
-                "quick": bool(args.quick),
-                "python": platform.python_version(),
-                "paho_mqtt": paho.mqtt.__version__,
-                "ansim_edge": edge.__version__,
-                "broker": mosquitto_version(b.binary),
-                "cpus": os.cpu_count(),
-                "machine": platform.machine(),
-                "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
-                "subscriber": "separate process, QoS 1, TCP_NODELAY",
-                "logging": "daemon structlog config (JSON, info) to a file",
-                "throughput_rounds": rounds,
-            }
+            results["meta"] = run_meta(
+                b, args.quick, subscriber=SUBSCRIBER, logging=LOGGING, throughput_rounds=rounds
+            )
             sub = RemoteSubscriber(host, port)
             try:
                 step(f"baseline latency, TCP_NODELAY then Nagle ({lat_n} messages each)")
@@ -806,31 +355,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             rss = daemon_rss(url, workdir, args.rss_samples, 0.2)
             rss.update(target_mb=TARGET_RSS_MB, passed=rss["daemon_rss_max_mb"] < TARGET_RSS_MB)
             results["rss"] = rss
-    finally:
-        if args.keep:
-            print(f"work dir kept: {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    results["targets"] = {
-        "press_latency": results["press_latency"]["passed"],
-        "outbox_group_ratio": results["outbox"]["passed"],
-        "daemon_rss": results["rss"]["passed"],
-    }
-    results["all_passed"] = all(results["targets"].values())
-    results["meta"]["wall_s"] = round(time.monotonic() - t_start, 1)
-    return results
-
-
-def step(text: str) -> None:
-    print(f"... {text}", file=sys.stderr, flush=True)
+    return conclude(
+        results,
+        t_start,
+        press_latency=results["press_latency"]["passed"],
+        outbox_group_ratio=results["outbox"]["passed"],
+        daemon_rss=results["rss"]["passed"],
+    )
 
 
 def rounds_txt(values: list[float]) -> str:
     return "[" + ", ".join(f"{v:,.0f}" for v in values) + "]"
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
 
 
 def table(r: dict[str, Any]) -> str:
@@ -841,19 +376,17 @@ def table(r: dict[str, Any]) -> str:
     o = r["outbox"]
     g, pe = o["group"], o["per_event"]
     m = r["rss"]
-    meta = r["meta"]
     rows = [
-        ("figure", "value", "baseline / note", "target", "result"),
         (
             "bare paho QoS1 latency, NODELAY (uplink sets it)",
-            f"p50 {ln['p50_ms']:.2f} / p99 {ln['p99_ms']:.2f} ms",
+            p50_p99(ln),
             f"n={ln['n']}",
             "",
             "",
         ),
         (
             "bare paho QoS1 latency, Nagle (no NODELAY)",
-            f"p50 {lg['p50_ms']:.2f} / p99 {lg['p99_ms']:.2f} ms",
+            p50_p99(lg),
             f"n={lg['n']}",
             "",
             "",
@@ -875,15 +408,14 @@ def table(r: dict[str, Any]) -> str:
         ),
         (
             f"press -> subscriber (debounce {p['debounce_ms']} ms)",
-            f"p50 {p['latency']['p50_ms']:.2f} / p99 {p['latency']['p99_ms']:.2f} ms",
+            p50_p99(p["latency"]),
             f"n={p['n']}",
             "",
             "",
         ),
         (
             "press -> subscriber beyond debounce",
-            f"p50 {p['beyond_debounce']['p50_ms']:.2f} / "
-            f"p99 {p['beyond_debounce']['p99_ms']:.2f} ms",
+            p50_p99(p["beyond_debounce"]),
             f"p99 - bare p99 = {p['beyond_debounce_p99_minus_bare_p99_ms']:+.2f} ms "
             f"(vs Nagle: {p['beyond_debounce_p99_minus_bare_nagle_p99_ms']:+.2f})",
             f"<= +{p['target_ms']:.0f} ms",
@@ -920,32 +452,20 @@ def table(r: dict[str, Any]) -> str:
             verdict(m["passed"]),
         ),
     ]
-    widths = [max(len(str(row[i])) for row in rows) for i in range(5)]
-    lines = []
-    for k, row in enumerate(rows):
-        lines.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-        if k == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    head = (
-        f"ansim-edge {meta['ansim_edge']} spine benchmark — {meta['broker']}, "
-        f"paho-mqtt {meta['paho_mqtt']}, Python {meta['python']}, {meta['cpus']} CPUs"
-        f"{', QUICK' if meta['quick'] else ''}; subscriber: {meta['subscriber']}; "
-        f"events {g['n']} in jobs of {g['batch_events_per_job']}; load avg "
-        f"{meta['load_avg_1m_at_start']}; {meta['wall_s']} s"
-    )
-    return head + "\n" + "\n".join(lines)
+    notes = [
+        f"subscriber: {r['meta']['subscriber']}",
+        f"events {g['n']} in jobs of {g['batch_events_per_job']}",
+    ]
+    return report_table("spine", r["meta"], notes, rows)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m bench.bench_spine", description=__doc__.split("\n")[0]
-    )
+    p = arg_parser("bench.bench_spine", __doc__)
     p.add_argument("--presses", type=int, help="panic presses to time (default 1000; quick 20)")
     p.add_argument(
         "--events", type=int, help="events through the outbox (default 20000; quick 2000)"
     )
-    p.add_argument("--quick", action="store_true", help="small N, well under 20 s")
-    p.add_argument("--json", type=Path, help="also write the results as JSON here")
+    add_quick_and_json(p, "small N, well under 20 s")
     p.add_argument("--debounce-ms", type=int, default=5, help="debounce configured (default 5)")
     p.add_argument(
         "--bare-latency-n",
@@ -961,7 +481,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--profile", type=Path, help="cProfile the core thread in one extra group run, to here"
     )
-    p.add_argument("--keep", action="store_true", help="keep the temp work dir (logs, db)")
+    add_seed_and_keep(p, seed=False)
     p.add_argument("--subscriber-child", nargs=2, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -970,12 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.subscriber_child:
         return subscriber_child(args.subscriber_child[0], int(args.subscriber_child[1]))
-    results = run(args)
-    print(table(results))
-    if args.json is not None:
-        text = json.dumps(results, indent=2, ensure_ascii=False, allow_nan=False)
-        args.json.write_text(text + "\n", encoding="utf-8")
-    return 0
+    return report(run(args), table, args.json)
 
 
 if __name__ == "__main__":

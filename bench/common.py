@@ -1,0 +1,704 @@
+"""What the benchmarks in bench/ share: waiting and statistics, the broker they start, the
+MQTT clients that time messages (the subscriber child, the bare paho publisher), a real
+``edge.site.Site`` on a thread, ``ansim-edge sim`` as a child process, and the frame of a
+run (work dir, meta, targets, table, JSON).
+
+    python -m bench.common --subscriber-child HOST PORT
+
+runs the independent subscriber (see ``subscriber_child``); ``RemoteSubscriber`` starts it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import json
+import math
+import os
+import platform
+import queue
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+TESTS = REPO / "tests"
+
+ROOT = "ansim/v1"
+PAYLOAD_BYTES = 96
+INFLIGHT = 100
+
+SUBSCRIBER = "separate process, QoS 1, TCP_NODELAY"  # how RemoteSubscriber listens
+LOGGING = "daemon structlog config (JSON, info) to a file"  # what work_dir sets up
+
+# --------------------------------------------------------------------------- waiting, figures
+
+_pause = threading.Event()  # never set: .wait(t) is an interruptible sleep
+
+
+def pause(seconds: float) -> None:
+    _pause.wait(seconds)
+
+
+def wait_for(pred: Callable[[], Any], timeout: float, what: str, interval: float = 0.001) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.1f}s waiting for {what}")
+        pause(interval)
+
+
+def pct(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100)."""
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    k = max(0, min(len(s) - 1, math.ceil(q / 100 * len(s)) - 1))
+    return s[k]
+
+
+def summary_ms(samples_s: list[float]) -> dict[str, float]:
+    ms = [x * 1000 for x in samples_s]
+    return {
+        "n": len(ms),
+        "p50_ms": round(pct(ms, 50), 3),
+        "p99_ms": round(pct(ms, 99), 3),
+        "max_ms": round(max(ms), 3) if ms else float("nan"),
+        "mean_ms": round(sum(ms) / len(ms), 3) if ms else float("nan"),
+    }
+
+
+# --------------------------------------------------------------------------- MQTT clients
+
+
+def payload_96(i: int) -> bytes:
+    head = json.dumps({"seq": i, "site": "bench", "type": "bench.tick", "pad": ""})
+    pad = PAYLOAD_BYTES - len(head)
+    body = json.dumps({"seq": i, "site": "bench", "type": "bench.tick", "pad": "x" * pad})
+    data = body.encode()
+    assert len(data) == PAYLOAD_BYTES, len(data)
+    return data
+
+
+def set_nodelay(sock: Any, on: bool) -> None:
+    if sock is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1 if on else 0)
+
+
+def start_subscriber(
+    host: str, port: int, topic: str, client_id: str, on_message: Callable[[Any, Any, Any], None]
+) -> tuple[Any, threading.Event]:
+    """A paho client (TCP_NODELAY) subscribing to ``topic`` at QoS 1, its network loop
+    started; the event is set once the broker has granted the subscription."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    subscribed = threading.Event()
+
+    def on_connect(c: Any, u: Any, f: Any, rc: Any, p: Any) -> None:
+        set_nodelay(c.socket(), True)
+        c.subscribe(topic, qos=1)
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+    client.on_connect = on_connect
+    client.on_subscribe = lambda *a: subscribed.set()
+    client.on_message = on_message
+    client.connect(host, port, 60)
+    client.loop_start()
+    return client, subscribed
+
+
+def subscriber_child(host: str, port: int) -> int:
+    """The independent subscriber (own process). Protocol on stdin/stdout, one line each:
+
+    ``arm N SUBSTR`` -> ``armed``; later ``done N T_FIRST T_LAST`` once N messages whose topic
+    contains SUBSTR arrived since the arm (times: time.monotonic() at receipt). ``quit``.
+    """
+    lock = threading.Lock()
+    out_lock = threading.Lock()
+    state: dict[str, Any] = {"n": 0, "sub": None, "count": 0, "first": 0.0}
+
+    def say(line: str) -> None:
+        with out_lock:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+
+    def on_message(c: Any, u: Any, msg: Any) -> None:
+        t = time.monotonic()
+        with lock:
+            sub = state["sub"]
+            if sub is None or sub not in msg.topic:
+                return
+            state["count"] += 1
+            if state["count"] == 1:
+                state["first"] = t
+            if state["count"] == state["n"]:
+                state["sub"] = None
+                say(f"done {state['n']} {state['first']:.9f} {t:.9f}")
+
+    client, ready = start_subscriber(host, port, "#", f"bench-sub-{os.getpid()}", on_message)
+    if not ready.wait(10):
+        say("error not subscribed")
+        return 1
+    say("ready")
+    for line in sys.stdin:
+        parts = line.split()
+        if not parts:
+            continue
+        if parts[0] == "quit":
+            break
+        if parts[0] == "stat":
+            with lock:
+                say(f"count {state['count']} of {state['n']}")
+            continue
+        if parts[0] == "arm":
+            with lock:
+                state.update(n=int(parts[1]), sub=parts[2], count=0, first=0.0)
+            say("armed")
+    client.disconnect()
+    client.loop_stop()
+    return 0
+
+
+class RemoteSubscriber:
+    """Parent side of the subscriber child."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.common", "--subscriber-child", host, str(port)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            cwd=REPO,
+            text=True,
+            bufsize=1,
+        )
+        self._lines: queue.Queue[str] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, name="bench-sub-reader", daemon=True)
+        self._reader.start()
+        first = self._get(15)
+        if first != "ready":
+            raise RuntimeError(f"subscriber child did not start: {first!r}")
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.put(line.strip())
+        self._lines.put("eof")
+
+    def _get(self, timeout: float) -> str:
+        try:
+            return self._lines.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError("subscriber child did not answer") from None
+
+    def arm(self, n: int, substr: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(f"arm {n} {substr}\n")
+        self.proc.stdin.flush()
+        line = self._get(10)
+        if line != "armed":
+            raise RuntimeError(f"subscriber child: {line!r}")
+
+    def wait_done(self, timeout: float) -> tuple[float, float]:
+        try:
+            line = self._get(timeout)
+        except TimeoutError:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write("stat\n")
+            self.proc.stdin.flush()
+            raise TimeoutError(f"subscriber child: {self._get(5)}") from None
+        parts = line.split()
+        if parts[:1] != ["done"]:
+            raise RuntimeError(f"subscriber child: {line!r}")
+        return float(parts[2]), float(parts[3])
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            assert self.proc.stdin is not None
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+class BareClient:
+    """Bare paho-mqtt 2.x publisher (MQTT 3.1.1, inflight INFLIGHT), network loop started."""
+
+    def __init__(self, host: str, port: int, nodelay: bool, name: str) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"{name}-{os.getpid()}", protocol=mqtt.MQTTv311
+        )
+        self.client.max_inflight_messages_set(INFLIGHT)
+        self.client.max_queued_messages_set(0)
+        self._connected = threading.Event()
+        self._acked = 0
+        self._target = 0
+        self._done = threading.Event()
+        self.t_last_ack = 0.0
+        self.client.on_connect = lambda *a: self._connected.set()
+        self.client.on_publish = self._on_publish
+        self.client.connect(host, port, 60)
+        set_nodelay(self.client.socket(), nodelay)
+        self.client.loop_start()
+        if not self._connected.wait(10):
+            raise RuntimeError("bare client did not connect")
+
+    def _on_publish(self, c: Any, u: Any, mid: int, rc: Any, p: Any) -> None:
+        self._acked += 1
+        if self._acked == self._target:
+            self.t_last_ack = time.monotonic()
+            self._done.set()
+
+    def expect_acks(self, n: int) -> None:
+        self._acked = 0
+        self._target = n
+        self._done.clear()
+
+    def wait_acks(self, timeout: float) -> float:
+        if not self._done.wait(timeout):
+            raise TimeoutError(f"bare client: {self._acked}/{self._target} PUBACKs")
+        return self.t_last_ack
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def bare_latency(host: str, port: int, sub: RemoteSubscriber, n: int, nodelay: bool) -> dict:
+    """Bare paho QoS 1 publish -> the subscriber child, one 96-byte message at a time."""
+    c = BareClient(host, port, nodelay, "bench-lat")
+    topic = f"bench/lat/{'nd' if nodelay else 'nagle'}"
+    try:
+        for i in range(10):  # warm-up
+            sub.arm(1, topic)
+            c.client.publish(topic, payload_96(i), qos=1)
+            sub.wait_done(10)
+        samples = []
+        for i in range(n):
+            sub.arm(1, topic)
+            t0 = time.monotonic()
+            c.client.publish(topic, payload_96(i), qos=1)
+            _, t = sub.wait_done(10)
+            samples.append(t - t0)
+    finally:
+        c.close()
+    return {**summary_ms(samples), "tcp_nodelay": nodelay}
+
+
+# --------------------------------------------------------------------------- the broker
+
+
+def mosquitto_class() -> Any:
+    """tests/mqtt_helpers.Mosquitto: a mosquitto of its own on a free port."""
+    if str(TESTS) not in sys.path:
+        sys.path.insert(0, str(TESTS))
+    from mqtt_helpers import Mosquitto
+
+    return Mosquitto
+
+
+@contextlib.contextmanager
+def broker() -> Iterator[Any]:
+    # Queue without a bound for slow subscribers (mosquitto drops QoS 1 messages past 1000
+    # queued per client by default): every message must reach the subscriber.
+    b = mosquitto_class()(extra_config="max_queued_messages 0")
+    try:
+        b.start()
+        yield b
+    finally:
+        b.close()
+
+
+def mosquitto_version(binary: str) -> str:
+    try:
+        out = subprocess.run([binary, "-h"], capture_output=True, text=True, timeout=5).stdout
+        return out.splitlines()[0].strip()
+    except Exception:
+        return "unknown"
+
+
+# --------------------------------------------------------------------------- a site in process
+
+
+def known_fields(model: str, **values: Any) -> dict[str, Any]:
+    """Only the settings this version of edge.config knows (it forbids unknown ones)."""
+    from edge import config
+
+    fields = getattr(config, model).model_fields
+    return {k: v for k, v in values.items() if k in fields}
+
+
+def shelter_devices(debounce_ms: int) -> dict[str, Any]:
+    """The shelter's panic button, LEDs, buzzer and reset key (pins of
+    config/examples/shelter.yaml), both inputs debounced at ``debounce_ms``."""
+    return {
+        "panic_buttons": [
+            {
+                "name": "panic-1",
+                "pin": 17,
+                "contact": "nc",
+                "debounce_ms": debounce_ms,
+                # The benchmarks press many times a second on purpose: switch chatter
+                # detection off where the config has it (it would ignore the presses).
+                **known_fields("PanicButtonConfig", chatter_max=1000, chatter_window_s=0.001),
+            }
+        ],
+        "sent_led": {"pin": 22},
+        "ack_led": {"pin": 23},
+        "buzzer": {"pin": 24},
+        "reset_key": {"pin": 27, "contact": "no", "debounce_ms": debounce_ms},
+    }
+
+
+class ThreadedSite:
+    """A real ``edge.site.Site`` on the given (simulated) hardware, its core loop on a thread,
+    optionally under cProfile (the stats go to ``profile`` when the loop ends)."""
+
+    def __init__(
+        self, cfg_dict: dict[str, Any], hw: Any, profile: Path | None = None, **site_kw: Any
+    ) -> None:
+        from edge.config import parse_config
+        from edge.site import Site
+
+        self.hw = hw
+        self.site = Site(parse_config(cfg_dict), hw, **site_kw)
+        self.profile = profile
+        self._thread = threading.Thread(target=self._run, name="bench-site", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        if self.profile is None:
+            self.site.run()
+            return
+        prof = cProfile.Profile()
+        prof.enable()
+        try:
+            self.site.run()
+        finally:
+            prof.disable()
+            prof.dump_stats(str(self.profile))
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        return self.site.call(fn, timeout=30)
+
+    def stop(self) -> None:
+        self.site.stop_soon()
+        self._thread.join(15)
+        self.hw.close()
+
+
+class ShelterSite(ThreadedSite):
+    """A ThreadedSite with the shelter of ``shelter_devices``: press the panic button, time
+    ``alarm.raised`` at the subscriber, clear the alarm with the reset key."""
+
+    def __init__(
+        self, cfg_dict: dict[str, Any], hw: Any, profile: Path | None = None, **site_kw: Any
+    ) -> None:
+        super().__init__(cfg_dict, hw, profile, **site_kw)
+        shelter = self.site.shelter
+        assert shelter is not None and shelter.reset_key is not None
+        self.shelter = shelter
+        self.button = shelter.buttons["panic-1"].inp
+        self.key = shelter.reset_key
+        self.alarm_topic = f"{ROOT}/{self.site.cfg.site.id}/events/alarm.raised"
+
+    def state(self) -> str:
+        m = self.shelter.machine
+        return str(self.call(lambda: m.s.state))
+
+    def idle(self, drained: bool) -> bool:
+        """Alarm idle, both inputs released and stable; with ``drained`` the outbox empty."""
+        m, b, k, s = self.shelter.machine, self.button, self.key, self.site
+
+        def check() -> bool:
+            return (
+                m.s.state == "idle"
+                and not m.s.await_release
+                and not b.level
+                and b.deb.deadline is None
+                and not k.level
+                and k.deb.deadline is None
+                and (not drained or (len(s.store) == 0 and s.outbox.inflight == 0))
+            )
+
+        return bool(self.call(check))
+
+    def diagnose(self) -> str:
+        m, b, k, s = self.shelter.machine, self.button, self.key, self.site
+
+        def snap() -> dict[str, Any]:
+            return {
+                "machine": m.public_state(),
+                "await_release": list(m.s.await_release),
+                "button": [b.level, b.deb.raw, b.deb.deadline],
+                "key": [k.level, k.deb.raw, k.deb.deadline],
+                "pending": len(s.store),
+                "online": s.outbox.online,
+            }
+
+        return json.dumps(self.call(snap), default=str)
+
+    def press(self, sub: RemoteSubscriber) -> float:
+        """Press the panic button: seconds until ``alarm.raised`` reaches the subscriber."""
+        sub.arm(1, self.alarm_topic)
+        t0 = time.monotonic()
+        self.hw.set_input("panic-1", True)
+        try:
+            _, t = sub.wait_done(10)
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}; site: {self.diagnose()}") from None
+        return t - t0
+
+    def clear(self, drained: bool, poll_s: float = 0.001) -> None:
+        """Reset key: the alarm clears (an escalation stops); then key and button let go."""
+        self.hw.set_input("reset_key", True)
+        wait_for(lambda: self.state() == "idle", 10, "alarm cleared by the reset key")
+        self.hw.set_input("reset_key", False)
+        self.hw.set_input("panic-1", False)
+        wait_for(lambda: self.idle(drained), 10, "site idle after a press", poll_s)
+
+
+# --------------------------------------------------------------------------- child processes
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return json.loads(r.read())
+
+
+def stop_process(proc: subprocess.Popen[Any]) -> None:
+    """Close its stdin (if piped), terminate it; kill it if it is still there after 15 s."""
+    if proc.stdin is not None:
+        proc.stdin.close()
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+def idle_python(*modules: str) -> subprocess.Popen[str]:
+    """An idle Python interpreter as a child process (context for the daemon's figures),
+    ``modules`` imported, ready, reading its stdin until it is closed."""
+    code = f"import {', '.join(('sys', *modules))}; print('ready', flush=True); sys.stdin.read()"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    proc.stdout.readline()
+    return proc
+
+
+class SimDaemon:
+    """``ansim-edge sim`` as a child process: ``cfg`` written to ``d/site.yaml``, its output to
+    ``d/sim.log``, its control API on a free local port. ``launcher`` is what runs it after
+    the interpreter (``-m edge.cli``, or a wrapper module that calls ``edge.cli.main``)."""
+
+    def __init__(
+        self,
+        d: Path,
+        cfg: dict[str, Any],
+        broker_url: str,
+        launcher: list[str],
+        *,
+        pipe_stdin: bool = False,
+    ) -> None:
+        d.mkdir(parents=True, exist_ok=True)
+        cfg_path = d / "site.yaml"
+        cfg_path.write_text(json.dumps(cfg), encoding="utf-8")  # JSON is YAML
+        self.log_path = d / "sim.log"
+        self.port = free_port()
+        self._log = self.log_path.open("wb")
+        argv = ["sim", "--config", str(cfg_path), "--broker", broker_url]
+        argv += ["--control", f"127.0.0.1:{self.port}"]
+        self.proc = subprocess.Popen(
+            [sys.executable, *launcher, *argv],
+            stdin=subprocess.PIPE if pipe_stdin else None,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            text=True,
+        )
+
+    def state(self) -> Any:
+        """The control API's /state; None while it does not answer yet."""
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"daemon exited {self.proc.returncode}: see {self.log_path}")
+        try:
+            return http_json(f"http://127.0.0.1:{self.port}/state")
+        except OSError:
+            return None
+
+    def wait_online_idle(self) -> None:
+        def online_idle() -> bool:
+            st = self.state()
+            if st is None:
+                return False
+            core = st["site"]
+            return bool(core["online"] and core["outbox_pending"] == 0)
+
+        wait_for(online_idle, 30, "daemon online and idle", 0.05)
+
+    def close(self) -> None:
+        stop_process(self.proc)
+        self._log.close()
+
+
+# --------------------------------------------------------------------------- a run
+
+
+def option(args: argparse.Namespace, mode: dict[str, Any], name: str) -> Any:
+    """``--name`` as given, else its default in ``mode`` (QUICK or FULL)."""
+    value = getattr(args, name)
+    return mode[name] if value is None else value
+
+
+def configure_logging(path: Path) -> None:
+    """The daemon's own structlog setup (JSON at info), written to a file, not a terminal."""
+    import structlog
+
+    from edge.logs import configure
+
+    configure("info", json=True)
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=path.open("w")))
+
+
+@contextlib.contextmanager
+def work_dir(prefix: str, keep: bool) -> Iterator[Path]:
+    """A temp work dir, the daemon's logging set up in it; removed at the end unless kept."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    configure_logging(workdir / "site.log")
+    try:
+        yield workdir
+    finally:
+        if keep:
+            print(f"work dir kept: {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run_meta(b: Any, quick: bool, **extra: Any) -> dict[str, Any]:
+    """The run's ``meta``: versions, machine, load; then the benchmark's own ``extra``."""
+    import paho.mqtt
+
+    import edge
+
+    return {
+        "quick": bool(quick),
+        "python": platform.python_version(),
+        "paho_mqtt": paho.mqtt.__version__,
+        "ansim_edge": edge.__version__,
+        "broker": mosquitto_version(b.binary),
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
+        **extra,
+    }
+
+
+def conclude(results: dict[str, Any], t_start: float, **targets: bool) -> dict[str, Any]:
+    """Add the verdict per target, ``all_passed`` and the run's wall time."""
+    results["targets"] = targets
+    results["all_passed"] = all(targets.values())
+    results["meta"]["wall_s"] = round(time.monotonic() - t_start, 1)
+    return results
+
+
+def step(text: str) -> None:
+    print(f"... {text}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- report
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def p50_p99(s: dict[str, Any]) -> str:
+    return f"p50 {s['p50_ms']:.2f} / p99 {s['p99_ms']:.2f} ms"
+
+
+Row = tuple[str, str, str, str, str]
+HEADER: Row = ("figure", "value", "baseline / note", "target", "result")
+
+
+def report_table(what: str, meta: dict[str, Any], notes: list[str], rows: list[Row]) -> str:
+    """A head line (versions, machine, ``notes``, load, wall time), then the rows aligned."""
+    head = "; ".join(
+        [
+            f"ansim-edge {meta['ansim_edge']} {what} benchmark — {meta['broker']}, "
+            f"paho-mqtt {meta['paho_mqtt']}, Python {meta['python']}, {meta['cpus']} CPUs"
+            f"{', QUICK' if meta['quick'] else ''}",
+            *notes,
+            f"load avg {meta['load_avg_1m_at_start']}",
+            f"{meta['wall_s']} s",
+        ]
+    )
+    table = [HEADER, *rows]
+    widths = [max(len(str(row[i])) for row in table) for i in range(5)]
+    lines = []
+    for k, row in enumerate(table):
+        lines.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        if k == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return head + "\n" + "\n".join(lines)
+
+
+def arg_parser(module: str, doc: str | None) -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(
+        prog=f"python -m {module}", description=(doc or "").split("\n")[0]
+    )
+
+
+def add_quick_and_json(p: argparse.ArgumentParser, quick_help: str) -> None:
+    p.add_argument("--quick", action="store_true", help=quick_help)
+    p.add_argument("--json", type=Path, help="also write the results as JSON here")
+
+
+def add_seed_and_keep(p: argparse.ArgumentParser, *, seed: bool = True) -> None:
+    if seed:
+        p.add_argument("--seed", type=int, default=1, help="random phases (default 1)")
+    p.add_argument("--keep", action="store_true", help="keep the temp work dir (logs, db)")
+
+
+def report(
+    results: dict[str, Any], table: Callable[[dict[str, Any]], str], out: Path | None
+) -> int:
+    """Print the table; with ``--json``, also write the results there."""
+    print(table(results))
+    if out is not None:
+        text = json.dumps(results, indent=2, ensure_ascii=False, allow_nan=False)
+        out.write_text(text + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] != ["--subscriber-child"] or len(sys.argv) != 4:
+        sys.exit("usage: python -m bench.common --subscriber-child HOST PORT")
+    sys.exit(subscriber_child(sys.argv[2], int(sys.argv[3])))
