@@ -6,7 +6,6 @@ One place for every setting. ``load_config`` fails fast with every error's field
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -464,7 +463,3 @@ def with_overrides(
         return SiteConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_errors(Path("<command line>"), exc)) from None
-
-
-def site_id_ok(s: str) -> bool:
-    return re.fullmatch(SITE_ID_RE, s) is not None

@@ -31,7 +31,7 @@ class StoreError(AnsimError):
     """The durable store (SQLite in the data dir) cannot be opened or written."""
 
 
-class KeyError_(AnsimError):
+class KeyFileError(AnsimError):
     """A signing key file is missing or not an Ed25519 key in PEM format."""
 
 

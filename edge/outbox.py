@@ -16,7 +16,7 @@ import structlog
 from pydantic import BaseModel
 
 from edge.clock import Clock, rfc3339
-from edge.models import EVENT_DATA, Event, OutboxOverflow, Result
+from edge.models import EVENT_DATA, Event, OutboxOverflow
 from edge.store import PRIO_ALARM, PRIO_EVENT, PRIO_RESULT, Store
 from edge.topics import Topics
 
@@ -110,9 +110,6 @@ class Outbox:
     def put_result(self, payload: bytes) -> None:
         self.store.append(self.topics.results, payload, PRIO_RESULT)
         self._check_overflow()
-
-    def result_bytes(self, result: Result) -> bytes:
-        return dumps(result)
 
     def _check_overflow(self) -> None:
         dropped = self.store.overflow()

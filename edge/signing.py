@@ -11,7 +11,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from edge.errors import KeyError_
+from edge.errors import KeyFileError
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -47,7 +47,7 @@ def generate_keypair(private_path: Path, public_path: Path) -> None:
     """Write an Ed25519 key pair as PEM (private key mode 0600). Refuses to overwrite."""
     for p in (private_path, public_path):
         if p.exists():
-            raise KeyError_(f"{p} already exists; choose another path or delete it first")
+            raise KeyFileError(f"{p} already exists; choose another path or delete it first")
     key = Ed25519PrivateKey.generate()
     private_pem = key.private_bytes(
         serialization.Encoding.PEM,
@@ -69,11 +69,11 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except OSError as exc:
-        raise KeyError_(f"{path}: cannot read the private key ({exc.strerror})") from None
+        raise KeyFileError(f"{path}: cannot read the private key ({exc.strerror})") from None
     except (ValueError, TypeError) as exc:
-        raise KeyError_(f"{path}: not a PEM private key ({exc})") from None
+        raise KeyFileError(f"{path}: not a PEM private key ({exc})") from None
     if not isinstance(key, Ed25519PrivateKey):
-        raise KeyError_(f"{path}: not an Ed25519 key; make one with `ansim-edge keygen`")
+        raise KeyFileError(f"{path}: not an Ed25519 key; make one with `ansim-edge keygen`")
     return key
 
 
@@ -81,9 +81,9 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
     try:
         key = serialization.load_pem_public_key(path.read_bytes())
     except OSError as exc:
-        raise KeyError_(f"{path}: cannot read the public key ({exc.strerror})") from None
+        raise KeyFileError(f"{path}: cannot read the public key ({exc.strerror})") from None
     except (ValueError, TypeError) as exc:
-        raise KeyError_(f"{path}: not a PEM public key ({exc})") from None
+        raise KeyFileError(f"{path}: not a PEM public key ({exc})") from None
     if not isinstance(key, Ed25519PublicKey):
-        raise KeyError_(f"{path}: not an Ed25519 key; make one with `ansim-edge keygen`")
+        raise KeyFileError(f"{path}: not an Ed25519 key; make one with `ansim-edge keygen`")
     return key

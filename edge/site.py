@@ -3,7 +3,6 @@ controllers, wired together. No global state: a process may hold many sites."""
 
 from __future__ import annotations
 
-import json
 import random
 import threading
 import time
@@ -338,7 +337,3 @@ class Site(UplinkListener):
             "last_seq": self.store.last_seq(),
             "states": self.states.all(),
         }
-
-
-def dump_json(obj: object) -> str:
-    return json.dumps(obj, ensure_ascii=False, sort_keys=True)

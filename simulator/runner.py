@@ -3,7 +3,6 @@ and (without --broker) an embedded broker."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import structlog
@@ -262,7 +261,3 @@ def add_locker_routes(api: ControlApi, site: Site, hardware: SimHardware) -> Non
     api.route("POST", "/boards/{bus}/{board}", board)
     api.route("POST", "/code-reader", code)
     api.route("GET", "/coils", coils)
-
-
-def data_dir_for(cfg: SiteConfig) -> Path:
-    return cfg.data_dir

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from edge.cli import main as cli_main
 from edge.clock import FakeClock
 from edge.commands import CommandProcessor, LoadedKey
-from edge.errors import KeyError_
+from edge.errors import KeyFileError
 from edge.models import AlarmAckArgs
 from edge.signing import (
     canonical_json,
@@ -236,7 +236,7 @@ def test_generate_keypair_refuses_to_overwrite(tmp_path: Path, existing: str) ->
     priv, pub = tmp_path / "c.key", tmp_path / "c.pub"
     target = priv if existing == "private" else pub
     target.write_bytes(b"precious")
-    with pytest.raises(KeyError_, match="already exists"):
+    with pytest.raises(KeyFileError, match="already exists"):
         generate_keypair(priv, pub)
     assert target.read_bytes() == b"precious"
     other = pub if existing == "private" else priv
@@ -246,11 +246,11 @@ def test_generate_keypair_refuses_to_overwrite(tmp_path: Path, existing: str) ->
 def test_load_keys_refuse_wrong_files(tmp_path: Path) -> None:
     priv, pub = tmp_path / "c.key", tmp_path / "c.pub"
     generate_keypair(priv, pub)
-    with pytest.raises(KeyError_, match="cannot read"):
+    with pytest.raises(KeyFileError, match="cannot read"):
         load_public_key(tmp_path / "missing.pub")
-    with pytest.raises(KeyError_, match="not a PEM public key"):
+    with pytest.raises(KeyFileError, match="not a PEM public key"):
         load_public_key(priv)
-    with pytest.raises(KeyError_, match="not a PEM private key"):
+    with pytest.raises(KeyFileError, match="not a PEM private key"):
         load_private_key(pub)
 
 
