@@ -7,6 +7,7 @@ from __future__ import annotations
 import fnmatch
 import json
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +24,19 @@ from edge.store import Store
 
 log = structlog.get_logger(__name__)
 
-Handler = Callable[[Any, "CommandContext"], dict[str, Any] | None]
+
+@dataclass(frozen=True)
+class Deferred:
+    """What a handler returns when part of its work is slow (e.g. a deliberately slow
+    hash): ``work`` runs on the processor's worker thread, then ``finish(value)`` runs on
+    the core thread and returns the result data (or raises CommandError). The core loop
+    never waits for ``work``."""
+
+    work: Callable[[], Any]
+    finish: Callable[[Any], dict[str, Any] | None]
+
+
+Handler = Callable[[Any, "CommandContext"], "dict[str, Any] | Deferred | None"]
 
 ERROR_CODES = (
     "too_large",
@@ -45,6 +58,11 @@ def _encodable(text: str) -> bool:
     except UnicodeEncodeError:  # a lone surrogate cannot go back out in a result
         return False
     return True
+
+
+@dataclass(frozen=True)
+class _WorkFailed:
+    exc: Exception
 
 
 @dataclass(frozen=True)
@@ -87,7 +105,11 @@ class CommandProcessor:
         *,
         max_payload_bytes: int,
         send_result: Callable[[bytes], None],
+        post: Callable[[Callable[[], None]], None] | None = None,
     ) -> None:
+        self.post = post
+        self._executor: ThreadPoolExecutor | None = None
+        self._running: dict[str, int] = {}  # deferred command_id -> replays seen meanwhile
         self.keys = keys
         self.store = store
         self.clock = clock
@@ -110,17 +132,68 @@ class CommandProcessor:
         if cached is not None:
             self.send_result(cached)
             return
-        assert result is not None
+        if isinstance(result, tuple):  # deferred: the result follows from _finish
+            cid, deferred = result
+            self._start_deferred(cid, deferred, remember_until)
+            return
+        if result is None:  # a replay of a command still running: answered when it ends
+            return
+        self._send(result, remember_until)
+
+    def _send(self, result: Result, remember_until: float | None, copies: int = 1) -> None:
         body = result.model_dump_json().encode("utf-8")
         if remember_until is not None and result.command_id is not None:
             self.store.remember_command(result.command_id, remember_until, body)
         code = result.error.code if result.error else None
         log.info("command_result", command_id=result.command_id, ok=result.ok, code=code)
-        self.send_result(body)
+        for _ in range(copies):
+            self.send_result(body)
+
+    def _start_deferred(self, cid: str, d: Deferred, until: float | None) -> None:
+        if self.post is None:  # no core loop to come back to: run it here
+            self._finish(cid, d, until, self._work(d))
+            return
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ansim-cmd")
+        self._running[cid] = 0
+        post = self.post
+
+        def run() -> None:
+            value = self._work(d)
+            post(lambda: self._finish(cid, d, until, value))
+
+        self._executor.submit(run)
+
+    @staticmethod
+    def _work(d: Deferred) -> Any:
+        try:
+            return d.work()
+        except Exception as exc:
+            return _WorkFailed(exc)
+
+    def _finish(self, cid: str, d: Deferred, until: float | None, value: Any) -> None:
+        replays = self._running.pop(cid, 0)
+        now = self.clock.now()
+        if isinstance(value, _WorkFailed):
+            exc = value.exc
+            result = make_result(cid, now, error=("failed", f"{type(exc).__name__}: {exc}"))
+        else:
+            try:
+                result = make_result(cid, now, data=d.finish(value) or {})
+            except CommandError as exc:
+                result = make_result(cid, now, error=(exc.code, exc.message))
+            except Exception as exc:
+                log.exception("command_handler_failed", command_id=cid)
+                result = make_result(cid, now, error=("failed", f"{type(exc).__name__}: {exc}"))
+        self._send(result, until, copies=1 + replays)
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
 
     def _process(
         self, topic_name: str | None, payload: bytes
-    ) -> tuple[bytes | None, Result | None, float | None]:
+    ) -> tuple[bytes | None, Result | tuple[str, Deferred] | None, float | None]:
         now = self.clock.now()
 
         def fail(cid: str | None, code: str, msg: str) -> tuple[None, Result, None]:
@@ -155,6 +228,10 @@ class CommandProcessor:
             return fail(cid, "not_allowed", f"key {cmd.key_id!r} may not issue {cmd.name!r}")
         if cmd.expires_at <= now:
             return fail(cid, "expired", f"expired at {cmd.expires_at.isoformat()}")
+        if cmd.command_id in self._running:
+            self._running[cmd.command_id] += 1
+            log.info("command_replayed_while_running", command_id=cmd.command_id)
+            return None, None, None
         seen = self.store.command_result(cmd.command_id)
         if seen is not None:
             log.info("command_replayed", command_id=cmd.command_id)
@@ -189,4 +266,6 @@ class CommandProcessor:
                 make_result(cid, now, error=("failed", f"{type(exc).__name__}: {exc}")),
                 until,
             )
+        if isinstance(data, Deferred):
+            return None, (cmd.command_id, data), until
         return None, make_result(cid, now, data=data or {}), until

@@ -17,7 +17,7 @@ from drivers.cu16 import BoardSettings
 from edge.alarm import Emit
 from edge.clock import rfc3339
 from edge.coils import CoilScheduler
-from edge.commands import CommandContext
+from edge.commands import CommandContext, Deferred
 from edge.config import Cu16BoardConfig, LockersConfig
 from edge.errors import CommandError
 from edge.inputs import DebouncedInput
@@ -412,12 +412,21 @@ class LockerBank:
         self._publish()
         return {"locker": args.locker, "queued": pos}
 
-    def _cmd_assign(self, args: LockerAssignArgs, ctx: CommandContext) -> dict[str, Any]:
-        self.machine.get(args.locker)  # unknown locker before the slow hash
-        digest = hash_code(args.pickup_code, self._salt)
-        self.machine.assign(args.locker, args.parcel_id, digest, args.deposited_at)
-        self._run([])
-        return {"locker": args.locker, "state": self.machine.public_state(args.locker)["state"]}
+    def _cmd_assign(self, args: LockerAssignArgs, ctx: CommandContext) -> Deferred:
+        self.machine.get(args.locker)  # unknown locker: refused before the slow hash
+        code, salt = args.pickup_code, self._salt
+
+        def finish(digest: str) -> dict[str, Any]:
+            # Core thread again; the state is checked now (it may have changed meanwhile).
+            self.machine.assign(args.locker, args.parcel_id, digest, args.deposited_at)
+            self._run([])
+            return {
+                "locker": args.locker,
+                "state": self.machine.public_state(args.locker)["state"],
+            }
+
+        # scrypt is slow on purpose (tens of ms, more on a Pi): not on the core thread.
+        return Deferred(work=lambda: hash_code(code, salt), finish=finish)
 
     def _cmd_release(self, args: LockerReleaseArgs, ctx: CommandContext) -> dict[str, Any]:
         self.machine.release(args.locker)

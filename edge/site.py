@@ -127,6 +127,7 @@ class Site(UplinkListener):
             self.clock,
             max_payload_bytes=cfg.commands.max_payload_bytes,
             send_result=self.outbox.put_result,
+            post=self.loop.post,
         )
         self.ports = Ports(
             self.loop, self.clock, self.outbox, self.store, self.states, self.commands
@@ -265,6 +266,7 @@ class Site(UplinkListener):
             except Exception:
                 self.log.exception("shutdown_stop_failed", part=name)
         self._outputs_off()
+        self.commands.close()
         try:
             self.fallback.stop()
         except Exception:
