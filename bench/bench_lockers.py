@@ -68,6 +68,7 @@ from bench.common import (
     wait_for,
     work_dir,
 )
+from edge.runtime import tune_interpreter
 
 EXAMPLE = REPO / "config" / "examples" / "locker.yaml"
 BUS = "rs485-0"  # the bus name in locker.yaml
@@ -745,6 +746,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--daemon-child"]:
         return daemon_child(argv[1], argv[2:])
+    tune_interpreter()  # as the daemon does; baseline and site share the process
     args = parse_args(argv)
     return report(run(args), table, args.json)
 

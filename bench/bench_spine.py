@@ -57,6 +57,7 @@ from bench.common import (
     wait_for,
     work_dir,
 )
+from edge.runtime import tune_interpreter
 
 # Targets (see bench/README.md).
 TARGET_PRESS_P99_OVER_BARE_MS = 5.0
@@ -487,6 +488,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    tune_interpreter()  # as the daemon does; baseline and site share the process
     args = parse_args(argv)
     if args.subscriber_child:
         return subscriber_child(args.subscriber_child[0], int(args.subscriber_child[1]))

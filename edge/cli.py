@@ -137,10 +137,12 @@ def _run(args: argparse.Namespace, *, simulated: bool) -> int:
     import structlog
 
     from edge.config import load_config, with_overrides
+    from edge.runtime import tune_interpreter
     from edge.site import Site
 
     log = structlog.get_logger("ansim-edge")
     cfg = load_config(args.config)
+    tune_interpreter()
     cfg = with_overrides(cfg, broker_url=args.broker, data_dir=args.data_dir)
     if not simulated:
         if not cfg.keys:
