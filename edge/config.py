@@ -192,7 +192,12 @@ class EscalationConfig(_Model):
     call_number: PhoneNumber | None = Field(
         None, description="Number called on escalation (112 in production)."
     )
-    call_attempts: int = Field(3, ge=1, le=10, description="Tries on busy / no answer / drop.")
+    call_attempts: int = Field(
+        3,
+        ge=1,
+        le=10,
+        description="Calls in all on busy / no answer / drop; also tries per SMS number.",
+    )
     call_retry_delay_s: float = Field(10, ge=0, le=600, description="Between call attempts.")
     ring_timeout_s: float = Field(30, gt=0, le=300, description="Ring this long, then no_answer.")
     talk_s: float = Field(60, gt=0, le=3600, description="Keep an answered call this long.")

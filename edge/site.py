@@ -161,7 +161,10 @@ class Site(UplinkListener):
                 ts=rfc3339(self.clock.now()),
                 site=self.cfg.site.id,
                 clock_synced=clock_synced(),
-                modem=ModemStatus(**self.fallback.health) if self.fallback.health else None,
+                # Offline (clean stop or last will): the modem is closed or unknown.
+                modem=ModemStatus(**self.fallback.health)
+                if self.fallback.health and state == "online"
+                else None,
             )
             .model_dump_json()
             .encode("utf-8")
