@@ -21,29 +21,8 @@ STAMP="$VENV/.ansim-bootstrap-stamp"
 log() { printf '[bootstrap] %s\n' "$*"; }
 die() { printf '[bootstrap] error: %s\n' "$*" >&2; exit 1; }
 
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then
-        "$@"
-    elif command -v sudo >/dev/null 2>&1; then
-        sudo "$@"
-    else
-        die "need root (or sudo) to run: $*"
-    fi
-}
-
-apt_install() {
-    command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install $* by hand"
-    if ! compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; then
-        log "apt-get update"
-        as_root apt-get update -qq
-    fi
-    log "apt-get install $*"
-    if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"; then
-        log "apt-get install failed; refreshing package lists and retrying"
-        as_root apt-get update -qq
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
-    fi
-}
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 
 command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found (install python3 >= 3.11)"
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \

@@ -20,15 +20,8 @@ export ANSIM_VENV="$VENV"
 log() { printf '[test] %s\n' "$*"; }
 die() { printf '[test] error: %s\n' "$*" >&2; exit 1; }
 
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then
-        "$@"
-    elif command -v sudo >/dev/null 2>&1; then
-        sudo "$@"
-    else
-        die "need root (or sudo) to run: $*"
-    fi
-}
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 
 find_mosquitto() {
     command -v mosquitto 2>/dev/null && return 0
@@ -41,19 +34,9 @@ find_mosquitto() {
 
 install_mosquitto() {
     command -v apt-get >/dev/null 2>&1 || die "mosquitto not found and no apt-get: install mosquitto by hand"
-    if ! compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; then
-        log "apt-get update"
-        as_root apt-get update -qq
-    fi
-    log "installing mosquitto (apt-get)"
-    local apt=(env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mosquitto)
-    if ! as_root "${apt[@]}"; then
-        log "apt-get install failed; refreshing package lists and retrying"
-        as_root apt-get update -qq || true
-        # The package's postinst also starts a system broker service; if only that start
-        # fails (no init system, port 1883 busy) the binary is still there and is enough.
-        as_root "${apt[@]}" || log "warning: apt-get reported an error (checking for the binary anyway)"
-    fi
+    # The package's postinst also starts a system broker service; if only that start fails
+    # (no init system, port 1883 busy) the binary is still there and is enough.
+    apt_install mosquitto || log "warning: apt-get reported an error (checking for the binary anyway)"
 }
 
 if ! mosquitto_bin="$(find_mosquitto)"; then
