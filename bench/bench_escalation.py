@@ -113,31 +113,7 @@ def bench_hardware() -> Any:
     """SimHardware whose modem is a StampedModem (same wiring as SimHardware.modem)."""
     from simulator.hardware import SimHardware
 
-    modem_class = stamped_modem_class()
-
-    class BenchHardware(SimHardware):  # type: ignore[misc]
-        def modem(
-            self,
-            url: str,
-            *,
-            baudrate: int,
-            check_interval_s: float,
-            command_timeout_s: float,
-            listener: Any,
-        ) -> Any:
-            from drivers.modem import GsmModem, ModemConfig
-
-            sim = modem_class()
-            self.modem_sim = sim
-            self._closers.append(sim.close)
-            cfg = ModemConfig(
-                baudrate=baudrate,
-                check_interval_s=check_interval_s,
-                command_timeout_s=command_timeout_s,
-            )
-            return GsmModem(sim.port, listener, config=cfg)
-
-    return BenchHardware()
+    return SimHardware(modem_class=stamped_modem_class())
 
 
 # --------------------------------------------------------------------------- site

@@ -112,39 +112,9 @@ def notifying_bus_class() -> type:
 
 def bench_hardware() -> Any:
     """SimHardware whose CU16 buses are NotifyingCu16Bus (same wiring as SimHardware)."""
-    from drivers.cu16 import Cu16Bus
     from simulator.hardware import SimHardware
 
-    bus_class = notifying_bus_class()
-
-    class BenchHardware(SimHardware):  # type: ignore[misc]
-        def lock_bus(
-            self,
-            name: str,
-            url: str,
-            *,
-            baudrate: int,
-            boards: list[Any],
-            poll_hz: float,
-            max_pulse_ms: int,
-            listener: Any,
-        ) -> Any:
-            sim = bus_class([b.board_id for b in boards], monotonic=self.monotonic)
-            for b in boards:
-                sim.set_polarity(b.board_id, b.closed_bit)
-                sim.set_unlock_replies(b.board_id, b.unlock_replies)
-            self.buses[name] = sim
-            self._closers.append(sim.close)
-            return Cu16Bus(
-                sim.port,
-                boards,
-                listener,
-                poll_hz=poll_hz,
-                max_pulse_ms=max_pulse_ms,
-                monotonic=self.monotonic,
-            )
-
-    return BenchHardware()
+    return SimHardware(cu16_bus_class=notifying_bus_class())
 
 
 # --------------------------------------------------------------------------- config, keys

@@ -91,7 +91,17 @@ class RecordingOutput:
 class SimHardware:
     """Implements drivers.base.Hardware on a private MockFactory."""
 
-    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        monotonic: Callable[[], float] = time.monotonic,
+        *,
+        cu16_bus_class: type[SimulatedCu16Bus] = SimulatedCu16Bus,
+        modem_class: Any = None,
+    ) -> None:
+        """``cu16_bus_class`` / ``modem_class``: the simulated devices to build (benchmarks
+        pass instrumented subclasses); the wiring to the real drivers stays the same."""
+        self.cu16_bus_class = cu16_bus_class
+        self.modem_class = modem_class
         self.factory = MockFactory(pin_class=SimPin)
         self.monotonic = monotonic
         self._lock = threading.Lock()
@@ -165,7 +175,7 @@ class SimHardware:
         listener: Cu16Listener,
     ) -> LockBus:
         """A simulated CU16 bus on a pty, driven by the real Cu16Bus driver."""
-        sim = SimulatedCu16Bus([b.board_id for b in boards], monotonic=self.monotonic)
+        sim = self.cu16_bus_class([b.board_id for b in boards], monotonic=self.monotonic)
         for b in boards:
             sim.set_polarity(b.board_id, b.closed_bit)
             sim.set_unlock_replies(b.board_id, b.unlock_replies)
@@ -216,7 +226,8 @@ class SimHardware:
         from drivers.modem import GsmModem, ModemConfig
         from simulator.modem_device import SimulatedModem
 
-        sim = SimulatedModem()  # real time: call progress is real I/O timing
+        # Real time: call progress is real I/O timing.
+        sim = (self.modem_class or SimulatedModem)()
         self.modem_sim = sim
         self._closers.append(sim.close)
         cfg = ModemConfig(
