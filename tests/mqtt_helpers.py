@@ -624,6 +624,7 @@ class Subscriber:
         client_key_path: str | os.PathLike[str] | None = None,
         timeout: float = 10.0,
         keepalive: int = 30,
+        clean_session: bool | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -642,10 +643,12 @@ class Subscriber:
         self._last_error: str | None = None
         self._closed = False
 
+        # clean_session=False (MQTT 3.1.1): the broker queues QoS 1 messages while we are away.
         self.client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
             protocol=self.protocol,
+            clean_session=clean_session,
         )
         # paho types the delays as int but sleeps on floats: reconnect fast after a restart.
         self.client.reconnect_delay_set(min_delay=cast(int, 0.1), max_delay=1)

@@ -232,18 +232,10 @@ class SessionSubscriber(Subscriber):
     """A subscriber with a persistent session, so a broker restart queues for it."""
 
     def __init__(self, broker: Mosquitto, topic: str) -> None:
-        import paho.mqtt.client as mqtt
-
-        orig = mqtt.Client
-
-        def persistent(*a: Any, **kw: Any) -> Any:
-            kw["clean_session"] = False
-            return orig(*a, **kw)
-
-        mqtt.Client = persistent  # type: ignore[misc]
-        try:
-            super().__init__(
-                broker.host, broker.port, [topic], client_id="centre-" + uuid.uuid4().hex[:6]
-            )
-        finally:
-            mqtt.Client = orig  # type: ignore[misc]
+        super().__init__(
+            broker.host,
+            broker.port,
+            [topic],
+            client_id="centre-" + uuid.uuid4().hex[:6],
+            clean_session=False,
+        )
