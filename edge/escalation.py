@@ -73,9 +73,12 @@ def compose_sms(site_id: str, address: str, alarm_id: str, at: datetime) -> str:
     limit = GSM_LIMIT if text.isascii() else UCS2_LIMIT
     if len(text) <= limit:
         return text
-    room = limit - len(build(site_id, ""))
+    without_address = build(site_id, "")
+    room = limit - len(without_address)
     if room > 2 and address:
         return build(site_id, address[: room - 2] + "…")
+    if len(without_address) <= limit:
+        return without_address  # the whole site id fits once the address is dropped
     room = limit - len(build("", ""))
     return build(site_id[: max(1, room - 2)] + "…", "")
 

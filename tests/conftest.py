@@ -31,6 +31,7 @@ TESTS_DIR = Path(__file__).resolve().parent
 if str(TESTS_DIR) not in sys.path:
     sys.path.insert(0, str(TESTS_DIR))
 
+from hypothesis import settings as hypothesis_settings  # noqa: E402
 from mqtt_helpers import (  # noqa: E402  (needs the sys.path entry above)
     Mosquitto,
     Subscriber,
@@ -40,6 +41,21 @@ from mqtt_helpers import (  # noqa: E402  (needs the sys.path entry above)
     kill_all_brokers,
     live_subscribers,
 )
+
+# Property tests are reproducible by default: the "ci" profile derives every example from
+# the test itself (derandomize), so a run that passed passes again. HYPOTHESIS_PROFILE=explore
+# searches with a fresh random seed (printed in the header and on failure) to find new cases.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+hypothesis_settings.register_profile("explore", derandomize=False, print_blob=True)
+HYPOTHESIS_PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
+hypothesis_settings.load_profile(HYPOTHESIS_PROFILE)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    seed = config.getoption("hypothesis_seed", None)
+    how = "derandomized" if HYPOTHESIS_PROFILE == "ci" else f"seed {seed or 'random'}"
+    return f"hypothesis profile: {HYPOTHESIS_PROFILE} ({how})"
+
 
 REQUIRE_ENV = "ANSIM_REQUIRE_MOSQUITTO"
 BROKER_FIXTURES = ("mosquitto", "mosquitto_tls")

@@ -636,3 +636,12 @@ def test_calls_never_exceed_the_limit_and_nothing_is_issued_after_stop(
             esc = Escalation(cfg, has_modem=True)
             outstanding.clear()
             apply(esc.restore(ALARM, saved, TEXT, now))
+
+
+def test_sms_keeps_the_whole_site_id_when_dropping_the_address_is_enough() -> None:
+    # Found by hypothesis: a 35-character site id and a one-character address. Dropping the
+    # address makes the text fit; the site id must not be shortened.
+    site = "0" * 35
+    text = compose_sms(site, "0", ALARM, AT)
+    assert fits(text)
+    assert text.endswith(f"{site} #{ALARM[:8]} 03-05 00:06:07")
