@@ -74,6 +74,9 @@ class AlarmMachine:
             "test": self.s.test,
             "sent": self.s.sent,
             "acknowledged_by": self.s.acked_by,
+            # Buttons still active after their alarm was cleared: they cannot raise a new
+            # alarm until released (a cut loop hidden by a key turn must not look healthy).
+            "stuck_buttons": sorted(self.s.await_release) or None,
         }
 
     # ---- inputs ----

@@ -210,7 +210,11 @@ class AlarmEscalated(_Payload):
 
 class WiringFault(_Payload):
     button: str
-    reason: Literal["supervision", "chatter"]
+    reason: Literal["supervision", "chatter", "stuck_active"] = Field(
+        description="supervision: the supervision input reports the loop cut or the housing "
+        "open; chatter: too many changes; stuck_active: the button still reads active after "
+        "its alarm was cleared, so it cannot raise a new alarm until it is released."
+    )
     loop_open: bool = Field(description="The button loop itself read open (cut or pressed).")
 
 

@@ -27,6 +27,7 @@ from edge.ports import Ports
 log = structlog.get_logger(__name__)
 STATE_KEY = "alarm"
 TEST_KEY = "test_mode_until"
+STUCK = "stuck_active"
 
 
 class _Button:
@@ -37,7 +38,7 @@ class _Button:
         self.sup: DebouncedInput | None = None
         self.edges: deque[float] = deque()  # debounced changes, for chatter detection
         self.chatter = False
-        self.wiring: set[str] = set()  # active wiring faults: supervision, chatter
+        self.wiring: set[str] = set()  # active wiring faults: supervision, chatter, stuck_active
 
 
 class ShelterAlarm:
@@ -111,10 +112,17 @@ class ShelterAlarm:
         s = self.machine.s
         if s.state == "active" and s.alarm_id is not None:
             self.fallback.alarm_raised(s.alarm_id, s.test, restored=True)
+        # Buttons still active after a clear, as of the last run: known stuck from the start
+        # (released while we were down: the release below reports wiring.restored).
+        stuck = set(s.await_release)
+        for name in stuck & set(self.buttons):
+            self.buttons[name].wiring.add(STUCK)
         for name, b in self.buttons.items():
             if b.sup is not None and b.sup.start():
                 self._supervision_changed(name, True)
             level = b.inp.start()
+            if name in stuck and level:
+                self._emit_wiring_fault(b, STUCK)  # reported again, as supervision is
             self.p.states.set(name, self._button_state(b))
             if level:
                 self._button_changed(name, True)  # held or cut at boot: an alarm, once
@@ -251,13 +259,16 @@ class ShelterAlarm:
         if reason in b.wiring:
             return
         b.wiring.add(reason)
+        self._emit_wiring_fault(b, reason)
+        self.p.states.set(b.cfg.name, self._button_state(b))
+
+    def _emit_wiring_fault(self, b: _Button, reason: str) -> None:
         self.p.outbox.emit(
             b.cfg.name,
             "wiring.fault",
             {"button": b.cfg.name, "reason": reason, "loop_open": b.inp.level},
             alarm=True,
         )
-        self.p.states.set(b.cfg.name, self._button_state(b))
 
     def _wiring_restored(self, b: _Button, reason: str) -> None:
         if reason not in b.wiring:
@@ -327,8 +338,20 @@ class ShelterAlarm:
     def _run(self, emits: list[Emit]) -> None:
         for e in emits:
             self.p.outbox.emit(e.device, e.type, e.data, alarm=e.alarm, event_id=e.event_id)
+        self._sync_stuck()
         self.p.store.put_state(STATE_KEY, self.machine.dump())
         self._apply()
+
+    def _sync_stuck(self) -> None:
+        """A button still active when its alarm is cleared (key or command) cannot raise a
+        new alarm until it is released: a cut NC loop the key turn hid. Report it as a
+        wiring fault while it lasts (after the alarm.cleared that caused it)."""
+        stuck = self.machine.s.await_release
+        for name, b in self.buttons.items():
+            if name in stuck:
+                self._wiring(b, STUCK)
+            else:
+                self._wiring_restored(b, STUCK)
 
     def _apply(self) -> None:
         for name, on in self.machine.outputs().items():

@@ -353,3 +353,39 @@ def test_status_and_state_republished_after_broker_restart(
             assert st.retain and st.json["state"] == "active"
         finally:
             sub.close()
+
+
+def test_cut_loop_cleared_by_the_key_stays_visible_at_the_centre(
+    mosquitto: Mosquitto, keys: Any, tmp_path: Path
+) -> None:
+    """Issue 7 §6 end to end: a key turn clears the alarm of a cut loop; the centre gets
+    wiring.fault stuck_active and the retained states show the dead button until repaired."""
+    site = "e2e-stuck"
+    sub = Subscriber.for_broker(mosquitto, [f"{ROOT}/{site}/#"])
+    with running_site(site_dict(site, mosquitto.url, tmp_path / "data", keys)) as rs:
+        sub.wait_for(lambda m: m.topic.endswith("/status") and m.json["state"] == "online")
+        rs.press()  # NC loop cut, stays open
+        sub.wait_for(f"{ROOT}/{site}/events/alarm.raised")
+        rs.hw.set_input("reset_key", True)
+        cleared = sub.wait_for(f"{ROOT}/{site}/events/alarm.cleared").json
+        fault = sub.wait_for(f"{ROOT}/{site}/events/wiring.fault").json
+        assert fault["data"] == {"button": "panic-1", "reason": "stuck_active", "loop_open": True}
+        assert fault["seq"] == cleared["seq"] + 1
+        rs.hw.set_input("reset_key", False)
+
+        late = Subscriber.for_broker(mosquitto, [f"{ROOT}/{site}/state/+"])
+        try:
+            button = late.wait_for(f"{ROOT}/{site}/state/panic-1")
+            assert button.retain and button.json["wiring"] == ["stuck_active"]
+            alarm = late.wait_for(f"{ROOT}/{site}/state/alarm")
+            assert alarm.json["state"] == "idle" and alarm.json["stuck_buttons"] == ["panic-1"]
+        finally:
+            late.close()
+
+        rs.press(False)  # repaired
+        restored = sub.wait_for(f"{ROOT}/{site}/events/wiring.restored").json
+        assert restored["data"] == {"button": "panic-1", "reason": "stuck_active"}
+        sub.wait_for(lambda m: m.topic.endswith("/state/alarm") and m.json["stuck_buttons"] is None)
+        rs.press()
+        sub.wait_count(f"{ROOT}/{site}/events/alarm.raised", 2)
+    sub.close()

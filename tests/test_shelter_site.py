@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from edge.clock import FakeClock, rfc3339
 from edge.commands import LoadedKey, load_keys
@@ -754,3 +755,147 @@ def test_button_released_while_the_site_was_down_raises_on_next_press(
         if e["data"]["alarm_id"] != old["data"]["alarm_id"]
     ]
     assert len(new_alarms) == 1
+
+
+# --------------------------------------------------------------------------- stuck button
+
+
+STOCK_SHELTER = Path(__file__).resolve().parent.parent / "config" / "examples" / "shelter.yaml"
+
+
+def stock_config(tmp_path: Path) -> SiteConfig:
+    """config/examples/shelter.yaml as shipped, with its data in tmp_path."""
+    raw = yaml.safe_load(STOCK_SHELTER.read_text(encoding="utf-8"))
+    raw["data_dir"] = str(tmp_path / "stock-data")
+    return parse_config(raw, STOCK_SHELTER)
+
+
+def priorities(h: Harness, type_: str) -> list[int]:
+    return [
+        p.priority for p in h.site.store.pending(1_000_000) if p.topic.endswith(f"/events/{type_}")
+    ]
+
+
+def test_cut_loop_hidden_by_the_reset_key_is_reported_until_repaired(
+    tmp_path: Path, new_site: Callable[..., Harness]
+) -> None:
+    """Issue 7 §6: with the stock config, cutting the NC loop raises an alarm, the clerk's
+    key clears it, and the dead button must not look healthy."""
+    h = new_site(stock_config(tmp_path))
+    button = "panic-counter"
+    h.start()
+    h.set_input(button, True)  # the NC loop is cut and stays open
+    h.step(0.051)
+    [raised] = h.stored_events("alarm.raised")
+    h.press("reset_key")
+    assert h.alarm["state"] == "idle"
+    [cleared] = h.stored_events("alarm.cleared")
+
+    [fault] = h.stored_events("wiring.fault")
+    assert fault["device"] == button
+    assert fault["data"] == {"button": button, "reason": "stuck_active", "loop_open": True}
+    assert fault["seq"] > cleared["seq"] > raised["seq"]
+    assert priorities(h, "wiring.fault") == priorities(h, "alarm.raised")  # alarm priority
+    assert h.site.states.get(button) == {"active": True, "fault": None, "wiring": ["stuck_active"]}
+    assert h.alarm["stuck_buttons"] == [button]
+
+    h.release("reset_key")
+    for _ in range(30):  # reported once, not again at every self-check
+        h.step(2.0)
+    assert len(h.stored_events("wiring.fault")) == 1
+    assert len(h.stored_events("alarm.raised")) == 1
+    assert h.alarm["stuck_buttons"] == [button]
+
+    h.set_input(button, False)  # the loop is repaired
+    h.step(0.051)
+    [restored] = h.stored_events("wiring.restored")
+    assert restored["data"] == {"button": button, "reason": "stuck_active"}
+    assert h.site.states.get(button) == {"active": False, "fault": None, "wiring": None}
+    assert h.alarm["stuck_buttons"] is None
+
+    h.set_input(button, True)  # and the next emergency raises a new alarm as usual
+    h.step(0.051)
+    assert h.alarm["state"] == "active"
+    assert len(h.stored_events("alarm.raised")) == 2
+    assert len(h.stored_events("wiring.fault")) == 1
+
+
+def test_no_stuck_report_when_the_button_was_released_before_the_clear(
+    new_site: Callable[..., Harness],
+) -> None:
+    h = new_site()
+    h.start()
+    h.press()
+    h.release()
+    h.press("reset_key")
+    assert h.alarm["state"] == "idle"
+    assert h.stored_events("wiring.fault") == []
+    assert h.alarm["stuck_buttons"] is None
+    assert h.site.states.get(BUTTON) == {"active": False, "fault": None, "wiring": None}
+
+
+def test_alarm_clear_command_with_a_held_button_reports_it_stuck(
+    new_site: Callable[..., Harness], centre: tuple[Any, dict[str, LoadedKey]]
+) -> None:
+    key, keys = centre
+    h = new_site(keys=keys)
+    h.start()
+    h.connect()
+    h.press()  # held
+    alarm_id = h.alarm["alarm_id"]
+    h.command(signed(key, "alarm.clear", {"alarm_id": alarm_id}, "c-stuck"))
+    assert h.results()[-1]["ok"] is True
+    [fault] = h.published_events("wiring.fault")
+    assert fault["data"]["reason"] == "stuck_active"
+    assert h.site.states.get(BUTTON)["wiring"] == ["stuck_active"]  # type: ignore[index]
+    assert h.alarm["stuck_buttons"] == [BUTTON]
+    h.release()
+    assert [e["data"]["reason"] for e in h.published_events("wiring.restored")] == ["stuck_active"]
+    h.press()
+    assert h.alarm["state"] == "active" and h.alarm["alarm_id"] != alarm_id
+
+
+def test_stuck_button_is_reported_again_after_a_restart(
+    tmp_path: Path, new_site: Callable[..., Harness]
+) -> None:
+    cfg = make_config(tmp_path)
+    first = new_site(cfg)
+    first.start()
+    first.press()  # cut and stays cut
+    first.press("reset_key")
+    assert len(first.stored_events("wiring.fault")) == 1
+    first.shutdown()
+
+    second = new_site(cfg)
+    second.hw.set_input(BUTTON, True)  # still cut when the site comes back
+    second.start()
+    assert second.alarm["state"] == "idle"
+    assert second.alarm["stuck_buttons"] == [BUTTON]
+    assert second.site.states.get(BUTTON)["wiring"] == ["stuck_active"]  # type: ignore[index]
+    faults = second.stored_events("wiring.fault")
+    assert len(faults) == 2 and faults[-1]["data"]["loop_open"] is True
+    assert len(second.stored_events("alarm.raised")) == 1  # no alarm loop on a dead button
+    second.release()
+    [restored] = second.stored_events("wiring.restored")
+    assert restored["data"]["reason"] == "stuck_active"
+    second.press()
+    assert second.alarm["state"] == "active"
+
+
+def test_stuck_button_repaired_while_the_site_was_down_is_restored_at_start(
+    tmp_path: Path, new_site: Callable[..., Harness]
+) -> None:
+    cfg = make_config(tmp_path)
+    first = new_site(cfg)
+    first.start()
+    first.press()
+    first.press("reset_key")
+    first.shutdown()
+
+    second = new_site(cfg)  # the loop was repaired while the daemon was down
+    second.start()
+    assert len(second.stored_events("wiring.fault")) == 1  # the first run's, not a new one
+    [restored] = second.stored_events("wiring.restored")
+    assert restored["data"] == {"button": BUTTON, "reason": "stuck_active"}
+    assert second.alarm["stuck_buttons"] is None
+    assert second.site.states.get(BUTTON) == {"active": False, "fault": None, "wiring": None}
