@@ -21,6 +21,7 @@ KST = timezone(timedelta(hours=9))
 RETRY_CALL_OUTCOMES = {"busy", "no_answer", "no_carrier", "no_dialtone", "error", "timeout"}
 UCS2_LIMIT = 70
 GSM_LIMIT = 160
+RETRY_NOT_MADE = "retry not made"  # detail of a waiting retry cancelled by ack / clear
 
 
 # Effects the controller carries out.
@@ -196,7 +197,9 @@ class Escalation:
         return self._retry()
 
     def stop(self, alarm_id: str) -> list[Effect]:
-        """Acknowledged or cleared: cancel what is queued, hang up a call in progress."""
+        """Acknowledged or cleared: cancel what is queued, hang up a call in progress, and
+        report every retry that was waiting for its delay as ``cancelled`` (it was never
+        issued, so no driver result will report it)."""
         r = self.run
         if r is None or r.alarm_id != alarm_id or r.stopped:
             return []
@@ -205,6 +208,17 @@ class Escalation:
         out: list[Effect] = [Cancel(rid) for rid in r.pending]
         if r.call_in_progress:
             out.append(Hangup())
+        retry, r.sms_retry = r.sms_retry, []
+        for number in retry:
+            attempt = r.sms_attempts.get(number, 0) + 1
+            out.append(self._event("sms", number, attempt, "cancelled", RETRY_NOT_MADE))
+        if r.call_retry and self.cfg.call_number is not None:
+            r.call_retry = False
+            out.append(
+                self._event(
+                    "call", self.cfg.call_number, r.call_attempt + 1, "cancelled", RETRY_NOT_MADE
+                )
+            )
         return out
 
     def sms_result(self, request_id: str, ok: bool, detail: str) -> list[Effect]:

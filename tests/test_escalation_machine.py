@@ -225,6 +225,38 @@ def test_busy_retry_pending_at_the_ack_is_dropped() -> None:
     assert esc.due(ALARM) == []
 
 
+def test_a_call_retry_waiting_at_the_ack_is_reported_cancelled() -> None:
+    # The retry was never placed: no Cancel for the driver, no "attempt", only its end.
+    esc = machine(sms_numbers=[])
+    out = started(esc)
+    esc.call_result(the_call(out).request_id, "busy", "BUSY")
+    stop = esc.stop(ALARM)
+    assert outcomes(stop) == [("call", POLICE, 2, "cancelled")]
+    assert [e for e in stop if not isinstance(e, Emit)] == []
+    assert events(stop)[0]["detail"] == "retry not made"
+    assert esc.due(ALARM) == [] and esc.stop(ALARM) == []  # once
+
+
+def test_an_sms_retry_waiting_at_the_ack_is_reported_cancelled() -> None:
+    esc = machine(call_number=None)
+    out = started(esc)
+    esc.sms_result(sms_to(out, A).request_id, False, "+CMS ERROR: 500")
+    queued = sms_to(out, B).request_id  # still with the modem: the driver reports it
+    stop = esc.stop(ALARM)
+    assert stop[0] == Cancel(queued)
+    assert outcomes(stop) == [("sms", A, 2, "cancelled")]
+    assert outcomes(esc.sms_result(queued, False, "cancelled")) == [("sms", B, 1, "cancelled")]
+    assert esc.due(ALARM) == []
+
+
+def test_no_retry_is_reported_when_none_was_left() -> None:
+    esc = machine(sms_numbers=[A], call_attempts=1)
+    out = started(esc)
+    esc.sms_result(sms_to(out, A).request_id, False, "+CMS ERROR: 500")
+    esc.call_result(the_call(out).request_id, "busy", "BUSY")
+    assert esc.stop(ALARM) == []  # the attempts were used up: nothing was going to happen
+
+
 # --------------------------------------------------------------------------- calls
 
 
