@@ -31,6 +31,9 @@ class LockerRec:
     code_hash: str | None = None
     deposited_at: str | None = None  # RFC 3339, wall clock
     overdue_reported: bool = False
+    # Set by a jam check, cleared when the door is seen open or the locker is put (back) in
+    # service. Kept across restarts: the hardware cannot tell it again without a pulse.
+    jam: str | None = None
     # Volatile: re-learned from the hardware after a restart.
     door_open: bool | None = field(default=None, metadata={"volatile": True})
     item: bool | None = field(default=None, metadata={"volatile": True})
@@ -50,6 +53,7 @@ class LockerRec:
         "code_hash",
         "deposited_at",
         "overdue_reported",
+        "jam",
     )
 
 
@@ -120,7 +124,7 @@ class LockerMachine:
             "parcel_id": lk.parcel_id,
             "deposited_at": lk.deposited_at,
             "overdue": lk.overdue_reported,
-            "fault": lk.fault,
+            "fault": lk.fault if lk.fault is not None else lk.jam,
         }
 
     # ---- commands (validate fully before changing anything) ----
@@ -143,6 +147,8 @@ class LockerMachine:
         lk = self.get(locker)
         if not lk.in_service:
             raise CommandError("out_of_service", f"locker {locker} is out of service")
+        if lk.jam is not None:
+            raise CommandError("fault", f"locker {locker} cannot take a parcel: {lk.jam}")
         if lk.occupancy != "free" and lk.parcel_id not in (None, parcel_id):
             raise CommandError(
                 "wrong_state", f"locker {locker} is {lk.occupancy} for another parcel"
@@ -164,7 +170,10 @@ class LockerMachine:
         self._empty(lk)
 
     def set_service(self, locker: int, in_service: bool) -> None:
-        self.get(locker).in_service = in_service
+        lk = self.get(locker)
+        lk.in_service = in_service
+        if in_service:
+            lk.jam = None  # serviced
 
     def locker_for_code(self, code_hash: str) -> int | None:
         for lk in self.lockers.values():
@@ -185,6 +194,7 @@ class LockerMachine:
         if opened or lk.door_open:
             return []
         lk.last_pulse = None
+        lk.jam = f"lock jammed: the door did not open after a {lk.pulse_reason} pulse"
         return [
             Emit(
                 f"locker-{locker}",
@@ -200,6 +210,8 @@ class LockerMachine:
         if lk.door_open == is_open:
             return []
         lk.door_open = is_open
+        if is_open:
+            lk.jam = None  # whatever was stuck, the door moved
         if first:
             if is_open:
                 lk.opened_at, lk.open_reason = now, None

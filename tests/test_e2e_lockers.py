@@ -196,6 +196,25 @@ def test_forced_and_jammed_doors(mosquitto: Mosquitto, keys: Keys, tmp_path: Pat
             for m in sub.messages(f"{ROOT}/{site}/events/door.opened")
             if m.json["data"]["locker"] == 7
         ], "never 'opened' when only the coil fired"
+        # A jammed locker says so (retained state and locker.status) and takes no parcel.
+        fault = "lock jammed: the door did not open after a service pulse"
+        sub.wait_for(
+            lambda m: m.topic == f"{ROOT}/{site}/state/locker-7" and m.json["fault"] == fault
+        )
+        status = send(sub, site, "locker.status", {}, keys)
+        assert status["data"]["lockers"][6]["fault"] == fault
+        assert status["data"]["lockers"][7]["fault"] is None
+        assign = {"locker": 7, "parcel_id": "P-7", "pickup_code": "7777"}
+        refused = send(sub, site, "locker.assign", assign, keys)
+        assert refused["error"]["code"] == "fault", refused
+        # Fixed: the next pulse opens the door, and the fault is gone with it.
+        b.bus.jam(0, 7, False)
+        assert send(sub, site, "locker.open", {"locker": 7, "reason": "service"}, keys)["ok"]
+        ev(sub, "door.opened", locker=7)
+        wait_until(lambda: b.state(7)["fault"] is None)
+        b.bus.close_door(0, 7)
+        wait_until(lambda: b.state(7)["door"] == "closed")
+        assert send(sub, site, "locker.assign", assign, keys)["ok"]
         # GPIO forced: the door switch opens with no pulse.
         b.hw.set_gpio_door(35, True)
         ev(sub, "door.forced", locker=35)

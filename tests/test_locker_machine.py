@@ -337,6 +337,98 @@ def test_jam_check_is_quiet_when_the_door_opened_and_closed_again() -> None:
     assert b.m.jam_check(1, t) == []
 
 
+JAMMED = "lock jammed: the door did not open after a deposit pulse"
+
+
+def jammed(b: Bench, locker: int = 1, reason: str = "deposit") -> None:
+    t = b.pulse(locker, reason)
+    b.advance(3.5)
+    assert types(b.m.jam_check(locker, t)) == ["lock.jammed"]
+
+
+def test_a_jammed_lock_shows_its_fault_and_refuses_assign() -> None:
+    b = Bench()
+    b.boot(item=False)
+    jammed(b)
+    state = b.state(1)
+    assert state["fault"] == JAMMED
+    # The door and item sensors still work: only the lock is suspect.
+    assert (state["state"], state["door"], state["item"]) == ("free", "closed", False)
+    assert refusal(b.m.assign, 1, "P-1", "hash-1", None) == "fault"
+    assert refusal(b.m.assign, 1, "P-1", "hash-1", T0) == "fault"
+    assert b.m.lockers[1].parcel_id is None and b.m.lockers[1].code_hash is None
+    b.m.check_open(1, "deposit")  # trying the lock again is allowed
+    assert b.state(2)["fault"] is None  # the others are fine
+
+
+def test_a_jam_lasts_until_the_door_is_seen_open() -> None:
+    b = Bench()
+    b.boot()
+    jammed(b)
+    b.advance(10)
+    b.m.jam_check(1, b.mono)  # a stray check changes nothing
+    b.door(1, False)  # closed again: nothing new
+    assert b.state(1)["fault"] == JAMMED
+    t = b.pulse(1, "deposit")  # the retry works
+    assert types(b.door(1, True)) == ["door.opened"]
+    assert b.state(1)["fault"] is None
+    b.advance(3.5)
+    assert b.m.jam_check(1, t) == []
+    b.door(1, False)
+    b.m.assign(1, "P-1", "hash-1", None)
+
+
+def test_a_jam_ends_with_a_forced_opening_too() -> None:
+    b = Bench()
+    b.boot()
+    jammed(b, reason="service")
+    assert b.state(1)["fault"] == JAMMED.replace("deposit", "service")
+    b.advance(60)
+    assert types(b.door(1, True)) == ["door.forced"]  # the door was seen open
+    assert b.state(1)["fault"] is None
+
+
+def test_a_jam_is_cleared_by_putting_the_locker_back_in_service() -> None:
+    b = Bench()
+    b.boot()
+    jammed(b)
+    b.m.set_service(1, False)  # taken out for the technician: still jammed
+    assert b.state(1)["fault"] == JAMMED
+    b.m.set_service(1, True)  # serviced
+    assert b.state(1)["fault"] is None
+    b.m.assign(1, "P-1", "hash-1", None)
+    jammed(b, locker=2)
+    b.m.set_service(2, True)  # in service already: the centre says it is fine
+    assert b.state(2)["fault"] is None
+
+
+def test_a_board_fault_is_shown_before_a_jam_and_the_jam_after_it() -> None:
+    b = Bench()
+    b.boot()
+    jammed(b)
+    b.m.set_fault(1, "board bus0/0: no reply to 3 consecutive requests")
+    assert b.state(1)["fault"] == "board bus0/0: no reply to 3 consecutive requests"
+    assert b.state(1)["door"] == "unknown"
+    b.m.set_fault(1, None)
+    assert b.state(1)["fault"] == JAMMED
+
+
+def test_a_jam_survives_a_restart_until_the_door_is_seen_open() -> None:
+    b = Bench()
+    b.boot()
+    jammed(b)
+    again = Bench(persisted=b.m.dump())
+    assert again.state(1)["fault"] == JAMMED
+    assert refusal(again.m.assign, 1, "P-1", "hash-1", None) == "fault"
+    assert again.door(1, True) == []  # first reading: no event, but the door opens
+    assert again.state(1)["fault"] is None
+    # A store written before jams were kept loads as not jammed.
+    rows = json.loads(b.m.dump())
+    for row in rows:
+        del row["jam"]
+    assert Bench(persisted=json.dumps(rows)).state(1)["fault"] is None
+
+
 def test_jam_check_of_an_older_pulse_is_ignored() -> None:
     b = Bench()
     b.boot()
