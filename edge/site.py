@@ -26,7 +26,7 @@ from edge.shelter import ShelterAlarm
 from edge.state import StateBoard
 from edge.store import Store
 from edge.topics import Topics
-from edge.uplink import Uplink, UplinkListener
+from edge.uplink import ConnectFailures, Uplink, UplinkListener
 
 log = structlog.get_logger(__name__)
 
@@ -147,6 +147,7 @@ class Site(UplinkListener):
             self.lockers = LockerBank(
                 cfg.devices.lockers, self.hardware, self.coils, self.ports, cfg.self_check_s
             )
+        self.connect_failures = ConnectFailures()
         self.loop.after_batch.append(self._after_batch)
         self._thread: threading.Thread | None = None
         self._started = False
@@ -306,7 +307,8 @@ class Site(UplinkListener):
 
     # ---- uplink events (core thread) ----
     def uplink_connected(self) -> None:
-        self.log.info("uplink_connected", pending=len(self.store))
+        failed = self.connect_failures.connected()
+        self.log.info("uplink_connected", pending=len(self.store), failed_attempts=failed)
         self.outbox.on_connected()
         self._publish_status()
         self.states.on_connected()
@@ -317,6 +319,12 @@ class Site(UplinkListener):
         self.outbox.on_disconnected()
         self.states.on_disconnected()
         self.fallback.link_lost()
+
+    def uplink_failed(self, reason: str) -> None:
+        line = self.connect_failures.failed(reason, self.clock.monotonic(), self.clock.now())
+        if line is not None:
+            broker = f"{self.cfg.broker.host}:{self.cfg.broker.port}"
+            self.log.warning("uplink_connect_failed", broker=broker, **line)
 
     def uplink_acked(self, mid: int, ok: bool) -> None:
         self.outbox.on_acked(mid, ok)
@@ -340,5 +348,6 @@ class Site(UplinkListener):
             "online": self.outbox.online,
             "outbox_pending": len(self.store),
             "last_seq": self.store.last_seq(),
+            "uplink": self.connect_failures.snapshot(),
             "states": self.states.all(),
         }

@@ -7,10 +7,14 @@ loop. ``publish`` may be called from the core thread at any time.
 
 from __future__ import annotations
 
+import functools
+import logging
 import random
 import socket
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
@@ -19,6 +23,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from edge.clock import rfc3339
 from edge.config import BrokerConfig
 
 log = structlog.get_logger(__name__)
@@ -34,6 +39,10 @@ class UplinkListener(Protocol):
 
     def uplink_disconnected(self, reason: str) -> None: ...
 
+    def uplink_failed(self, reason: str) -> None:
+        """A connection attempt failed before the broker accepted it."""
+        ...
+
     def uplink_acked(self, mid: int, ok: bool) -> None: ...
 
     def uplink_message(self, topic: str, payload: bytes) -> None: ...
@@ -41,6 +50,21 @@ class UplinkListener(Protocol):
 
 def _no_op(*args: Any) -> None:
     return None
+
+
+class _LastError(logging.Handler):
+    """Keeps paho's last error line. paho reports why a connection broke (a TLS alert such
+    as an unknown client-certificate CA, a reset) only in its log, not in a return code."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.text: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.text = record.getMessage()
+        except Exception:
+            self.text = str(record.msg)
 
 
 def backoff_delay(attempt: int, min_s: float, max_s: float, rng: random.Random) -> float:
@@ -104,6 +128,14 @@ class Uplink:
         # paho's wake-up socket pair makes loop() send at once instead.
         self.client.on_socket_register_write = _no_op
         self.client.suppress_exceptions = True
+        # A private logger (not in logging's registry): errors only, so paho formats nothing
+        # on its per-packet debug path.
+        self._paho_error = _LastError()
+        paho_log = logging.Logger(f"ansim.uplink.paho.{client_id}", logging.ERROR)
+        paho_log.propagate = False
+        paho_log.addHandler(self._paho_error)
+        self.client.enable_logger(paho_log)
+        self._refused: str | None = None
 
     # ---------------- core thread API ----------------
     def start(self) -> None:
@@ -150,6 +182,7 @@ class Uplink:
     def _run(self) -> None:
         first = True
         while not self._stop.is_set():
+            reason: str | None = None
             try:
                 if not first:
                     delay = backoff_delay(
@@ -159,16 +192,24 @@ class Uplink:
                     if self._stop.wait(delay):
                         break
                 first = False
+                self._paho_error.text = self._refused = None
                 self._connect_once()
                 while not self._stop.is_set():
                     rc = self.client.loop(timeout=0.2)
                     if rc != mqtt.MQTT_ERR_SUCCESS:
+                        reason = self._refused or self._paho_error.text or mqtt.error_string(rc)
                         break
             except Exception as exc:
-                self.log.warning("uplink_error", error=f"{type(exc).__name__}: {exc}")
+                reason = f"{type(exc).__name__}: {exc}"
             if self._connected.is_set():
                 self._connected.clear()
-                self._post(lambda: self._listener.uplink_disconnected("connection lost"))
+                lost = reason or "connection lost"
+                self._post(functools.partial(self._listener.uplink_disconnected, lost))
+            elif not self._stop.is_set():
+                # Never connected: refused (CONNACK), TLS alert, TCP error, timeout. The core
+                # counts, keeps and logs it (rate-limited).
+                failed = reason or self._refused or "connection closed before CONNACK"
+                self._post(functools.partial(self._listener.uplink_failed, failed))
             try:
                 self.client._sock_close()  # make the next connect start from a clean socket
             except Exception:
@@ -196,7 +237,7 @@ class Uplink:
     ) -> None:
         try:
             if rc.is_failure:
-                self.log.warning("uplink_refused", reason=str(rc))
+                self._refused = f"CONNACK refused: {rc}"  # reported by _run
                 client.disconnect()
                 return
             sock = client.socket()
@@ -222,7 +263,9 @@ class Uplink:
         try:
             if self._connected.is_set():
                 self._connected.clear()
-                reason = str(rc)
+                # A broken socket only says "Unspecified error": paho logged the cause.
+                text = self._paho_error.text
+                reason = str(rc) if flags.is_disconnect_packet_from_server or not text else text
                 self._post(lambda: self._listener.uplink_disconnected(reason))
         except Exception as exc:
             self.log.error("uplink_on_disconnect_failed", error=str(exc))
@@ -260,3 +303,51 @@ class Uplink:
             self._post(lambda: self._listener.uplink_message(topic, payload))
         except Exception as exc:
             self.log.error("uplink_on_message_failed", error=str(exc))
+
+
+@dataclass
+class ConnectFailures:
+    """Failed connection attempts: counted, the last one kept (for local views such as the
+    simulator's ``/state``: while they happen the site is offline, so no status carries
+    them), and logged rate-limited: the first of a run of failures at once, then at most
+    one line per ``every_s`` with the number of failures not logged since. Core thread
+    only; ``now`` is monotonic seconds."""
+
+    every_s: float = 60.0
+    total: int = 0  # since the site started
+    in_a_row: int = 0  # since the last successful connection
+    last_reason: str | None = None
+    last_at: datetime | None = None
+    _logged_at: float | None = None
+    _suppressed: int = 0
+
+    def failed(self, reason: str, now: float, wall: datetime) -> dict[str, object] | None:
+        """Record one; returns the fields to log, or None when rate-limited."""
+        self.total += 1
+        self.in_a_row += 1
+        self.last_reason, self.last_at = reason, wall
+        if self._logged_at is not None and now - self._logged_at < self.every_s:
+            self._suppressed += 1
+            return None
+        line: dict[str, object] = {
+            "reason": reason,
+            "failures": self.in_a_row,
+            "suppressed": self._suppressed,
+        }
+        self._logged_at, self._suppressed = now, 0
+        return line
+
+    def connected(self) -> int:
+        """A connection succeeded: the next failure is logged at once. Returns how many
+        attempts had failed in a row before it."""
+        n, self.in_a_row = self.in_a_row, 0
+        self._logged_at, self._suppressed = None, 0
+        return n
+
+    def snapshot(self) -> dict[str, object]:
+        return {
+            "connect_failures": self.total,
+            "failures_in_a_row": self.in_a_row,
+            "last_failure": self.last_reason,
+            "last_failure_at": rfc3339(self.last_at) if self.last_at is not None else None,
+        }

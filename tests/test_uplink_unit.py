@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
 
 from edge.config import BrokerConfig
-from edge.uplink import Uplink, backoff_delay
+from edge.uplink import ConnectFailures, Uplink, backoff_delay
 
 
 def test_full_jitter_backoff_bounds_and_spread() -> None:
@@ -37,7 +39,10 @@ class _Listener:
         self.calls.append("connected")
 
     def uplink_disconnected(self, reason: str) -> None:
-        self.calls.append("disconnected")
+        self.calls.append(f"disconnected {reason}")
+
+    def uplink_failed(self, reason: str) -> None:
+        self.calls.append(f"failed {reason}")
 
     def uplink_acked(self, mid: int, ok: bool) -> None:
         self.calls.append(f"acked {mid} {ok}")
@@ -85,6 +90,78 @@ def test_paho_callbacks_only_post_and_never_raise() -> None:
     up2._on_publish(up2.client, None, 1, Rc(), None)
     up2._on_message(up2.client, None, Msg())  # type: ignore[arg-type]
     up2._on_connect(up2.client, None, None, Rc(), None)
+
+
+def test_connect_failures_are_counted_kept_and_logged_rate_limited() -> None:
+    f = ConnectFailures(every_s=60)
+    t0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+    assert f.snapshot() == {
+        "connect_failures": 0,
+        "failures_in_a_row": 0,
+        "last_failure": None,
+        "last_failure_at": None,
+    }
+    # The first failure is logged at once.
+    assert f.failed("refused", 0.0, t0) == {"reason": "refused", "failures": 1, "suppressed": 0}
+    # 51 attempts in 40 s (as in the field): the rest of that minute is one count.
+    for i in range(1, 51):
+        assert f.failed("unknown ca", i * 0.8, t0 + timedelta(seconds=i * 0.8)) is None
+    assert f.snapshot() == {
+        "connect_failures": 51,
+        "failures_in_a_row": 51,
+        "last_failure": "unknown ca",
+        "last_failure_at": "2026-11-25T09:00:40.000Z",
+    }
+    line = f.failed("unknown ca", 60.0, t0 + timedelta(seconds=60))
+    assert line == {"reason": "unknown ca", "failures": 52, "suppressed": 50}
+    assert f.failed("unknown ca", 119.9, t0) is None
+    assert f.failed("unknown ca", 120.0, t0) == {
+        "reason": "unknown ca",
+        "failures": 54,
+        "suppressed": 1,
+    }
+    # A success ends the run: the next failure is logged at once and counts from 1; the
+    # total and the last reason stay.
+    assert f.connected() == 54
+    assert f.snapshot()["failures_in_a_row"] == 0
+    assert f.snapshot()["last_failure"] == "unknown ca"
+    assert f.failed("reset", 121.0, t0) == {"reason": "reset", "failures": 1, "suppressed": 0}
+    assert f.snapshot()["connect_failures"] == 55
+    assert f.connected() == 1 and f.connected() == 0
+
+
+def test_refusal_and_paho_errors_become_the_reason() -> None:
+    jobs: list[Any] = []
+    up, listener = _uplink(jobs.append)
+
+    class Refused:
+        is_failure = True
+
+        def __str__(self) -> str:
+            return "Not authorized"
+
+    up._on_connect(up.client, None, None, Refused(), None)
+    assert up._refused == "CONNACK refused: Not authorized"
+    assert not up.connected and jobs == []  # reported by the network loop, once
+    # paho tells why a socket broke only in its log: the uplink keeps its last error line.
+    up.client._easy_log(mqtt.MQTT_LOG_ERR, "failed to receive on socket: %s", "tlsv1 alert")
+    up.client._easy_log(mqtt.MQTT_LOG_DEBUG, "Sending PINGREQ")
+    assert up._paho_error.text == "failed to receive on socket: tlsv1 alert"
+
+    class Lost:
+        is_failure = True
+
+        def __str__(self) -> str:
+            return "Unspecified error"
+
+    class Flags:
+        is_disconnect_packet_from_server = False
+
+    up._connected.set()
+    up._on_disconnect(up.client, None, Flags(), Lost(), None)
+    for job in jobs:
+        job()
+    assert listener.calls == ["disconnected failed to receive on socket: tlsv1 alert"]
 
 
 def test_publish_when_disconnected_queues_nothing() -> None:
