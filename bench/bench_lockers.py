@@ -154,12 +154,13 @@ class Centre:
         self.key = load_private_key(keydir / "centre.key")
         self.client = BareClient(host, port, True, "bench-centre")
 
-    def signed(self, name: str, args: dict[str, Any]) -> bytes:
+    def signed(self, site: str, name: str, args: dict[str, Any]) -> bytes:
         from edge.clock import rfc3339
         from edge.signing import sign_command
 
         cmd = {
             "command_id": str(uuid.uuid4()),
+            "site": site,
             "name": name,
             "args": args,
             "expires_at": rfc3339(datetime.now(UTC) + timedelta(seconds=300)),
@@ -363,7 +364,7 @@ def command_latency(
         for i in range(WARMUP + n):
             locker = i % CU16_LOCKERS + 1  # rotate: every lock rests ~32 cycles (cooldown)
             board, lock = where(locker)
-            payload = centre.signed("locker.open", {"locker": locker, "reason": "service"})
+            payload = centre.signed(site_id, "locker.open", {"locker": locker, "reason": "service"})
             wait_for(ls.coil_free, 10, "no coil energised or queued", 0.005)
             pause(rng.uniform(0, poll_s))  # random phase against the 4 Hz status poll
             bus.unlocked.clear()
@@ -413,7 +414,7 @@ def open_all(
     topic = f"{ROOT}/{site_id}/commands/locker.open"
     try:
         payloads = [
-            centre.signed("locker.open", {"locker": n, "reason": "service"})
+            centre.signed(site_id, "locker.open", {"locker": n, "reason": "service"})
             for n in range(1, ALL_LOCKERS + 1)
         ]
         sub.arm(ALL_LOCKERS, f"/{site_id}/events/door.opened")

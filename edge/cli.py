@@ -58,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     g = sub.add_parser("sign", help="sign a command JSON read on stdin, print it signed")
     g.add_argument("--key", required=True, type=Path, help="private key file (PEM)")
     g.add_argument("--key-id", required=True)
+    g.add_argument("--site", required=True, help="site.id of the one site the command is for")
     g.add_argument(
         "--ttl",
         type=float,
@@ -114,11 +115,14 @@ def _keygen(prefix: Path) -> int:
 
 def _sign(args: argparse.Namespace) -> int:
     from edge.clock import rfc3339
-    from edge.signing import load_private_key, sign_command
+    from edge.signing import DuplicateKeyError, load_private_key, loads_strict, sign_command
 
     key = load_private_key(args.key)
     try:
-        cmd: Any = json.loads(sys.stdin.read())
+        cmd: Any = loads_strict(sys.stdin.read())
+    except DuplicateKeyError as exc:
+        print(f"ansim-edge sign: stdin has a {exc}; name each key once", file=sys.stderr)
+        return EXIT_INVALID
     except ValueError as exc:
         print(f"ansim-edge sign: stdin is not JSON: {exc}", file=sys.stderr)
         return EXIT_INVALID
@@ -129,6 +133,7 @@ def _sign(args: argparse.Namespace) -> int:
     cmd.setdefault("args", {})
     cmd.setdefault("expires_at", rfc3339(datetime.now(UTC) + timedelta(seconds=args.ttl)))
     cmd["key_id"] = args.key_id
+    cmd["site"] = args.site
     print(json.dumps(sign_command(cmd, key), ensure_ascii=False))
     return EXIT_OK
 

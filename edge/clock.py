@@ -47,6 +47,12 @@ class FakeClock:
             self._mono += seconds
             self._wall += timedelta(seconds=seconds)
 
+    def jump(self, seconds: float) -> None:
+        """Step only the wall clock, forward or back (NTP, a clock restored at boot);
+        monotonic time does not move."""
+        with self._lock:
+            self._wall += timedelta(seconds=seconds)
+
 
 def rfc3339(ts: datetime) -> str:
     """RFC 3339 UTC with milliseconds and a 'Z', e.g. 2026-11-25T16:24:43.123Z."""

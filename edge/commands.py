@@ -1,25 +1,29 @@
-"""Signed command intake: size -> JSON -> schema -> key -> signature -> rights -> expiry
--> seen before? -> known name -> args -> handler. Every command gets exactly one result;
-a rejected command changes nothing. Runs on the core thread."""
+"""Signed command intake: size -> JSON -> schema -> key -> signature -> site -> rights ->
+clock -> expiry -> ttl -> seen before? -> known name -> args -> handler. Every command
+gets exactly one result, except that under a flood the results (and log lines) of refused
+and replayed commands are rate-limited and counted (``commands.refused``); a rejected
+command changes nothing. Runs on the core thread."""
 
 from __future__ import annotations
 
 import fnmatch
-import json
+import math
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ValidationError
 
-from edge.clock import Clock
+from edge.clock import Clock, rfc3339
 from edge.config import TrustedKey
 from edge.errors import CommandError
-from edge.models import Command, Result, make_result
-from edge.signing import load_public_key, verify_command
+from edge.models import Command, CommandsRefused, Result, make_result
+from edge.signing import DuplicateKeyError, load_public_key, loads_strict, verify_command
 from edge.store import Store
 
 log = structlog.get_logger(__name__)
@@ -44,12 +48,30 @@ ERROR_CODES = (
     "bad_schema",
     "unknown_key",
     "bad_signature",
+    "wrong_site",
     "not_allowed",
+    "clock_untrusted",
     "expired",
+    "ttl_too_long",
     "unknown_command",
     "invalid_args",
     "failed",
 )
+
+# The wall clock may fall this far behind its high-water mark (an NTP step back, a slewed
+# second) before commands are refused. It must stay well below PURGE_MARGIN_S: a command
+# id is forgotten only once its expires_at is PURGE_MARGIN_S behind the mark, so a clock
+# within the tolerance still refuses every forgotten command as expired.
+CLOCK_TOLERANCE_S = 5.0
+PURGE_MARGIN_S = 60.0
+CLOCK_MARK_KEY = "clock.high_water"  # store kv: the mark, Unix seconds
+MARK_SAVE_S = 60.0  # tick() persists the mark once it has moved this far
+# Results and log lines of commands refused before they are accepted, and of replays:
+# at most REFUSED_BURST at once, refilled at REFUSED_PER_S; the rest are counted and
+# reported once per REPORT_S in one commands.refused event.
+REFUSED_PER_S = 10.0
+REFUSED_BURST = 20
+REPORT_S = 60.0
 
 
 def _encodable(text: str) -> bool:
@@ -58,6 +80,77 @@ def _encodable(text: str) -> bool:
     except UnicodeEncodeError:  # a lone surrogate cannot go back out in a result
         return False
     return True
+
+
+class WallClockMark:
+    """The highest wall-clock time this site has seen, kept in the store so that it
+    survives restarts. A Pi has no RTC: after a reboot its clock may start from the last
+    saved time, and NTP is unauthenticated. While the clock is more than
+    CLOCK_TOLERANCE_S behind the mark it is not trusted (``trusted`` is False)."""
+
+    def __init__(self, store: Store, clock: Clock, tolerance_s: float = CLOCK_TOLERANCE_S):
+        self.store = store
+        self.clock = clock
+        self.tolerance_s = tolerance_s
+        raw = store.get_state(CLOCK_MARK_KEY)
+        try:
+            self.mark = float(raw) if raw is not None else 0.0
+        except ValueError:
+            self.mark = math.nan
+        if not math.isfinite(self.mark):
+            log.error("clock_mark_unreadable", value=raw)
+            self.mark = 0.0
+        self._saved = self.mark
+        self.trusted = True
+        self.observe()
+
+    def observe(self) -> bool:
+        """Read the wall clock: raise the mark (in memory), return whether it is trusted."""
+        now = self.clock.now().timestamp()
+        self.mark = max(self.mark, now)
+        self.trusted = now >= self.mark - self.tolerance_s
+        return self.trusted
+
+    def save(self, min_step_s: float = 0.0) -> None:
+        """Persist the mark (in the store's open transaction) if it moved more than
+        ``min_step_s`` since it was last persisted."""
+        if self.mark > self._saved + min_step_s:
+            self.store.put_state(CLOCK_MARK_KEY, f"{self.mark:.6f}")
+            self._saved = self.mark
+
+
+class TokenBucket:
+    """At most ``burst`` at once, refilled at ``rate`` per second of monotonic time."""
+
+    def __init__(self, rate: float, burst: int, monotonic: Callable[[], float]) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.monotonic = monotonic
+        self.tokens = float(burst)
+        self.last = monotonic()
+
+    def take(self) -> bool:
+        now = self.monotonic()
+        self.tokens = min(float(self.burst), self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+@dataclass
+class _Outcome:
+    """What one message comes to. ``limited``: refused before it was accepted, or a
+    replay: its result and log line share the rate limit."""
+
+    result: Result | None = None
+    cached: bytes | None = None  # a replay: the remembered result, sent again
+    command_id: str | None = None  # of a replay
+    deferred: tuple[str, Deferred] | None = None
+    until: float | None = None  # remember the result until then (accepted commands)
+    limited: bool = False
+    running_replay: str | None = None  # a copy of this deferred command still running
 
 
 @dataclass(frozen=True)
@@ -103,9 +196,15 @@ class CommandProcessor:
         store: Store,
         clock: Clock,
         *,
+        site_id: str,
         max_payload_bytes: int,
         send_result: Callable[[bytes], None],
+        max_ttl_s: float = 600.0,
         post: Callable[[Callable[[], None]], None] | None = None,
+        on_clock_change: Callable[[], None] | None = None,
+        report: Callable[[CommandsRefused], object] | None = None,
+        refused_per_s: float = REFUSED_PER_S,
+        refused_burst: int = REFUSED_BURST,
     ) -> None:
         self.post = post
         self._executor: ThreadPoolExecutor | None = None
@@ -113,9 +212,19 @@ class CommandProcessor:
         self.keys = keys
         self.store = store
         self.clock = clock
+        self.site_id = site_id
         self.max_payload_bytes = max_payload_bytes
+        self.max_ttl_s = max_ttl_s
         self.send_result = send_result
+        self.on_clock_change = on_clock_change
+        self.report = report
         self._handlers: dict[str, _Registered] = {}
+        self.clock_mark = WallClockMark(store, clock)
+        if not self.clock_mark.trusted:
+            self._log_clock()
+        self._limiter = TokenBucket(refused_per_s, refused_burst, clock.monotonic)
+        self._suppressed: Counter[str] = Counter()
+        self._suppressed_since: tuple[float, str] | None = None  # (monotonic, RFC 3339)
 
     def register(self, name: str, args_model: type[BaseModel], fn: Handler) -> None:
         if name in self._handlers:
@@ -126,19 +235,91 @@ class CommandProcessor:
     def names(self) -> list[str]:
         return sorted(self._handlers)
 
+    @property
+    def clock_trusted(self) -> bool:
+        return self.clock_mark.trusted
+
     def handle(self, topic_name: str | None, payload: bytes) -> None:
-        """Process one inbound command message and queue exactly one result."""
-        cached, result, remember_until = self._process(topic_name, payload)
-        if cached is not None:
-            self.send_result(cached)
+        """Process one inbound command message and queue exactly one result (unless it
+        is refused or a replay and over the rate limit: then it is counted)."""
+        out = self._process(topic_name, payload)
+        if out.limited and not self._limiter.take():
+            code = "replay"
+            if out.result is not None and out.result.error is not None:
+                code = out.result.error.code
+            self._suppress(code)
             return
-        if isinstance(result, tuple):  # deferred: the result follows from _finish
-            cid, deferred = result
-            self._start_deferred(cid, deferred, remember_until)
+        if out.cached is not None:
+            log.info("command_replayed", command_id=out.command_id)
+            self.send_result(out.cached)
             return
-        if result is None:  # a replay of a command still running: answered when it ends
+        if out.running_replay is not None:  # answered when the running command ends
+            self._running[out.running_replay] += 1
+            log.info("command_replayed_while_running", command_id=out.running_replay)
             return
-        self._send(result, remember_until)
+        if out.deferred is not None:  # the result follows from _finish
+            cid, deferred = out.deferred
+            self._start_deferred(cid, deferred, out.until)
+            return
+        assert out.result is not None
+        self._send(out.result, out.until)
+
+    # ---- periodic work (core thread) ----
+    def tick(self) -> None:
+        """Call every few seconds: follow the wall clock (and tell when its trust
+        changes), persist its high-water mark now and then, report suppressed results."""
+        self._observe_clock()
+        self.clock_mark.save(min_step_s=MARK_SAVE_S)
+        if (
+            self._suppressed_since is not None
+            and self.clock.monotonic() - self._suppressed_since[0] >= REPORT_S
+        ):
+            self.report_suppressed()
+
+    def purge(self) -> int:
+        """Forget remembered command ids whose expires_at is PURGE_MARGIN_S behind the
+        clock's high-water mark, and persist the mark in the same transaction: the clock
+        set back after a jump forward finds itself untrusted, so nothing forgotten runs
+        again. Returns how many were forgotten."""
+        self._observe_clock()
+        self.clock_mark.save()
+        return self.store.forget_commands_before(self.clock_mark.mark - PURGE_MARGIN_S)
+
+    def report_suppressed(self) -> None:
+        """Report what the rate limit held back since the last report (if anything)."""
+        if self._suppressed_since is None:
+            return
+        data = CommandsRefused(
+            suppressed=sum(self._suppressed.values()),
+            codes=dict(sorted(self._suppressed.items())),
+            since=self._suppressed_since[1],
+        )
+        self._suppressed.clear()
+        self._suppressed_since = None
+        log.warning("commands_refused_suppressed", count=data.suppressed, codes=data.codes)
+        if self.report is not None:
+            self.report(data)
+
+    def _suppress(self, code: str) -> None:
+        if self._suppressed_since is None:
+            self._suppressed_since = (self.clock.monotonic(), rfc3339(self.clock.now()))
+        self._suppressed[code] += 1
+
+    def _observe_clock(self) -> bool:
+        was = self.clock_mark.trusted
+        now = self.clock_mark.observe()
+        if now != was:
+            self._log_clock()
+            if self.on_clock_change is not None:
+                self.on_clock_change()
+        return now
+
+    def _log_clock(self) -> None:
+        mark = rfc3339(datetime.fromtimestamp(self.clock_mark.mark, UTC))
+        if self.clock_mark.trusted:
+            log.info("clock_trusted_again", high_water=mark)
+        else:
+            log.warning("clock_behind_high_water", now=rfc3339(self.clock.now()), high_water=mark)
 
     def _send(self, result: Result, remember_until: float | None, copies: int = 1) -> None:
         body = result.model_dump_json().encode("utf-8")
@@ -188,23 +369,29 @@ class CommandProcessor:
         self._send(result, until, copies=1 + replays)
 
     def close(self) -> None:
+        if self._suppressed_since is not None:  # no event now: the site is stopping
+            count = sum(self._suppressed.values())
+            log.warning("commands_refused_suppressed", count=count, codes=dict(self._suppressed))
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
 
-    def _process(
-        self, topic_name: str | None, payload: bytes
-    ) -> tuple[bytes | None, Result | tuple[str, Deferred] | None, float | None]:
+    def _process(self, topic_name: str | None, payload: bytes) -> _Outcome:
         now = self.clock.now()
 
-        def fail(cid: str | None, code: str, msg: str) -> tuple[None, Result, None]:
-            return None, make_result(cid, now, error=(code, msg)), None
+        def fail(cid: str | None, code: str, msg: str) -> _Outcome:
+            return _Outcome(result=make_result(cid, now, error=(code, msg)), limited=True)
+
+        def answer(result: Result, until: float) -> _Outcome:
+            return _Outcome(result=result, until=until)
 
         if len(payload) > self.max_payload_bytes:
             return fail(None, "too_large", f"payload over {self.max_payload_bytes} bytes; not read")
         try:
-            raw = json.loads(payload.decode("utf-8"))
+            raw = loads_strict(payload.decode("utf-8"))
         except RecursionError:
             return fail(None, "bad_json", "JSON nested too deeply")
+        except DuplicateKeyError as exc:
+            return fail(None, "bad_json", f"{exc} (a command names each key once)")
         except (UnicodeDecodeError, ValueError) as exc:
             return fail(None, "bad_json", f"not UTF-8 JSON: {exc}")
         cid = raw.get("command_id") if isinstance(raw, dict) else None
@@ -224,48 +411,55 @@ class CommandProcessor:
             return fail(cid, "unknown_key", f"key_id {cmd.key_id!r} is not trusted by this site")
         if not verify_command(raw, key.public_key):
             return fail(cid, "bad_signature", "signature does not match the command and key")
+        if cmd.site != self.site_id:
+            return fail(cid, "wrong_site", f"for site {cmd.site!r}; this is {self.site_id!r}")
         if not key.allows(cmd.name):
             return fail(cid, "not_allowed", f"key {cmd.key_id!r} may not issue {cmd.name!r}")
+        if not self._observe_clock():
+            mark = datetime.fromtimestamp(self.clock_mark.mark, UTC)
+            return fail(
+                cid,
+                "clock_untrusted",
+                f"the site's clock ({rfc3339(now)}) is behind its high-water mark "
+                f"({rfc3339(mark)}): it was set back; commands wait until it is right again",
+            )
         if cmd.expires_at <= now:
             return fail(cid, "expired", f"expired at {cmd.expires_at.isoformat()}")
+        ahead = (cmd.expires_at - now).total_seconds()
+        if ahead > self.max_ttl_s:
+            return fail(
+                cid,
+                "ttl_too_long",
+                f"expires_at is {ahead:.0f} s ahead; at most {self.max_ttl_s:g} s is accepted",
+            )
         if cmd.command_id in self._running:
-            self._running[cmd.command_id] += 1
-            log.info("command_replayed_while_running", command_id=cmd.command_id)
-            return None, None, None
+            return _Outcome(running_replay=cmd.command_id, limited=True)
         seen = self.store.command_result(cmd.command_id)
         if seen is not None:
-            log.info("command_replayed", command_id=cmd.command_id)
-            return seen, None, None
+            return _Outcome(cached=seen, command_id=cmd.command_id, limited=True)
+        # Accepted: it runs, and is remembered until it expires. The mark goes with it.
+        self.clock_mark.save()
         until = cmd.expires_at.timestamp()
         reg = self._handlers.get(cmd.name)
         if reg is None:
-            return (
-                None,
-                make_result(cid, now, error=("unknown_command", f"no command {cmd.name!r}")),
-                until,
-            )
+            error = ("unknown_command", f"no command {cmd.name!r}")
+            return answer(make_result(cid, now, error=error), until)
         try:
             args = reg.args_model.model_validate(cmd.args)
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "(args)"
-            return (
-                None,
-                make_result(cid, now, error=("invalid_args", f"{where}: {first['msg']}")),
-                until,
-            )
+            error = ("invalid_args", f"{where}: {first['msg']}")
+            return answer(make_result(cid, now, error=error), until)
         ctx = CommandContext(cmd.command_id, cmd.key_id, cmd.name)
         try:
             data = reg.fn(args, ctx)
         except CommandError as exc:
-            return None, make_result(cid, now, error=(exc.code, exc.message)), until
+            return answer(make_result(cid, now, error=(exc.code, exc.message)), until)
         except Exception as exc:
             log.exception("command_handler_failed", command=cmd.name, command_id=cid)
-            return (
-                None,
-                make_result(cid, now, error=("failed", f"{type(exc).__name__}: {exc}")),
-                until,
-            )
+            error = ("failed", f"{type(exc).__name__}: {exc}")
+            return answer(make_result(cid, now, error=error), until)
         if isinstance(data, Deferred):
-            return None, (cmd.command_id, data), until
-        return None, make_result(cid, now, data=data or {}), until
+            return _Outcome(deferred=(cmd.command_id, data), until=until)
+        return answer(make_result(cid, now, data=data or {}), until)

@@ -120,6 +120,13 @@ class OutboxConfig(_Model):
 
 class CommandsConfig(_Model):
     max_payload_bytes: int = Field(16384, ge=256, le=1_048_576)
+    max_ttl_s: int = Field(
+        600,
+        ge=10,
+        le=86_400,
+        description="A command whose expires_at is further ahead than this is refused "
+        "(ttl_too_long).",
+    )
 
 
 class TrustedKey(_Model):

@@ -46,6 +46,10 @@ class Command(_Payload):
     """A signed command on ``{root}/{site}/commands/{name}``."""
 
     command_id: str = Field(min_length=1, max_length=64)
+    site: str = Field(
+        pattern=r"^[a-z0-9-]{1,64}$",
+        description="The site.id of the one site it is for; any other site refuses it.",
+    )
     name: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
     args: dict[str, Any]
     expires_at: AwareDatetime = Field(description="RFC 3339 with a zone; refused from then on.")
@@ -69,6 +73,11 @@ class Status(_Payload):
     site: str
     clock_synced: bool | None = Field(
         None, description="False when the wall clock is not known to be synchronised."
+    )
+    clock_trusted: bool = Field(
+        True,
+        description="False while the wall clock is behind its persisted high-water mark "
+        "(set back): signed commands are refused (clock_untrusted) until it catches up.",
     )
     modem: ModemStatus | None = Field(None, description="The fallback modem's health, if any.")
 
@@ -106,6 +115,17 @@ class OutboxOverflow(_Payload):
 
 class StoreReset(_Payload):
     quarantined: str = Field(description="Where the damaged store file was moved.")
+
+
+class CommandsRefused(_Payload):
+    suppressed: int = Field(
+        ge=1, description="Command messages that got no result and no log line (rate limit)."
+    )
+    codes: dict[str, int] = Field(
+        description="How many of them per error code; 'replay' for copies of a command "
+        "already processed."
+    )
+    since: str = Field(description="When the first of them arrived (RFC 3339).")
 
 
 class SiteStarted(_Payload):
@@ -265,6 +285,7 @@ EVENT_DATA: dict[str, type[BaseModel]] = {
     "modem.fault": ModemFault,
     "modem.recovered": ModemRecovered,
     "site.test_mode": SiteTestMode,
+    "commands.refused": CommandsRefused,
 }
 
 

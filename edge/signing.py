@@ -14,6 +14,25 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from edge.errors import KeyFileError
 
 
+class DuplicateKeyError(ValueError):
+    """A JSON object names the same key twice."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise DuplicateKeyError(f"duplicate key {key!r}")
+        obj[key] = value
+    return obj
+
+
+def loads_strict(text: str | bytes) -> Any:
+    """``json.loads`` that refuses an object with a duplicate key (at any depth) with
+    DuplicateKeyError: which of two values a signature covers must never be ambiguous."""
+    return json.loads(text, object_pairs_hook=_unique_keys)
+
+
 def canonical_json(obj: Any) -> bytes:
     """Keys sorted, separators ',' and ':', no whitespace, UTF-8, non-ASCII kept as is."""
     return json.dumps(

@@ -32,6 +32,7 @@ log = structlog.get_logger(__name__)
 
 WATCHDOG_S = 5.0
 PURGE_S = 3600.0
+COMMANDS_TICK_S = 10.0
 DELETE_FLUSH_S = 1.0
 TIMESYNC = Path("/run/systemd/timesync")
 
@@ -125,9 +126,13 @@ class Site(UplinkListener):
             keys if keys is not None else load_keys(cfg.keys),
             self.store,
             self.clock,
+            site_id=cfg.site.id,
             max_payload_bytes=cfg.commands.max_payload_bytes,
+            max_ttl_s=cfg.commands.max_ttl_s,
             send_result=self.outbox.put_result,
             post=self.loop.post,
+            on_clock_change=self._publish_status,
+            report=lambda data: self.outbox.emit("site", "commands.refused", data),
         )
         self.ports = Ports(
             self.loop, self.clock, self.outbox, self.store, self.states, self.commands
@@ -162,6 +167,7 @@ class Site(UplinkListener):
                 ts=rfc3339(self.clock.now()),
                 site=self.cfg.site.id,
                 clock_synced=clock_synced(),
+                clock_trusted=self.commands.clock_trusted,
                 # Offline (clean stop or last will): the modem is closed or unknown.
                 modem=ModemStatus(**self.fallback.health)
                 if self.fallback.health and state == "online"
@@ -195,6 +201,7 @@ class Site(UplinkListener):
         self.uplink.start()
         self.loop.call_later(WATCHDOG_S, self._watchdog)
         self.loop.call_later(1.0, self._purge)
+        self.loop.call_later(COMMANDS_TICK_S, self._commands_tick)
         self.loop.call_later(DELETE_FLUSH_S, self._flush_deletes)
         self._started = True
         self.log.info("site_started", version=__version__, pending=len(self.store))
@@ -209,10 +216,14 @@ class Site(UplinkListener):
         self.loop.call_later(DELETE_FLUSH_S, self._flush_deletes)
 
     def _purge(self) -> None:
-        n = self.store.forget_commands_before(self.clock.now().timestamp() - 60)
+        self.loop.call_later(PURGE_S, self._purge)  # first: a failure must not end the timer
+        n = self.commands.purge()
         if n:
             self.log.info("commands_forgotten", count=n)
-        self.loop.call_later(PURGE_S, self._purge)
+
+    def _commands_tick(self) -> None:
+        self.loop.call_later(COMMANDS_TICK_S, self._commands_tick)
+        self.commands.tick()
 
     def _after_batch(self) -> None:
         self.store.commit()  # one fsync for everything this batch recorded

@@ -34,7 +34,7 @@ def ensure_dev_key(cfg: SiteConfig) -> SiteConfig:
         "dev_key_trusted",
         key_id=DEV_KEY_ID,
         private_key=str(priv),
-        hint=f"sign with: ansim-edge sign --key {priv} --key-id {DEV_KEY_ID}",
+        hint=f"sign with: ansim-edge sign --key {priv} --key-id {DEV_KEY_ID} --site {cfg.site.id}",
     )
     key = TrustedKey(key_id=DEV_KEY_ID, public_key=pub, commands=["*"])
     return cfg.model_copy(update={"keys": [key]})

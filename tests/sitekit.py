@@ -105,11 +105,14 @@ def command(
     key: Ed25519PrivateKey | None,
     key_id: str = "centre",
     *,
+    site: str,
     ttl_s: float = 60.0,
     command_id: str | None = None,
 ) -> dict[str, Any]:
+    """A command for ``site`` (its site.id), signed with ``key`` (None: unsigned)."""
     cmd = {
         "command_id": command_id or str(uuid.uuid4()),
+        "site": site,
         "name": name,
         "args": args,
         "expires_at": rfc3339(datetime.now(UTC) + timedelta(seconds=ttl_s)),

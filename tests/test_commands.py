@@ -14,22 +14,34 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict
 
 from edge.clock import FakeClock, rfc3339
-from edge.commands import ERROR_CODES, CommandContext, CommandProcessor, LoadedKey, load_keys
+from edge.commands import (
+    CLOCK_TOLERANCE_S,
+    ERROR_CODES,
+    REFUSED_BURST,
+    REFUSED_PER_S,
+    REPORT_S,
+    CommandContext,
+    CommandProcessor,
+    LoadedKey,
+    load_keys,
+)
 from edge.config import TrustedKey
 from edge.errors import CommandError
-from edge.models import AlarmAckArgs, Result
+from edge.models import AlarmAckArgs, CommandsRefused, Result
 from edge.signing import canonical_json, generate_keypair, load_private_key, sign_command
 from edge.store import Store
 
 CLOCK_START = FakeClock().now()
 EXPIRES = rfc3339(CLOCK_START + timedelta(minutes=5))
 MAX_PAYLOAD = 4096
+SITE = "shelter-0001"
 
 
 class ModeArgs(BaseModel):
@@ -74,6 +86,7 @@ class Rig:
         self.db = tmp_path / "store.db"
         self.clock = FakeClock()
         self.results: list[bytes] = []
+        self.reports: list[CommandsRefused] = []
         self.ack = Recorder({"acked": True})
         self.test_mode = Recorder(None)
         self.boom = Recorder(exc=RuntimeError("relay stuck"))
@@ -86,8 +99,10 @@ class Rig:
             self.keys,
             self.store,
             self.clock,
+            site_id=SITE,
             max_payload_bytes=MAX_PAYLOAD,
             send_result=self.results.append,
+            report=self.reports.append,
         )
         self.proc.register("alarm.ack", AlarmAckArgs, self.ack)
         self.proc.register("site.test_mode", ModeArgs, self.test_mode)
@@ -128,9 +143,11 @@ def command(
     command_id: str = "cmd-1",
     key_id: str = "centre",
     expires_at: str = EXPIRES,
+    site: str = SITE,
 ) -> dict[str, Any]:
     cmd: dict[str, Any] = {
         "command_id": command_id,
+        "site": site,
         "name": name,
         "args": {"alarm_id": "a-1", "by": "관제센터"} if args is None else args,
         "expires_at": expires_at,
@@ -221,7 +238,9 @@ def test_bad_schema_non_object(rig: Rig, payload: bytes) -> None:
     assert_rejected(rig, rig.send(payload, topic="alarm.ack"), "bad_schema", None)
 
 
-@pytest.mark.parametrize("field", ["command_id", "name", "args", "expires_at", "key_id", "sig"])
+@pytest.mark.parametrize(
+    "field", ["command_id", "site", "name", "args", "expires_at", "key_id", "sig"]
+)
 def test_bad_schema_missing_field(rig: Rig, field: str) -> None:
     cmd = command(rig.centre)
     del cmd[field]
@@ -262,6 +281,8 @@ def test_uppercase_hex_of_a_valid_signature_is_still_refused(rig: Rig) -> None:
         ({"expires_at": "2026-01-01T00:05:00"}, "expires_at"),  # no zone
         ({"expires_at": "tomorrow"}, "expires_at"),
         ({"key_id": ""}, "key_id"),
+        ({"site": ""}, "site"),
+        ({"site": "Shelter-0001"}, "site"),
     ],
 )
 def test_bad_schema_bad_field_values(rig: Rig, changes: dict[str, Any], where: str) -> None:
@@ -375,8 +396,11 @@ def test_error_code_list_is_what_the_processor_emits() -> None:
         "bad_schema",
         "unknown_key",
         "bad_signature",
+        "wrong_site",
         "not_allowed",
+        "clock_untrusted",
         "expired",
+        "ttl_too_long",
         "unknown_command",
         "invalid_args",
         "failed",
@@ -463,7 +487,12 @@ def test_a_replay_after_expiry_is_expired_not_rerun(rig: Rig) -> None:
 def test_deeply_nested_json_still_gets_one_result(rig: Rig) -> None:
     # 16384 bytes is the default commands.max_payload_bytes.
     proc = CommandProcessor(
-        rig.keys, rig.store, rig.clock, max_payload_bytes=16384, send_result=rig.results.append
+        rig.keys,
+        rig.store,
+        rig.clock,
+        site_id=SITE,
+        max_payload_bytes=16384,
+        send_result=rig.results.append,
     )
     proc.handle("alarm.ack", b"[" * 16384)
     [body] = rig.results
@@ -478,6 +507,7 @@ def test_args_nested_near_the_recursion_limit_still_get_one_result(rig: Rig) -> 
     top = sys.getrecursionlimit() - len(inspect.stack(0))
     escaped: list[int] = []
     for depth in range(top - 60, top + 5):
+        rig.clock.advance(1)  # each gets its result (refusals are rate-limited)
         cmd = {**command(None), "args": {"deep": None}}
         payload = json.dumps(cmd).replace("null", "[" * depth + "]" * depth).encode()
         assert len(payload) < MAX_PAYLOAD
@@ -510,7 +540,12 @@ def fresh_processor(
 ) -> tuple[Store, CommandProcessor]:
     store = Store(Path(store_dir) / "store.db")
     proc = CommandProcessor(
-        keys, store, FakeClock(), max_payload_bytes=MAX_PAYLOAD, send_result=results.append
+        keys,
+        store,
+        FakeClock(),
+        site_id=SITE,
+        max_payload_bytes=MAX_PAYLOAD,
+        send_result=results.append,
     )
     proc.register("alarm.ack", AlarmAckArgs, lambda a, c: calls.append(a) or {})
     return store, proc
@@ -532,6 +567,7 @@ JSON_VALUES = st.recursive(
 )
 FIELD_VALUES = {
     "command_id": st.sampled_from(["cmd-1", "", "x" * 70]) | TEXT | JSON_VALUES,
+    "site": st.sampled_from([SITE, "other-site", "Bad Site"]) | JSON_VALUES,
     "name": st.sampled_from(["alarm.ack", "alarm.clear", "Bad Name"]) | JSON_VALUES,
     "args": st.fixed_dictionaries({"alarm_id": TEXT, "by": TEXT}) | JSON_VALUES,
     "expires_at": st.sampled_from([EXPIRES, rfc3339(CLOCK_START), "2026-01-01"]) | JSON_VALUES,
@@ -573,6 +609,7 @@ def test_arbitrary_payloads_never_raise_and_yield_one_failed_result(
     st.fixed_dictionaries(
         {
             "command_id": st.sampled_from(["cmd-1", "cmd-2"]),
+            "site": st.sampled_from([SITE, "shelter-0002"]),
             "name": st.sampled_from(["alarm.ack", "alarm.clear"]),
             "args": st.fixed_dictionaries({"alarm_id": TEXT, "by": TEXT}),
             "expires_at": st.sampled_from([EXPIRES, rfc3339(CLOCK_START)]),
@@ -612,6 +649,7 @@ def test_ok_only_when_signed_unaltered_unexpired_known_and_valid(
     should_run = (
         signed
         and tamper is None
+        and cmd["site"] == SITE
         and cmd["expires_at"] == EXPIRES
         and cmd["name"] == "alarm.ack"
         and topic in (None, "alarm.ack")
@@ -619,3 +657,209 @@ def test_ok_only_when_signed_unaltered_unexpired_known_and_valid(
     )
     assert result.ok is should_run, result
     assert len(calls) == (1 if should_run else 0)
+
+
+# --------------------------------------------------------------------------- one site only
+
+
+def test_a_command_for_another_site_is_refused_and_not_remembered(rig: Rig) -> None:
+    other = command(rig.centre, site="shelter-0002")
+    assert_rejected(rig, rig.send(other), "wrong_site", "cmd-1")
+    assert rig.store.command_result("cmd-1") is None
+    # A later correct command with the same id still runs (the refusal was not remembered).
+    assert rig.send(command(rig.centre))["ok"] is True
+    assert len(rig.ack.calls) == 1
+
+
+def test_the_site_is_covered_by_the_signature(rig: Rig) -> None:
+    # Captured at shelter-0002 and re-addressed to this site: the signature breaks.
+    cmd = {**command(rig.centre, site="shelter-0002"), "site": SITE}
+    assert_rejected(rig, rig.send(cmd), "bad_signature", "cmd-1")
+
+
+def test_wrong_site_comes_after_the_signature_and_before_the_rights(rig: Rig) -> None:
+    # An unsigned copy says nothing about any site: bad_signature, not wrong_site.
+    unsigned = {**command(None, site="shelter-0002")}
+    assert_rejected(rig, rig.send(unsigned), "bad_signature", "cmd-1")
+    # The tech key may not issue alarm.ack at all, but the site is checked first.
+    cmd = command(rig.tech, key_id="tech", site="shelter-0002")
+    assert_rejected(rig, rig.send(cmd), "wrong_site", "cmd-1")
+
+
+# --------------------------------------------------------------------------- the clock
+
+
+def test_clock_set_back_refuses_commands_until_it_catches_up(rig: Rig) -> None:
+    assert rig.send(command(rig.centre, command_id="c0"))["ok"] is True
+    rig.clock.jump(-(CLOCK_TOLERANCE_S + 1))
+    result = rig.send(command(rig.centre, command_id="c1"))
+    assert result["error"]["code"] == "clock_untrusted" and result["command_id"] == "c1"
+    assert "behind its high-water mark" in result["error"]["message"]
+    assert len(rig.ack.calls) == 1
+    assert rig.proc.clock_trusted is False
+    assert rig.store.command_result("c1") is None  # not remembered
+    rig.clock.jump(2)  # within the tolerance again
+    assert rig.send(command(rig.centre, command_id="c1"))["ok"] is True
+    assert rig.proc.clock_trusted is True
+
+
+def test_a_clock_a_little_behind_its_mark_is_still_trusted(rig: Rig) -> None:
+    rig.clock.jump(-CLOCK_TOLERANCE_S)
+    assert rig.send(command(rig.centre))["ok"] is True
+
+
+def test_the_high_water_mark_survives_a_restart(rig: Rig) -> None:
+    rig.clock.advance(3600)
+    rig.proc.tick()  # persists the mark (it moved more than a minute)
+    rig.store.commit()
+    rig.clock.jump(-3600)  # e.g. the Pi rebooted and restored an old time
+    rig.reopen()
+    assert rig.proc.clock_trusted is False
+    cmd = command(rig.centre, expires_at=rfc3339(rig.clock.now() + timedelta(minutes=5)))
+    assert_rejected(rig, rig.send(cmd), "clock_untrusted", "cmd-1")
+
+
+def test_a_forward_jump_then_back_never_runs_a_command_twice(rig: Rig) -> None:
+    # The issue's reproduction: run it, clock forward an hour, purge, clock back.
+    cmd = command(rig.centre)  # expires in 5 minutes
+    assert rig.send(cmd)["ok"] is True
+    rig.clock.jump(3600)
+    assert rig.proc.purge() == 1  # forgotten: expired long ago by this clock
+    rig.store.commit()
+    rig.clock.jump(-3600)
+    rig.reopen()  # a restart too: the mark that went with the purge is on disk
+    result = rig.send(cmd)
+    assert result["error"]["code"] == "clock_untrusted", result
+    assert len(rig.ack.calls) == 1
+    # Once the clock is right again the copy has long expired.
+    rig.clock.jump(3600)
+    assert rig.send(cmd)["error"]["code"] == "expired"
+    assert len(rig.ack.calls) == 1
+
+
+def test_purge_keeps_what_the_high_water_mark_has_not_passed(rig: Rig) -> None:
+    cmd = command(rig.centre)  # expires at CLOCK_START + 5 min
+    assert rig.send(cmd)["ok"] is True
+    rig.clock.jump(300 + 59)
+    assert rig.proc.purge() == 0  # within the 60 s margin
+    rig.clock.jump(2)
+    assert rig.proc.purge() == 1
+
+
+@pytest.mark.parametrize(("ahead_s", "ok"), [(600, True), (601, False), (86_400 * 365, False)])
+def test_expires_at_more_than_max_ttl_ahead_is_refused(rig: Rig, ahead_s: int, ok: bool) -> None:
+    cmd = command(rig.centre, expires_at=rfc3339(CLOCK_START + timedelta(seconds=ahead_s)))
+    result = rig.send(cmd)
+    if ok:
+        assert result["ok"] is True
+    else:
+        assert_rejected(rig, result, "ttl_too_long", "cmd-1")
+        assert rig.store.command_result("cmd-1") is None
+
+
+def test_max_ttl_is_configurable(rig: Rig) -> None:
+    proc = CommandProcessor(
+        rig.keys,
+        rig.store,
+        rig.clock,
+        site_id=SITE,
+        max_payload_bytes=MAX_PAYLOAD,
+        max_ttl_s=60,
+        send_result=rig.results.append,
+    )
+    proc.register("alarm.ack", AlarmAckArgs, rig.ack)
+    proc.handle("alarm.ack", json.dumps(command(rig.centre)).encode())  # 5 minutes ahead
+    assert json.loads(rig.results[-1])["error"]["code"] == "ttl_too_long"
+
+
+def test_the_clock_change_is_told_once_each_way(tmp_path: Path) -> None:
+    clock = FakeClock()
+    store = Store(tmp_path / "s.db")
+    told: list[bool] = []
+    proc = CommandProcessor(
+        {},
+        store,
+        clock,
+        site_id=SITE,
+        max_payload_bytes=MAX_PAYLOAD,
+        send_result=lambda b: None,
+        on_clock_change=lambda: told.append(proc.clock_trusted),
+    )
+    proc.tick()
+    clock.jump(-60)
+    proc.tick()
+    proc.tick()
+    clock.jump(60)
+    proc.tick()
+    assert told == [False, True]
+    store.close()
+
+
+# --------------------------------------------------------------------------- duplicate keys
+
+
+@pytest.mark.parametrize(
+    "dup",
+    [
+        ', "name": "alarm.ack"',  # top level, same value
+        ', "key_id": "rogue"',  # top level, another value
+        ', "args": {"alarm_id": "a-1", "by": "x", "by": "y"}',  # nested
+    ],
+)
+def test_duplicate_keys_are_bad_json(rig: Rig, dup: str) -> None:
+    wire = json.dumps(command(rig.centre), ensure_ascii=False)
+    payload = (wire[:-1] + dup + "}").encode("utf-8")
+    result = rig.send(payload, topic="alarm.ack")
+    assert_rejected(rig, result, "bad_json", None)
+    assert "duplicate key" in result["error"]["message"]
+
+
+# --------------------------------------------------------------------------- floods
+
+
+def flood(rig: Rig, n: int, payload: bytes = b"junk") -> int:
+    before = len(rig.results)
+    for _ in range(n):
+        rig.proc.handle("alarm.ack", payload)
+    return len(rig.results) - before
+
+
+def test_refusals_beyond_the_rate_get_no_result_and_no_log_line(rig: Rig) -> None:
+    with structlog.testing.capture_logs() as logs:
+        answered = flood(rig, 1000)
+    assert answered == REFUSED_BURST
+    assert len([e for e in logs if e["event"] == "command_result"]) == REFUSED_BURST
+    rig.clock.advance(1)
+    assert flood(rig, 1000) == int(REFUSED_PER_S)  # refilled at the rate
+    assert rig.reports == []
+    rig.clock.advance(REPORT_S)
+    with structlog.testing.capture_logs() as logs:
+        rig.proc.tick()
+    [report] = rig.reports
+    assert report.suppressed == 2000 - REFUSED_BURST - int(REFUSED_PER_S)
+    assert report.codes == {"bad_json": report.suppressed}
+    assert report.since == rfc3339(CLOCK_START)
+    [line] = [e for e in logs if e["event"] == "commands_refused_suppressed"]
+    assert line["count"] == report.suppressed
+    rig.clock.advance(REPORT_S)
+    rig.proc.tick()
+    assert len(rig.reports) == 1  # nothing new to report
+
+
+def test_the_limit_counts_each_code_and_replays(rig: Rig) -> None:
+    good = command(rig.centre)
+    assert rig.send(good)["ok"] is True
+    flood(rig, REFUSED_BURST)  # the bucket is empty now
+    flood(rig, 3, json.dumps(good).encode())  # replays
+    flood(rig, 2, json.dumps(command(rig.centre, site="elsewhere")).encode())
+    flood(rig, 1, b"x" * (MAX_PAYLOAD + 1))
+    rig.proc.report_suppressed()
+    [report] = rig.reports
+    assert report.codes == {"replay": 3, "wrong_site": 2, "too_large": 1}
+    assert len(rig.ack.calls) == 1
+
+
+def test_a_command_that_runs_is_never_held_back_by_a_flood(rig: Rig) -> None:
+    flood(rig, 500)
+    assert rig.send(command(rig.centre, command_id="real"))["ok"] is True
+    assert len(rig.ack.calls) == 1

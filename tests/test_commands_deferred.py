@@ -20,7 +20,7 @@ from edge.errors import CommandError
 from edge.signing import generate_keypair, load_private_key, sign_command
 from edge.store import Store
 
-EXPIRES = "2030-01-01T00:00:00Z"
+EXPIRES = "2026-01-01T00:05:00Z"  # FakeClock starts at 2026-01-01T00:00:00Z
 
 
 class Args(BaseModel):
@@ -43,6 +43,7 @@ class Rig:
             keys,
             self.store,
             FakeClock(),
+            site_id="shelter-0001",
             max_payload_bytes=16384,
             send_result=lambda b: self.results.append(json.loads(b)),
             post=self.jobs.put,
@@ -70,6 +71,7 @@ class Rig:
     def send(self, n: int, command_id: str = "c-1") -> None:
         cmd = {
             "command_id": command_id,
+            "site": "shelter-0001",
             "name": "site.slow",
             "args": {"n": n},
             "expires_at": EXPIRES,

@@ -167,7 +167,9 @@ def test_ack_during_escalation_stops_further_attempts(
         sub.wait_for(f"{ROOT}/{site}/events/alarm.raised")
         s.advance(16)
         wait_until(lambda: escalated(sub, channel="call", outcome="busy"), timeout=15)
-        cmd = command("alarm.ack", {"alarm_id": s.alarm_id(), "by": "officer"}, keys.centre)
+        cmd = command(
+            "alarm.ack", {"alarm_id": s.alarm_id(), "by": "officer"}, keys.centre, site=site
+        )
         sub.publish(f"{ROOT}/{site}/commands/alarm.ack", cmd)
         sub.wait_for(lambda m: m.topic.endswith("/results") and m.json["ok"])
         s.advance(6)  # the retry would have been due now
@@ -199,7 +201,7 @@ def test_walk_test_never_dials(mosquitto: Mosquitto, keys: Keys, tmp_path: Path)
     sub = Subscriber.for_broker(mosquitto, [f"{ROOT}/{site}/#"])
     with store(shelter(site, mosquitto.url, tmp_path / "d", keys)) as s:
         online(sub, site)
-        cmd = command("site.test_mode", {"on": True, "minutes": 10}, keys.tech, "tech")
+        cmd = command("site.test_mode", {"on": True, "minutes": 10}, keys.tech, "tech", site=site)
         sub.publish(f"{ROOT}/{site}/commands/site.test_mode", cmd)
         res = sub.wait_for(lambda m: m.topic.endswith("/results")).json
         assert res["ok"] is True and res["data"]["on"] is True

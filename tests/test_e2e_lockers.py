@@ -106,7 +106,7 @@ def send(sub: Subscriber, site: str, name: str, args: dict[str, Any], keys: Keys
     # The site's "online" status follows its SUBSCRIBE on the same connection: once we see
     # it, the broker routes commands to the site.
     sub.wait_for(lambda m: m.topic == f"{ROOT}/{site}/status" and m.json["state"] == "online")
-    cmd = command(name, args, keys.centre)
+    cmd = command(name, args, keys.centre, site=site)
     sub.publish(f"{ROOT}/{site}/commands/{name}", cmd)
     return sub.wait_for(
         lambda m: m.topic.endswith("/results") and m.json["command_id"] == cmd["command_id"]

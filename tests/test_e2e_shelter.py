@@ -80,7 +80,9 @@ def test_press_reaches_centre_and_ack_lights_lamp(
         finally:
             late.close()
 
-        cmd = command("alarm.ack", {"alarm_id": data["alarm_id"], "by": "officer-7"}, keys.centre)
+        cmd = command(
+            "alarm.ack", {"alarm_id": data["alarm_id"], "by": "officer-7"}, keys.centre, site=site
+        )
         send(sub, site, "alarm.ack", cmd)
         result = sub.wait_for(
             lambda m: m.topic.endswith("/results") and m.json["command_id"] == cmd["command_id"]
@@ -99,6 +101,7 @@ REJECTIONS = [
     "unsigned",
     "bad_signature",
     "unknown_key",
+    "wrong_site",
     "not_allowed",
     "expired",
     "bad_json",
@@ -124,21 +127,25 @@ def test_rejected_commands_change_nothing(
         expected = case
         payload: Any
         if case == "unsigned":
-            payload = command("alarm.ack", args, None, command_id=cid)
+            payload = command("alarm.ack", args, None, site=site, command_id=cid)
             expected = "bad_schema"
         elif case == "bad_signature":
-            payload = command("alarm.ack", args, keys.centre, command_id=cid)
+            payload = command("alarm.ack", args, keys.centre, site=site, command_id=cid)
             payload["args"]["by"] = "tampered"
         elif case == "unknown_key":
-            payload = command("alarm.ack", args, keys.stranger, "stranger", command_id=cid)
+            payload = command(
+                "alarm.ack", args, keys.stranger, "stranger", site=site, command_id=cid
+            )
+        elif case == "wrong_site":
+            payload = command("alarm.ack", args, keys.centre, site="elsewhere", command_id=cid)
         elif case == "not_allowed":
-            payload = command("alarm.ack", args, keys.tech, "tech", command_id=cid)
+            payload = command("alarm.ack", args, keys.tech, "tech", site=site, command_id=cid)
         elif case == "expired":
-            payload = command("alarm.ack", args, keys.centre, ttl_s=-1, command_id=cid)
+            payload = command("alarm.ack", args, keys.centre, site=site, ttl_s=-1, command_id=cid)
         elif case == "bad_json":
             payload, cid = b'{"command_id": "x", "name": ', None
         else:
-            big = command("alarm.ack", args, keys.centre, command_id=cid)
+            big = command("alarm.ack", args, keys.centre, site=site, command_id=cid)
             big["args"]["by"] = "x" * 20000
             payload, cid = json.dumps(big).encode(), None
         send(sub, site, "alarm.ack", payload)
@@ -154,6 +161,36 @@ def test_rejected_commands_change_nothing(
     sub.close()
 
 
+def test_a_command_captured_at_one_site_is_refused_at_another(
+    mosquitto: Mosquitto, keys: Any, tmp_path: Path
+) -> None:
+    # Two shelters trusting the same centre key; a client with no key reads site A's
+    # alarm.clear off the broker and republishes the same bytes at site B.
+    a, b = "two-sites-a", "two-sites-b"
+    sub = Subscriber.for_broker(mosquitto, [f"{ROOT}/{a}/#", f"{ROOT}/{b}/#"])
+    with (
+        running_site(site_dict(a, mosquitto.url, tmp_path / "a", keys)) as site_a,
+        running_site(site_dict(b, mosquitto.url, tmp_path / "b", keys)) as site_b,
+    ):
+        for site, rs in ((a, site_a), (b, site_b)):
+            sub.wait_for(lambda m, s=site: m.topic == f"{ROOT}/{s}/status")
+            rs.press()
+            sub.wait_for(f"{ROOT}/{site}/events/alarm.raised")
+        clear = command("alarm.clear", {}, keys.centre, site=a)
+        send(sub, a, "alarm.clear", clear)
+        captured = sub.wait_for(f"{ROOT}/{a}/commands/alarm.clear").payload
+        assert sub.wait_for(f"{ROOT}/{a}/results").json["ok"] is True
+        wait_until(lambda: site_a.alarm()["state"] == "idle")
+
+        send(sub, b, "alarm.clear", captured)
+        result = sub.wait_for(f"{ROOT}/{b}/results").json
+        assert result["command_id"] == clear["command_id"]
+        assert result["error"]["code"] == "wrong_site", result
+        assert site_b.alarm()["state"] == "active"
+        assert events(sub, b, "alarm.cleared") == []
+    sub.close()
+
+
 def test_replayed_command_runs_once_and_repeats_its_result(
     mosquitto: Mosquitto, keys: Any, tmp_path: Path
 ) -> None:
@@ -163,7 +200,7 @@ def test_replayed_command_runs_once_and_repeats_its_result(
         sub.wait_for(lambda m: m.topic.endswith("/status") and m.json["state"] == "online")
         rs.press()
         alarm_id = sub.wait_for(f"{ROOT}/{site}/events/alarm.raised").json["data"]["alarm_id"]
-        clear = command("alarm.clear", {"alarm_id": alarm_id}, keys.centre)
+        clear = command("alarm.clear", {"alarm_id": alarm_id}, keys.centre, site=site)
         send(sub, site, "alarm.clear", clear)
         first = sub.wait_for(f"{ROOT}/{site}/results")
         assert first.json["ok"] is True

@@ -338,7 +338,7 @@ def test_ack_cancels_the_call_queued_behind_the_sms(
         r.advance(15.5)  # no ack within escalate_after_s: SMS, then the call
         wait_for(lambda: len(r.sms()) == 1, "the SMS is being sent")
         alarm_id = raised["data"]["alarm_id"]
-        ack = command("alarm.ack", {"alarm_id": alarm_id, "by": "officer"}, keys.centre)
+        ack = command("alarm.ack", {"alarm_id": alarm_id, "by": "officer"}, keys.centre, site=site)
         sub.publish(f"{ROOT}/{site}/commands/alarm.ack", ack)
         res = sub.wait_for(
             lambda m: m.topic.endswith("/results") and m.json["command_id"] == ack["command_id"]
@@ -492,8 +492,11 @@ def test_a_command_arriving_during_shutdown_runs_after_the_restart(
     keys: Keys, tmp_path: Path
 ) -> None:
     data = tmp_path / "d"
-    cfg = lockers("rev-shutdown", dead_broker(), data, keys)
-    cmd = command("locker.open", {"locker": 1, "reason": "service"}, keys.centre, ttl_s=3600)
+    site = "rev-shutdown"
+    cfg = lockers(site, dead_broker(), data, keys)
+    cmd = command(
+        "locker.open", {"locker": 1, "reason": "service"}, keys.centre, site=site, ttl_s=600
+    )
     with running(cfg) as r1:
         bank = r1.site.lockers
         assert bank is not None
@@ -520,14 +523,15 @@ def test_a_command_arriving_during_shutdown_runs_after_the_restart(
 def test_a_coil_that_cannot_be_driven_fails_its_command(
     keys: Keys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with running(lockers("rev-coil", dead_broker(), tmp_path / "d", keys)) as r:
+    site = "rev-coil"
+    with running(lockers(site, dead_broker(), tmp_path / "d", keys)) as r:
         coil = r.site.coils[1]
 
         def broken(seconds: float) -> None:
             raise OSError("gpio: pin 5 not available")
 
         monkeypatch.setattr(coil, "pulse", broken)
-        first = command("locker.open", {"locker": 1, "reason": "service"}, keys.centre)
+        first = command("locker.open", {"locker": 1, "reason": "service"}, keys.centre, site=site)
         r.inject(first)
         r.sync()
         res = r.result(first["command_id"])
@@ -537,7 +541,7 @@ def test_a_coil_that_cannot_be_driven_fails_its_command(
         assert fault["data"]["locker"] == 1 and "pin 5 not available" in fault["data"]["reason"]
         monkeypatch.undo()  # repaired
         r.advance(5)  # past the cooldown
-        again = command("locker.open", {"locker": 1, "reason": "service"}, keys.centre)
+        again = command("locker.open", {"locker": 1, "reason": "service"}, keys.centre, site=site)
         r.inject(again)
         r.sync()
         res = r.result(again["command_id"])
@@ -548,10 +552,13 @@ def test_a_coil_that_cannot_be_driven_fails_its_command(
 def test_a_failure_of_a_queued_pulse_does_not_fail_a_later_command(
     keys: Keys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with running(lockers("rev-stale", dead_broker(), tmp_path / "d", keys, count=2)) as r:
+    site = "rev-stale"
+    with running(lockers(site, dead_broker(), tmp_path / "d", keys, count=2)) as r:
 
         def send(locker: int) -> dict[str, Any]:
-            cmd = command("locker.open", {"locker": locker, "reason": "service"}, keys.centre)
+            cmd = command(
+                "locker.open", {"locker": locker, "reason": "service"}, keys.centre, site=site
+            )
             r.inject(cmd)
             r.sync()
             res = r.result(cmd["command_id"])

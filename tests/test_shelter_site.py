@@ -15,10 +15,10 @@ import pytest
 import yaml
 
 from edge.clock import FakeClock, rfc3339
-from edge.commands import LoadedKey, load_keys
+from edge.commands import REFUSED_BURST, REPORT_S, LoadedKey, load_keys
 from edge.config import SiteConfig, TrustedKey, parse_config
 from edge.signing import generate_keypair, load_private_key, sign_command
-from edge.site import Site
+from edge.site import COMMANDS_TICK_S, Site
 from simulator.hardware import SimHardware
 
 BUTTON = "panic-counter"
@@ -580,14 +580,23 @@ def centre(tmp_path: Path) -> tuple[Any, dict[str, LoadedKey]]:
     return load_private_key(priv), keys
 
 
-def signed(key: Any, name: str, args: dict[str, Any], command_id: str) -> dict[str, Any]:
+def signed(
+    key: Any,
+    name: str,
+    args: dict[str, Any],
+    command_id: str,
+    *,
+    site: str = "shelter-0001",
+    ttl: timedelta = timedelta(minutes=10),
+) -> dict[str, Any]:
     start = FakeClock().now()
     return sign_command(
         {
             "command_id": command_id,
+            "site": site,
             "name": name,
             "args": args,
-            "expires_at": rfc3339(start + timedelta(hours=1)),
+            "expires_at": rfc3339(start + ttl),
             "key_id": "centre",
         },
         key,
@@ -899,3 +908,112 @@ def test_stuck_button_repaired_while_the_site_was_down_is_restored_at_start(
     assert restored["data"] == {"button": BUTTON, "reason": "stuck_active"}
     assert second.alarm["stuck_buttons"] is None
     assert second.site.states.get(BUTTON) == {"active": False, "fault": None, "wiring": None}
+
+
+# --------------------------------------------------------------------------- commands: one site,
+# a clock that may lie, floods of junk
+
+
+def other_site(tmp_path: Path, site_id: str) -> SiteConfig:
+    cfg = make_config(tmp_path / site_id)
+    return cfg.model_copy(update={"site": cfg.site.model_copy(update={"id": site_id})})
+
+
+def statuses(h: Harness) -> list[dict[str, Any]]:
+    return [p.json for p in h.uplink.published if p.topic.endswith("/status")]
+
+
+def test_a_command_for_one_site_changes_nothing_at_another(
+    tmp_path: Path, new_site: Callable[..., Harness], centre: tuple[Any, dict[str, LoadedKey]]
+) -> None:
+    key, keys = centre
+    a = new_site(keys=keys)  # shelter-0001
+    b = new_site(other_site(tmp_path, "shelter-0002"), keys=keys)
+    for h in (a, b):
+        h.start()
+        h.connect()
+        h.press()
+    clear_a = signed(key, "alarm.clear", {}, "c1")
+    walk_test_a = signed(key, "site.test_mode", {"on": True, "minutes": 240}, "c2")
+    a.command(clear_a)
+    assert a.results()[-1]["ok"] is True and a.alarm["state"] == "idle"
+    # The same bytes, captured from the broker and replayed at site B:
+    for cmd in (clear_a, walk_test_a):
+        b.command(cmd)
+        assert b.results()[-1]["error"]["code"] == "wrong_site"
+    assert b.alarm["state"] == "active" and b.alarm["test_mode_until"] is None
+    assert b.published_events("alarm.cleared") == []
+    assert b.site.store.command_result("c1") is None  # not remembered at B
+    # A command for B with the same id runs there.
+    b.command(signed(key, "alarm.clear", {}, "c1", site="shelter-0002"))
+    assert b.results()[-1]["ok"] is True and b.alarm["state"] == "idle"
+
+
+def test_a_clear_replayed_after_the_clock_went_forward_and_back_does_not_run(
+    new_site: Callable[..., Harness], centre: tuple[Any, dict[str, LoadedKey]]
+) -> None:
+    # The reproduction, with the site's own purge timer.
+    key, keys = centre
+    h = new_site(keys=keys)
+    h.start()
+    h.connect()
+    assert statuses(h)[-1]["clock_trusted"] is True
+    h.press()
+    clear = signed(key, "alarm.clear", {}, "c1", ttl=timedelta(minutes=5))
+    h.command(clear)
+    assert h.results()[-1]["ok"] is True and h.alarm["state"] == "idle"
+    h.release()
+    h.clock.jump(3600)  # (unauthenticated) NTP steps the clock an hour ahead...
+    h.step(1.0)  # ...the purge runs (1 s after start) and forgets c1 (expired by this clock)
+    assert h.site.store.command_result("c1") is None
+    h.clock.jump(-3600)  # ...and back
+    h.press()  # a new emergency
+    h.command(clear)  # the captured clear, replayed
+    assert h.results()[-1]["error"]["code"] == "clock_untrusted"
+    assert h.alarm["state"] == "active"
+    assert len(h.published_events("alarm.cleared")) == 1
+    # The retained status says so (at the next tick), and again when the clock is right.
+    h.step(COMMANDS_TICK_S)
+    assert statuses(h)[-1]["clock_trusted"] is False
+    h.clock.jump(3600)
+    h.step(COMMANDS_TICK_S)
+    assert statuses(h)[-1]["clock_trusted"] is True
+    h.command(clear)
+    assert h.results()[-1]["error"]["code"] == "expired"
+    assert h.alarm["state"] == "active"
+
+
+def test_a_site_restarted_with_its_clock_behind_refuses_commands(
+    tmp_path: Path, new_site: Callable[..., Harness], centre: tuple[Any, dict[str, LoadedKey]]
+) -> None:
+    key, keys = centre
+    cfg = make_config(tmp_path)
+    first = new_site(cfg, keys=keys)
+    first.start()
+    first.step(3600)  # an hour of uptime; the mark is persisted as it goes
+    first.shutdown()
+    second = new_site(cfg, keys=keys)  # a new FakeClock: back at 2026-01-01T00:00:00Z
+    second.start()
+    second.connect()
+    assert statuses(second)[-1]["clock_trusted"] is False
+    second.command(signed(key, "site.test_mode", {"on": True}, "c1"))
+    assert second.results()[-1]["error"]["code"] == "clock_untrusted"
+    assert second.alarm["test_mode_until"] is None
+
+
+def test_a_junk_flood_is_answered_up_to_the_limit_then_counted_in_one_event(
+    new_site: Callable[..., Harness],
+) -> None:
+    h = new_site()
+    h.start()  # offline: every result stays in the store
+    rows = len(h.site.store)
+    topic = h.site.topics.command("alarm.ack")
+    for _ in range(500):
+        h.site.loop.post(lambda: h.site.uplink_message(topic, b'{"junk": '))
+    h.run()
+    assert len(h.site.store) - rows == REFUSED_BURST  # no store write for the rest
+    h.step(REPORT_S + COMMANDS_TICK_S)
+    [event] = h.stored_events("commands.refused")
+    assert event["device"] == "site"
+    assert event["data"]["suppressed"] == 500 - REFUSED_BURST
+    assert event["data"]["codes"] == {"bad_json": 500 - REFUSED_BURST}

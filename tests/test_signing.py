@@ -284,7 +284,7 @@ def run_sign(
     *extra: str,
 ) -> tuple[int, str, str]:
     monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
-    rc = main(["sign", "--key", str(key), "--key-id", "centre", *extra])
+    rc = main(["sign", "--key", str(key), "--key-id", "centre", "--site", "shelter-0001", *extra])
     captured = capsys.readouterr()
     return rc, captured.out, captured.err
 
@@ -311,6 +311,7 @@ def test_sign_cli_fills_defaults_and_output_verifies(
     cmd = json.loads(out)
     assert verify_command(cmd, load_public_key(pub))
     assert cmd["key_id"] == "centre"
+    assert cmd["site"] == "shelter-0001"
     assert cmd["args"] == {"alarm_id": "a1", "by": "관제센터"}
     uuid.UUID(cmd["command_id"])
     expires = datetime.fromisoformat(cmd["expires_at"].replace("Z", "+00:00"))
@@ -324,6 +325,7 @@ def test_sign_cli_fills_defaults_and_output_verifies(
         {"centre": LoadedKey("centre", load_public_key(pub), ("*",))},
         with_store,
         FakeClock(start=after),
+        site_id="shelter-0001",
         max_payload_bytes=16384,
         send_result=results.append,
     )
@@ -346,7 +348,7 @@ def test_sign_cli_keeps_given_fields_and_fills_missing_args(
         capsys,
         priv,
         '{"name": "site.ping", "command_id": "cmd-1", "expires_at": "2030-01-01T00:00:00Z",'
-        ' "key_id": "someone-else", "sig": "ff"}',
+        ' "key_id": "someone-else", "site": "elsewhere", "sig": "ff"}',
     )
     assert rc == 0
     cmd = json.loads(out)
@@ -354,10 +356,13 @@ def test_sign_cli_keeps_given_fields_and_fills_missing_args(
     assert cmd["expires_at"] == "2030-01-01T00:00:00Z"
     assert cmd["args"] == {}
     assert cmd["key_id"] == "centre"  # --key-id always wins
+    assert cmd["site"] == "shelter-0001"  # and so does --site
     assert verify_command(cmd, load_public_key(pub))
 
 
-@pytest.mark.parametrize("stdin", ["not json", "[1, 2]", '{"args": {}}'])
+@pytest.mark.parametrize(
+    "stdin", ["not json", "[1, 2]", '{"args": {}}', '{"name": "alarm.ack", "name": "alarm.clear"}']
+)
 def test_sign_cli_refuses_bad_input(
     centre_key: tuple[Path, Path],
     monkeypatch: pytest.MonkeyPatch,
