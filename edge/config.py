@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from edge import pickup
 from edge.errors import ConfigError
 
 SITE_ID_RE = r"^[a-z0-9-]{1,64}$"
@@ -268,6 +269,22 @@ class CodeReaderConfig(_Model):
     lockout_s: float = Field(300, gt=0, description="Reader refuses codes this long after.")
 
 
+class CodeHashConfig(_Model):
+    n: int = Field(
+        pickup.DEFAULT_N,
+        ge=pickup.N_MIN,
+        le=pickup.N_MAX,
+        description="scrypt cost N (a power of two) for codes hashed at the site.",
+    )
+    r: int = Field(pickup.DEFAULT_R, ge=1, le=pickup.R_MAX, description="scrypt block size r.")
+    p: int = Field(pickup.DEFAULT_P, ge=1, le=pickup.P_MAX, description="scrypt parallelism p.")
+
+    @model_validator(mode="after")
+    def _check(self) -> CodeHashConfig:
+        pickup.check_params(self.n, self.r, self.p)
+        return self
+
+
 class LockersConfig(_Model):
     pulse_ms: int = Field(500, ge=50, le=HARD_MAX_ON_MS, description="Unlock pulse length.")
     max_on_ms: int = Field(
@@ -292,6 +309,11 @@ class LockersConfig(_Model):
     )
     code_reader: CodeReaderConfig | None = Field(
         None, description="Serial pickup-code reader (scanner or keypad), one line per code."
+    )
+    code_hash: CodeHashConfig = Field(
+        default_factory=CodeHashConfig,
+        description="Cost of the scrypt hash of pickup codes sent in clear (locker.assign "
+        "pickup_code). Each hash keeps its own parameters, so a change applies to new codes.",
     )
 
     @model_validator(mode="after")

@@ -28,7 +28,8 @@ class LockerRec:
     occupancy: Occupancy = "free"
     in_service: bool = True
     parcel_id: str | None = None
-    code_hash: str | None = None
+    # The stored pickup-code hash (edge.pickup.CodeHash.to_json()); opaque here.
+    code_hash: dict[str, Any] | None = None
     deposited_at: str | None = None  # RFC 3339, wall clock
     overdue_reported: bool = False
     # Set by a jam check, cleared when the door is seen open or the locker is put (back) in
@@ -141,9 +142,7 @@ class LockerMachine:
         if reason == "deposit" and lk.occupancy == "occupied":
             raise CommandError("wrong_state", f"locker {locker} already holds a parcel")
 
-    def assign(
-        self, locker: int, parcel_id: str, code_hash: str, deposited_at: datetime | None
-    ) -> None:
+    def check_assign(self, locker: int, parcel_id: str) -> LockerRec:
         lk = self.get(locker)
         if not lk.in_service:
             raise CommandError("out_of_service", f"locker {locker} is out of service")
@@ -153,6 +152,15 @@ class LockerMachine:
             raise CommandError(
                 "wrong_state", f"locker {locker} is {lk.occupancy} for another parcel"
             )
+        return lk
+
+    def assign(
+        self, locker: int, parcel_id: str, code_hash: dict[str, Any], deposited_at: datetime | None
+    ) -> None:
+        """Validate, then set. A code_hash equal to another locker's (the same salt and
+        hash: the same pre-hashed code sent twice) is a duplicate; codes hashed with
+        different salts are compared by the caller (edge.lockers), which knows the code."""
+        lk = self.check_assign(locker, parcel_id)
         for other in self.lockers.values():
             if other.id != locker and other.code_hash == code_hash:
                 raise CommandError("duplicate_code", "that pickup code is in use at this site")
@@ -175,11 +183,21 @@ class LockerMachine:
         if in_service:
             lk.jam = None  # serviced
 
-    def locker_for_code(self, code_hash: str) -> int | None:
-        for lk in self.lockers.values():
-            if lk.code_hash == code_hash and lk.occupancy == "occupied" and lk.in_service:
-                return lk.id
-        return None
+    def stored_codes(self, exclude: int | None = None) -> list[tuple[int, dict[str, Any]]]:
+        """Every locker holding a code hash (reserved or occupied), but ``exclude``."""
+        return [
+            (lk.id, lk.code_hash)
+            for lk in self.lockers.values()
+            if lk.code_hash is not None and lk.id != exclude
+        ]
+
+    def pickup_candidates(self) -> list[tuple[int, dict[str, Any]]]:
+        """The lockers a pickup code may open: occupied, in service, with a code hash."""
+        return [
+            (lk.id, lk.code_hash)
+            for lk in self.lockers.values()
+            if lk.code_hash is not None and lk.occupancy == "occupied" and lk.in_service
+        ]
 
     # ---- hardware ----
     def pulse_fired(self, locker: int, reason: str, via: str, now: float) -> None:

@@ -5,6 +5,7 @@ Core thread only, except the small listener shims that post from driver threads.
 from __future__ import annotations
 
 import functools
+from collections import deque
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -14,6 +15,7 @@ from pydantic import BaseModel
 
 from drivers.base import Coil, Hardware, LockBus, Startable
 from drivers.cu16 import BoardSettings
+from edge import pickup
 from edge.alarm import Emit
 from edge.clock import rfc3339
 from edge.coils import CoilScheduler
@@ -30,15 +32,21 @@ from edge.models import (
     LockerServiceArgs,
     LockerStatusArgs,
 )
-from edge.pickup import CodeGuard, hash_code, new_salt
+from edge.pickup import CodeGuard, CodeHash, CodeHasher
 from edge.ports import Ports
 
 log = structlog.get_logger(__name__)
 
 STATE_KEY = "lockers"
 BUS_HOLD_S = 5.5  # Cu16Bus drops an unlock not sent within 5 s (command_ttl)
+# The one site-wide salt of the hashes stored before each code had its own: read only to
+# upgrade those hashes (they keep verifying); new sites never create it.
 SALT_KEY = "pickup_salt"
 TICK_S = 60.0
+MAX_PENDING_CODES = 8  # typed while one is being checked; more are refused (reader_busy)
+
+# One stored code: its locker, the stored JSON (to see whether it changed meanwhile), parsed.
+_Stored = tuple[int, dict[str, Any], CodeHash]
 
 
 LOCKER_COMMANDS: dict[str, type[BaseModel]] = {
@@ -108,11 +116,10 @@ class LockerBank:
         self._via: dict[int, str] = {}
         self._fire_failed: set[int] = set()
         self._pump_timer: Any = None
-        salt = ports.store.get_state(SALT_KEY)
-        if salt is None:
-            salt = new_salt()
-            ports.store.put_state(SALT_KEY, salt)
-        self._salt = salt
+        self.hasher = CodeHasher()
+        self._codes: deque[str] = deque()  # typed, waiting to be checked (never logged)
+        self._checking = False
+        self._upgrade_legacy_hashes()
         # Where each locker lives.
         self.bus_locks: dict[int, _BusLock] = {}
         self.boards: dict[tuple[str, int], Cu16BoardConfig] = {}
@@ -196,6 +203,7 @@ class LockerBank:
     def stop(self) -> None:
         if self.reader is not None:
             self.reader.close()
+        self.hasher.close()
         for inp in self.doors.values():
             inp.stop()
         for bus in self.buses.values():
@@ -359,42 +367,124 @@ class LockerBank:
         self._run([Emit(f"locker-{locker}", "input.fault", {"reason": reason}, alarm=False)])
 
     # ---- pickup by code ----
-    def _code_from_reader(self, code: str) -> None:
-        # Reader thread: hash here (slow on purpose), never log the code, hand over the hash.
-        try:
-            digest = hash_code(code, self._salt)
-        except Exception as exc:
-            log.error("code_hash_failed", error=type(exc).__name__)
+    def _upgrade_legacy_hashes(self) -> None:
+        """Hashes stored before per-code salts (a hex string and the site's one salt) become
+        CodeHash objects with the same parameters: they verify as before."""
+        legacy = [lk for lk in self.machine.lockers.values() if isinstance(lk.code_hash, str)]
+        if not legacy:
             return
-        self.p.loop.post(lambda: self._code(digest))
+        salt = self.p.store.get_state(SALT_KEY)
+        for lk in legacy:
+            old = str(lk.code_hash)
+            try:
+                if salt is None:
+                    raise ValueError("no site salt")
+                lk.code_hash = pickup.from_legacy(old, salt).to_json()
+            except ValueError:
+                # Cannot be verified: the code no longer opens the locker (a centre's
+                # locker.assign sets a new one; the parcel stays where it is).
+                log.error("pickup_code_unverifiable", locker=lk.id)
+                lk.code_hash = None
+        self.p.store.put_state(STATE_KEY, self.machine.dump())
+        log.info("pickup_hashes_upgraded", count=len(legacy))
 
-    def _code(self, digest: str) -> None:
+    @staticmethod
+    def _parsed(pairs: list[tuple[int, dict[str, Any]]]) -> list[_Stored]:
+        out: list[_Stored] = []
+        for locker, stored in pairs:
+            try:
+                out.append((locker, stored, CodeHash.from_json(stored)))
+            except (ValueError, TypeError, AttributeError):
+                log.error("pickup_hash_unreadable", locker=locker)
+        return out
+
+    def _code_from_reader(self, code: str) -> None:
+        # Reader thread: only hand the code over (it is never logged).
+        self.p.loop.post(lambda: self._code_entered(code))
+
+    def _code_entered(self, code: str) -> None:
+        if len(self._codes) >= MAX_PENDING_CODES:
+            self._run([self._rejected("reader_busy")])
+            return
+        self._codes.append(code)
+        self._next_code()
+
+    def _next_code(self) -> None:
+        """Check the typed codes one at a time: the lockout is decided before each one is
+        hashed, so a locked reader costs no hashing."""
+        assert self.guard is not None
+        while self._codes and not self._checking:
+            code = self._codes.popleft()
+            if self.guard.locked(self.p.clock.monotonic()):
+                self._run([self._rejected("locked_out")])
+                continue
+            candidates = self._parsed(self.machine.pickup_candidates())
+            if not candidates or not pickup.valid_code(code):
+                self._wrong_code()
+                continue
+            self._start_check(code, candidates)
+
+    def _start_check(self, code: str, candidates: list[_Stored]) -> None:
+        # Each code has its own salt: the typed code is hashed once per candidate locker,
+        # on the hash threads (the core loop goes on meanwhile).
+        self._checking = True
+        post = self.p.loop.post
+
+        def done(result: list[bool] | BaseException) -> None:
+            post(lambda: self._code_checked(candidates, result))
+
+        try:
+            self.hasher.check(code, [h for _, _, h in candidates], done)
+        except RuntimeError as exc:  # the pool is shutting down: never wedge the reader
+            self._code_checked(candidates, exc)
+
+    def _code_checked(self, candidates: list[_Stored], result: list[bool] | BaseException) -> None:
+        assert self.guard is not None
+        self._checking = False
+        try:
+            if isinstance(result, BaseException):
+                log.error("pickup_code_check_failed", error=type(result).__name__)
+                self._run([self._rejected("check_failed")])
+                return
+            now_stored = dict(self.machine.pickup_candidates())
+            matched = [
+                locker
+                for (locker, stored, _), ok in zip(candidates, result, strict=True)
+                if ok and now_stored.get(locker) == stored  # unchanged while it was checked
+            ]
+            if not matched:
+                self._wrong_code()
+                return
+            if len(matched) > 1:
+                # Two lockers hold the same code (possible only with codes hashed by the
+                # centre, or two assigns of one code at once): open neither.
+                log.warning("pickup_code_ambiguous", lockers=matched)
+                self._run([self._rejected("ambiguous_code")])
+                return
+            try:
+                self.open(matched[0], "pickup", "code")
+            except CommandError as exc:
+                self._run([self._rejected(exc.code, matched[0])])
+                return
+            self.guard.success()
+        finally:
+            self._next_code()
+
+    def _wrong_code(self) -> None:
         assert self.guard is not None
         now = self.p.clock.monotonic()
-        if self.guard.locked(now):
-            self._run([self._rejected("locked_out")])
-            return
-        locker = self.machine.locker_for_code(digest)
-        if locker is None:
-            emits = [self._rejected("unknown_code")]
-            if self.guard.failure(now):
-                until = self.p.clock.now() + timedelta(seconds=self.guard.lockout_s)
-                emits.append(
-                    Emit(
-                        "code-reader",
-                        "pickup.locked_out",
-                        {"until": rfc3339(until), "failures": self.guard.max_failures},
-                        alarm=False,
-                    )
+        emits = [self._rejected("unknown_code")]
+        if self.guard.failure(now):
+            until = self.p.clock.now() + timedelta(seconds=self.guard.lockout_s)
+            emits.append(
+                Emit(
+                    "code-reader",
+                    "pickup.locked_out",
+                    {"until": rfc3339(until), "failures": self.guard.max_failures},
+                    alarm=False,
                 )
-            self._run(emits)
-            return
-        try:
-            self.open(locker, "pickup", "code")
-        except CommandError as exc:
-            self._run([self._rejected(exc.code, locker)])
-            return
-        self.guard.success()
+            )
+        self._run(emits)
 
     @staticmethod
     def _rejected(reason: str, locker: int | None = None) -> Emit:
@@ -412,21 +502,40 @@ class LockerBank:
         self._publish()
         return {"locker": args.locker, "queued": pos}
 
-    def _cmd_assign(self, args: LockerAssignArgs, ctx: CommandContext) -> Deferred:
-        self.machine.get(args.locker)  # unknown locker: refused before the slow hash
-        code, salt = args.pickup_code, self._salt
+    def _cmd_assign(self, args: LockerAssignArgs, ctx: CommandContext) -> dict[str, Any] | Deferred:
+        self.machine.check_assign(args.locker, args.parcel_id)  # refused before any hashing
+        if args.pickup_code_hash is not None:
+            # Hashed by the centre (validated, bounded cost): stored as it is, no hashing.
+            stored = CodeHash.from_json(args.pickup_code_hash.model_dump()).to_json()
+            return self._assigned(args, stored)
+        code = args.pickup_code
+        assert code is not None
+        cost = self.cfg.code_hash
+        others = [h for _, _, h in self._parsed(self.machine.stored_codes(exclude=args.locker))]
+        hasher = self.hasher
 
-        def finish(digest: str) -> dict[str, Any]:
+        def work() -> dict[str, Any] | None:
+            # Worker thread. Every other code has its own salt: a duplicate is found only by
+            # hashing this code with each of them (checked against the codes stored when
+            # the command arrived).
+            if any(hasher.matches(code, others)):
+                return None
+            return pickup.hash_code(code, cost.n, cost.r, cost.p).to_json()
+
+        def finish(stored: dict[str, Any] | None) -> dict[str, Any]:
             # Core thread again; the state is checked now (it may have changed meanwhile).
-            self.machine.assign(args.locker, args.parcel_id, digest, args.deposited_at)
-            self._run([])
-            return {
-                "locker": args.locker,
-                "state": self.machine.public_state(args.locker)["state"],
-            }
+            self.machine.check_assign(args.locker, args.parcel_id)
+            if stored is None:
+                raise CommandError("duplicate_code", "that pickup code is in use at this site")
+            return self._assigned(args, stored)
 
-        # scrypt is slow on purpose (tens of ms, more on a Pi): not on the core thread.
-        return Deferred(work=lambda: hash_code(code, salt), finish=finish)
+        # scrypt is slow on purpose: not on the core thread.
+        return Deferred(work=work, finish=finish)
+
+    def _assigned(self, args: LockerAssignArgs, stored: dict[str, Any]) -> dict[str, Any]:
+        self.machine.assign(args.locker, args.parcel_id, stored, args.deposited_at)
+        self._run([])
+        return {"locker": args.locker, "state": self.machine.public_state(args.locker)["state"]}
 
     def _cmd_release(self, args: LockerReleaseArgs, ctx: CommandContext) -> dict[str, Any]:
         self.machine.release(args.locker)
