@@ -204,7 +204,7 @@ def test_forced_and_jammed_doors(mosquitto: Mosquitto, keys: Keys, tmp_path: Pat
         status = send(sub, site, "locker.status", {}, keys)
         assert status["data"]["lockers"][6]["fault"] == fault
         assert status["data"]["lockers"][7]["fault"] is None
-        assign = {"locker": 7, "parcel_id": "P-7", "pickup_code": "7777"}
+        assign = {"locker": 7, "parcel_id": "P-7", "pickup_code": "777707"}  # 6+ chars
         refused = send(sub, site, "locker.assign", assign, keys)
         assert refused["error"]["code"] == "fault", refused
         # Fixed: the next pulse opens the door, and the fault is gone with it.
