@@ -28,6 +28,7 @@ from simulator.hardware import SimHardware
 
 CHEAP = {"n": 1024, "r": 8, "p": 1}  # the lowest cost allowed: keeps the tests fast
 PINS = [(5, 6), (13, 19), (20, 21)]
+SITE = "lk-codes"
 
 
 @pytest.fixture
@@ -38,7 +39,7 @@ def keys(tmp_path: Path) -> Keys:
 
 def config(data: Path, keys: Keys, **lockers: Any) -> dict[str, Any]:
     return {
-        "site": {"id": "lk-codes"},
+        "site": {"id": SITE},
         "broker": {"url": f"mqtt://127.0.0.1:{free_port()}", "keepalive_s": 5},  # link down
         "data_dir": str(data),
         "keys": keys.trusted(),
@@ -92,7 +93,7 @@ class Rig:
 
     def send(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
         """A signed command as the uplink hands it over; waits for its result."""
-        cmd = command(name, args, self.keys.centre)
+        cmd = command(name, args, self.keys.centre, site=SITE)
         topic = self.site.topics.command(name)
         data = json.dumps(cmd).encode()
         self.site.loop.post(lambda: self.site.uplink_message(topic, data))
