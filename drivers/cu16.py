@@ -44,7 +44,7 @@ from typing import Any, Protocol, TypeAlias
 import serial
 import structlog
 
-from edge.errors import CoilSafetyError
+from drivers.errors import CoilSafetyError
 
 log = structlog.get_logger(__name__)
 

@@ -18,7 +18,7 @@ from drivers.base import (
     Modem,
     Startable,
 )
-from edge.errors import GpioUnavailableError, InputFaultError
+from drivers.errors import GpioUnavailableError, InputFaultError
 
 if TYPE_CHECKING:
     from drivers.cu16 import BoardSettings, Cu16Listener

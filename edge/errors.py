@@ -2,29 +2,31 @@
 
 from __future__ import annotations
 
+# The root and the driver-level errors live in drivers.errors (drivers import nothing from
+# edge/); they are re-exported here so `from edge.errors import X` works for every error.
+from drivers.errors import (
+    AnsimError,
+    CoilSafetyError,
+    GpioUnavailableError,
+    HardwareError,
+    InputFaultError,
+)
 
-class AnsimError(Exception):
-    """Base of every error ansim-edge raises on purpose."""
+__all__ = [
+    "AnsimError",
+    "CoilSafetyError",
+    "CommandError",
+    "ConfigError",
+    "GpioUnavailableError",
+    "HardwareError",
+    "InputFaultError",
+    "KeyFileError",
+    "StoreError",
+]
 
 
 class ConfigError(AnsimError):
     """The configuration file is missing or invalid; the message lists every field path."""
-
-
-class HardwareError(AnsimError):
-    """A device could not be opened, read or driven."""
-
-
-class GpioUnavailableError(HardwareError):
-    """This machine has no usable GPIO (not a Raspberry Pi, or lgpio missing)."""
-
-
-class InputFaultError(HardwareError):
-    """An input could not be read; callers must report a fault, never assume 'quiet'."""
-
-
-class CoilSafetyError(HardwareError):
-    """A coil pulse was refused because it would break a safety limit."""
 
 
 class StoreError(AnsimError):
