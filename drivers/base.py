@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from drivers.cu16 import BoardSettings, Cu16Listener
+    from drivers.cu16 import BoardSettings
     from drivers.modem import ModemListener
 
 # Called with (raw_level_active, monotonic_seconds) on every raw change of an input.
@@ -64,6 +64,35 @@ class Coil(Protocol):
 
     def close(self) -> None:
         """Off, then release. Safe to call twice."""
+        ...
+
+
+class Cu16Listener(Protocol):
+    """What a lock bus (:class:`drivers.cu16.Cu16Bus`) reports. Every callback runs on the bus
+    thread: keep it cheap, never block, never call the bus's ``close`` and wait for it from
+    here. ``t`` comes from the bus's injectable ``monotonic`` clock."""
+
+    def on_status(
+        self, board: int, closed: tuple[bool, ...], items: tuple[bool, ...], t: float
+    ) -> None:
+        """First good reading of a board (also the first after a fault) and every change.
+        ``closed[i]`` / ``items[i]`` are lock/sensor ``i + 1``; polarity already applied."""
+        ...
+
+    def on_unlock_sent(self, board: int, lock: int, t: float) -> None:
+        """An unlock frame for ``lock`` (1-16) was written to the port."""
+        ...
+
+    def on_board_fault(self, board: int, reason: str) -> None:
+        """Once, after ``fault_after`` consecutive missed/invalid replies or a port failure."""
+        ...
+
+    def on_board_recovered(self, board: int) -> None:
+        """Once, when a faulted board answers again (an ``on_status`` follows)."""
+        ...
+
+    def on_garbage(self, count: int) -> None:
+        """``count`` received bytes were thrown away since the last report."""
         ...
 
 

@@ -11,6 +11,7 @@ import structlog
 
 from drivers.base import (
     Coil,
+    Cu16Listener,
     DigitalInput,
     DigitalOutput,
     InputListener,
@@ -21,7 +22,7 @@ from drivers.base import (
 from drivers.errors import GpioUnavailableError, InputFaultError
 
 if TYPE_CHECKING:
-    from drivers.cu16 import BoardSettings, Cu16Listener
+    from drivers.cu16 import BoardSettings
     from drivers.modem import ModemListener
 
 log = structlog.get_logger(__name__)
