@@ -8,11 +8,12 @@ They must only hand the change to the core (``Core.post``), never touch core sta
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from drivers.cu16 import BoardSettings
-    from drivers.modem import ModemListener
 
 # Called with (raw_level_active, monotonic_seconds) on every raw change of an input.
 InputListener = Callable[[bool, float], None]
@@ -112,6 +113,58 @@ class Startable(Protocol):
     def start(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+class CallOutcome(StrEnum):
+    """How a voice call ended (see :meth:`Modem.call`)."""
+
+    ANSWERED = "answered"
+    BUSY = "busy"
+    NO_ANSWER = "no_answer"
+    NO_CARRIER = "no_carrier"  # dropped before it was answered
+    NO_DIALTONE = "no_dialtone"
+    ERROR = "error"  # refused, invalid request, modem down, driver closed
+    TIMEOUT = "timeout"  # the modem stopped replying during the call
+
+
+@dataclass(frozen=True)
+class ModemHealth:
+    """Result of the latest periodic check.
+
+    ``ok``: the modem answers AT commands. ``registered``: network registration stat 1 (home)
+    or 5 (roaming) on ``+CREG`` or ``+CEREG``. ``signal_dbm``: from ``+CSQ`` (``None`` when
+    unknown). ``last_error``: what went wrong in the latest check or fault, else ``None``.
+    ``checked_at``: monotonic time of the latest check (``None`` before the first one).
+    """
+
+    ok: bool
+    registered: bool
+    signal_dbm: int | None
+    last_error: str | None
+    checked_at: float | None
+
+
+class ModemListener(Protocol):
+    """Receives every result. All methods run on the modem's worker thread: be cheap, never
+    block, hand the value over to your own thread. Exceptions are logged and swallowed."""
+
+    def on_call_result(self, request_id: str, outcome: CallOutcome, detail: str) -> None: ...
+
+    def on_sms_result(self, request_id: str, ok: bool, detail: str) -> None: ...
+
+    def on_health(self, health: ModemHealth) -> None: ...
+
+    def on_modem_fault(self, reason: str) -> None:
+        """The modem stopped answering (reported once until it recovers)."""
+        ...
+
+    def on_modem_recovered(self) -> None:
+        """The modem answers again after a fault (reported once)."""
+        ...
+
+    def on_urc(self, line: str) -> None:
+        """An unsolicited result code (``RING``, ``+CLIP: ...``); may contain numbers."""
+        ...
 
 
 class Modem(Protocol):

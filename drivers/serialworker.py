@@ -383,16 +383,3 @@ class SerialWorker:
             self._log.error(event, error_type=type(exc).__name__, where=where(exc), **fields)
         else:
             self._log.error(event, exc_info=exc, **fields)
-
-    def _worker_stats(self) -> dict[str, Any]:
-        """``connected`` (port open now), ``faulted`` (an outage is in progress), ``faults``
-        (outages reported), ``port_errors`` (every failed open / port failure) and
-        ``listener_errors`` (callbacks that raised)."""
-        with self._lock:
-            return {
-                "connected": self._connected,
-                "faulted": self._faulted,
-                "faults": self._faults,
-                "port_errors": self._port_errors,
-                "listener_errors": self._listener_errors,
-            }

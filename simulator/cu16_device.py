@@ -1,7 +1,7 @@
 """A simulated Kerong CU16 bus (one or more boards) on the far side of a pty pair.
 
 :class:`SimulatedCu16Bus` opens ``pty.openpty()``, puts the slave in raw mode and serves the
-master side from its own thread, speaking the real byte protocol of :mod:`drivers.cu16`.
+master side from its own thread, speaking the real byte protocol of :mod:`drivers.cu16_protocol`.
 The driver under test opens :attr:`SimulatedCu16Bus.port` (the slave tty path) exactly like
 a USB RS-485 adapter.
 
@@ -41,7 +41,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from drivers.cu16 import (
+from drivers.cu16_protocol import (
     CMD_QUERY_ALL,
     CMD_STATUS,
     CMD_UNLOCK,

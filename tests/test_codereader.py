@@ -17,7 +17,8 @@ import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.codereader import CodeFramer, CodeReader
+from drivers.codereader import CodeReader
+from drivers.codereader_protocol import CodeFramer
 from simulator.codereader_device import SimulatedCodeReader
 
 FAST_BACKOFF = (0.02, 0.05)

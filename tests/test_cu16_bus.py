@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from drivers.cu16 import BoardSettings, Cu16Bus, encode_status_query, encode_status_reply
+from drivers.cu16 import BoardSettings, Cu16Bus
+from drivers.cu16_protocol import encode_status_query, encode_status_reply
 from edge.errors import CoilSafetyError
 from simulator.cu16_device import SimulatedCu16Bus
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from drivers.cu16 import (
+from drivers.cu16_protocol import (
     ETX,
     FRAME_LENGTHS,
     MAX_FRAME_LEN,

@@ -12,20 +12,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers.modem import (
+from drivers.at_protocol import (
     PROMPT,
-    CallOutcome,
-    GsmModem,
     LineFramer,
     LineKind,
-    ModemConfig,
-    ModemHealth,
     classify_line,
     parse_clcc,
     parse_registration,
     rssi_to_dbm,
     ucs2_hex,
 )
+from drivers.modem import CallOutcome, GsmModem, ModemConfig, ModemHealth
 from simulator.modem_device import SimTimings, SimulatedModem
 
 NUMBER = "+821012345678"
