@@ -208,7 +208,8 @@ class SerialWorker:
         raise NotImplementedError
 
     def _port_opened(self) -> None:
-        """The port was (re)opened: forget partial frames, reset schedules."""
+        """The port was (re)opened (on the worker thread): forget partial frames, reset
+        schedules."""
 
     def _on_fault(self, reason: str) -> None:
         """First failure of an outage (after it was logged)."""
@@ -237,17 +238,25 @@ class SerialWorker:
         try:
             while not self._stop.is_set():
                 try:
-                    try:
-                        self._step()
-                    except (PortFailure, OSError) as exc:
-                        self._port_failed(exc)
+                    self._turn()
                 except WorkerStopped:
                     break
-                except Exception as exc:  # a bug here must not kill the worker
-                    self._log_error(f"{self._name}_internal_error", exc)
-                    self._wait(INTERNAL_ERROR_PAUSE_S)
         finally:
             self._shutdown()
+
+    def _turn(self) -> None:
+        """One turn of the loop: a step, its port failure handled, a bug logged. Only
+        WorkerStopped gets out."""
+        try:
+            try:
+                self._step()
+            except (PortFailure, OSError) as exc:
+                self._port_failed(exc)
+        except WorkerStopped:
+            raise
+        except Exception as exc:  # a bug here must not kill the worker
+            self._log_error(f"{self._name}_internal_error", exc)
+            self._wait(INTERNAL_ERROR_PAUSE_S)
 
     def _shutdown(self) -> None:
         try:
@@ -275,19 +284,24 @@ class SerialWorker:
         if self._port is not None:
             return
         try:
-            port = serial.serial_for_url(
-                self._url,
-                baudrate=self._baudrate,
-                bytesize=serial.EIGHTBITS,
-                parity=serial.PARITY_NONE,
-                stopbits=serial.STOPBITS_ONE,
-                timeout=self._read_timeout,
-                write_timeout=self._write_timeout,
-            )
+            port = self._make_port()
         except Exception as exc:  # SerialException, OSError, ValueError for a bad URL
             raise PortFailure(str(exc)) from exc
         self._port = port
         self._opened_t = self._monotonic()
+        self._port_opened()
+
+    def _make_port(self) -> Any:
+        """A new open port object (pyserial's; a test may hand in its own)."""
+        return serial.serial_for_url(
+            self._url,
+            baudrate=self._baudrate,
+            bytesize=serial.EIGHTBITS,
+            parity=serial.PARITY_NONE,
+            stopbits=serial.STOPBITS_ONE,
+            timeout=self._read_timeout,
+            write_timeout=self._write_timeout,
+        )
 
     def _close_port(self) -> None:
         port, self._port = self._port, None
@@ -327,7 +341,6 @@ class SerialWorker:
             self._port_fault(f"{self.OPEN_FAILED}: {exc}")
             self._backoff_wait()
             return
-        self._port_opened()
         with self._lock:
             self._connected = True
             recovered, self._faulted = self._faulted, False

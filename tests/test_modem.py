@@ -19,6 +19,7 @@ from drivers.at_protocol import (
     classify_line,
     parse_clcc,
     parse_registration,
+    plan_sms,
     rssi_to_dbm,
     ucs2_hex,
 )
@@ -246,6 +247,35 @@ def test_parsers() -> None:
     assert rssi_to_dbm(0) == -113 and rssi_to_dbm(31) == -51 and rssi_to_dbm(99) is None
     assert parse_clcc(['+CLCC: 1,0,3,0,0,"+8210",145', '+CLCC: 2,1,4,0,0,"010",129']) == [3]
     assert ucs2_hex("A서") == "0041C11C"
+
+
+def test_sms_plan_gsm_for_ascii_and_ucs2_otherwise() -> None:
+    plan = plan_sms(NUMBER, "Alarm\r\nat\x1bshop", "IRA")
+    assert (plan.charset, plan.csmp, plan.dest, plan.ucs2) == ("IRA", "17,167,0,0", NUMBER, False)
+    assert plan.payload == b"Alarm\nat shop"  # CRLF -> LF, ESC (would abort) -> space
+    plan = plan_sms(NUMBER, KOREAN_ADDRESS)
+    assert (plan.charset, plan.csmp, plan.ucs2) == ("UCS2", "17,167,0,8", True)
+    assert plan.dest == ucs2_hex(NUMBER)
+    assert plan.payload == ucs2_hex(KOREAN_ADDRESS).encode("ascii")
+
+
+@pytest.mark.parametrize(
+    ("number", "text", "detail"),
+    [
+        ("0", "x", "invalid number (expected +digits)"),
+        ("+82 10", "x", "invalid number (expected +digits)"),
+        (NUMBER, "x" * 161, "text too long: 161 > 160 GSM septets"),
+        (NUMBER, "[" * 81, "text too long: 162 > 160 GSM septets"),  # extension: 2 septets
+        (NUMBER, "가" * 71, "text too long: 71 > 70 UCS2 characters"),
+    ],
+)
+def test_sms_plan_refuses_bad_numbers_and_overlong_texts(
+    number: str, text: str, detail: str
+) -> None:
+    with pytest.raises(ValueError) as info:
+        plan_sms(number, text)
+    assert str(info.value) == detail
+    plan_sms(number if detail.startswith("text") else NUMBER, text[:70])  # the limit is fine
 
 
 # --------------------------------------------------------------------------- init and health
