@@ -1,7 +1,7 @@
 """A simulated pickup-code reader (keypad or QR/barcode scanner) behind a pty pair.
 
-:class:`SimulatedCodeReader` opens ``pty.openpty()``, puts the slave in raw mode and writes
-what a reader would send to the master side: each typed code followed by the terminator
+:class:`SimulatedCodeReader`, a :class:`~simulator.ptydevice.PtyDevice`, writes what a reader
+would send to the master side of a pty pair: each typed code followed by the terminator
 (CR by default). The driver under test opens :attr:`SimulatedCodeReader.port` exactly like a
 USB scanner.
 
@@ -10,7 +10,8 @@ Stable port path and unplugging
 A real installation opens a udev symlink (``/dev/serial/by-id/usb-...``) that disappears when
 the USB device is pulled and comes back, pointing at a possibly different ``/dev/ttyUSBn``,
 when it is plugged in again. The simulator does the same: :attr:`port` is a symlink in a
-private temporary directory that points at the current pty slave (:attr:`tty`).
+private temporary directory that points at the current pty slave (:attr:`tty`); the pty base
+does the plugging.
 
 ``set_unplugged(True)`` removes the symlink and closes both pty fds: a driver reading the old
 slave gets EIO (what pyserial reports for a pulled USB adapter), and opening :attr:`port`
@@ -31,19 +32,14 @@ No module-level state: any number of simulated readers can live in one process.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import pty
 import select
-import shutil
-import tempfile
-import threading
 import time
-import tty
 from typing import Any
 
+from simulator.ptydevice import PtyDevice
 
-class SimulatedCodeReader:
+
+class SimulatedCodeReader(PtyDevice):
     """A pickup-code reader on a pty. See the module docstring.
 
     ``terminator``: what the device sends after each code (``b"\\r"``, ``b"\\n"`` or
@@ -64,39 +60,14 @@ class SimulatedCodeReader:
         if not write_timeout > 0:
             raise ValueError(f"write_timeout must be > 0, got {write_timeout!r}")
         self._write_timeout = write_timeout
-        self._lock = threading.Lock()
-        self._dir = tempfile.mkdtemp(prefix="ansim-codereader-")
-        self._port = os.path.join(self._dir, self.LINK_NAME)
-        self._master: int | None = None
-        self._slave: int | None = None
-        self._tty: str | None = None
         self._typed = 0
         self._lost = 0
         self._raw_writes = 0
         self._bytes_written = 0
         self._dropped_bytes = 0
-        self._plug_count = 0
-        self._closed = False
-        if plugged:
-            try:
-                self._plug()
-            except BaseException:
-                shutil.rmtree(self._dir, ignore_errors=True)
-                raise
+        super().__init__(link_name=self.LINK_NAME, plugged=plugged)
 
     # ------------------------------------------------------------------ public API
-
-    @property
-    def port(self) -> str:
-        """Stable path for the driver: a symlink to the current pty slave (absent while
-        unplugged), like ``/dev/serial/by-id/...``."""
-        return self._port
-
-    @property
-    def tty(self) -> str | None:
-        """The current pty slave path (``/dev/pts/N``), or None while unplugged."""
-        with self._lock:
-            return self._tty
 
     def type_code(self, code: str, *, terminator: bytes | None = None) -> bool:
         """Send ``code`` followed by the terminator (the device's default, or ``terminator``
@@ -129,16 +100,6 @@ class SimulatedCodeReader:
             self._raw_writes += 1
             return self._write(raw)
 
-    def set_unplugged(self, unplugged: bool = True) -> None:
-        """Pull the device (symlink removed, pty closed: the driver's reads fail) or plug it
-        back in (a fresh pty behind the same :attr:`port` symlink). Idempotent."""
-        with self._lock:
-            self._check_open()
-            if unplugged:
-                self._unplug()
-            elif self._master is None:
-                self._plug()
-
     def snapshot(self) -> dict[str, Any]:
         """JSON-serialisable counters; never code text. ``typed`` codes fully written,
         ``lost`` codes typed while unplugged or cut short, ``raw_writes`` / ``bytes_written``
@@ -146,7 +107,7 @@ class SimulatedCodeReader:
         opened so far), ``port`` and ``tty``."""
         with self._lock:
             return {
-                "port": self._port,
+                "port": self.port,
                 "tty": self._tty,
                 "plugged": self._master is not None,
                 "plug_count": self._plug_count,
@@ -157,21 +118,6 @@ class SimulatedCodeReader:
                 "dropped_bytes": self._dropped_bytes,
             }
 
-    def close(self) -> None:
-        """Unplug for good and remove the temporary directory. Safe to call twice."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            self._unplug()
-        shutil.rmtree(self._dir, ignore_errors=True)
-
-    def __enter__(self) -> SimulatedCodeReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # ------------------------------------------------------------------ internals (lock held)
 
     @staticmethod
@@ -180,37 +126,6 @@ class SimulatedCodeReader:
             raise ValueError(f"terminator must be non-empty bytes, got {terminator!r}")
         return terminator
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise RuntimeError("SimulatedCodeReader is closed")
-
-    def _plug(self) -> None:
-        master, slave = pty.openpty()
-        try:
-            tty.setraw(slave)
-            os.set_blocking(master, False)
-            name = os.ttyname(slave)
-            tmp = self._port + ".new"
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            os.symlink(name, tmp)
-            os.replace(tmp, self._port)  # atomic: the link never points at a stale pty
-        except BaseException:
-            os.close(master)
-            os.close(slave)
-            raise
-        self._master, self._slave, self._tty = master, slave, name
-        self._plug_count += 1
-
-    def _unplug(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._port)
-        for fd in (self._master, self._slave):
-            if fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        self._master = self._slave = self._tty = None
-
     def _write(self, data: bytes) -> bool:
         """Write all of ``data`` to the master, waiting up to ``write_timeout`` for room."""
         master = self._master
@@ -218,11 +133,8 @@ class SimulatedCodeReader:
         view = memoryview(data)
         deadline = time.monotonic() + self._write_timeout
         while view:
-            try:
-                n = os.write(master, view)
-            except BlockingIOError:
-                n = 0
-            except OSError:
+            n = self._write_some(view)
+            if n is None:
                 break
             self._bytes_written += n
             view = view[n:]
@@ -231,7 +143,9 @@ class SimulatedCodeReader:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            with contextlib.suppress(OSError, ValueError):
+            try:
                 select.select([], [master], [], remaining)
+            except (OSError, ValueError):
+                pass
         self._dropped_bytes += len(view)
         return not view

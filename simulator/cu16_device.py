@@ -1,7 +1,8 @@
 """A simulated Kerong CU16 bus (one or more boards) on the far side of a pty pair.
 
-:class:`SimulatedCu16Bus` opens ``pty.openpty()``, puts the slave in raw mode and serves the
-master side from its own thread, speaking the real byte protocol of :mod:`drivers.cu16_protocol`.
+:class:`SimulatedCu16Bus` is a :class:`~simulator.ptydevice.PtyDevice`: it serves the master
+side of a pty pair from its own thread, speaking the real byte protocol of
+:mod:`drivers.cu16_protocol`.
 The driver under test opens :attr:`SimulatedCu16Bus.port` (the slave tty path) exactly like
 a USB RS-485 adapter.
 
@@ -30,13 +31,8 @@ run in one process.
 
 from __future__ import annotations
 
-import os
-import pty
 import random
-import select
-import threading
 import time
-import tty
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,6 +53,7 @@ from drivers.cu16_protocol import (
     encode_status_reply,
     encode_unlock_time_reply,
 )
+from simulator.ptydevice import PtyDevice
 
 
 def _check_board_id(board: object) -> int:
@@ -103,7 +100,7 @@ class _Board:
         }
 
 
-class SimulatedCu16Bus:
+class SimulatedCu16Bus(PtyDevice):
     """Simulated CU16 boards behind a pty. See the module docstring for the model.
 
     ``boards``: board ids (0-9) present on this bus. ``pulse_ms``, ``closed_bit`` and
@@ -134,8 +131,8 @@ class SimulatedCu16Bus:
             raise ValueError(f"pulse_ms must be an int multiple of 10, got {pulse_ms!r}")
         if not 10 <= pulse_ms <= MAX_UNLOCK_TIME_MS:
             raise ValueError(f"pulse_ms must be in 10..{MAX_UNLOCK_TIME_MS}, got {pulse_ms!r}")
+        super().__init__()
         self._monotonic = monotonic
-        self._lock = threading.Lock()
         self._boards = {b: _Board(b, closed_bit, unlock_replies, pulse_ms) for b in sorted(ids)}
         self._history: list[dict[str, Any]] = []
         self._parser = Cu16Parser()
@@ -143,29 +140,9 @@ class SimulatedCu16Bus:
         self._dropped_bytes = 0
         self._errors = 0
         self._overlapping_pulses = 0
-        self._closed = False
-
-        self._master, self._slave = pty.openpty()
-        try:
-            tty.setraw(self._slave)
-            os.set_blocking(self._master, False)
-            self._port = os.ttyname(self._slave)
-            self._wake_r, self._wake_w = os.pipe()
-        except BaseException:
-            os.close(self._master)
-            os.close(self._slave)
-            raise
-        self._thread = threading.Thread(
-            target=self._run, name=f"cu16-sim[{self._port}]", daemon=True
-        )
-        self._thread.start()
+        self._start_serving(f"cu16-sim[{self.port}]")
 
     # ------------------------------------------------------------------ public API
-
-    @property
-    def port(self) -> str:
-        """The slave tty path for the driver (e.g. ``/dev/pts/7``)."""
-        return self._port
 
     def open_door(self, board: int, lock: int) -> None:
         """Force the door open by hand (no pulse)."""
@@ -224,7 +201,7 @@ class SimulatedCu16Bus:
         with self._lock:
             now = self._monotonic()
             return {
-                "port": self._port,
+                "port": self.port,
                 "boards": {str(b): st.as_dict(now) for b, st in self._boards.items()},
                 "unlocks": [dict(entry) for entry in self._history],
                 "overlapping_pulses": self._overlapping_pulses,
@@ -234,30 +211,6 @@ class SimulatedCu16Bus:
                 "dropped_reply_bytes": self._dropped_bytes,
                 "errors": self._errors,
             }
-
-    def close(self) -> None:
-        """Stop the I/O thread and close every fd. Safe to call twice."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-        try:
-            os.write(self._wake_w, b"x")
-        except OSError:
-            pass
-        if self._thread is not threading.current_thread():
-            self._thread.join(timeout=2.0)
-        for fd in (self._master, self._slave, self._wake_r, self._wake_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-
-    def __enter__(self) -> SimulatedCu16Bus:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # ------------------------------------------------------------------ internals
 
@@ -273,48 +226,27 @@ class SimulatedCu16Bus:
             raise ValueError(f"lock must be an int in 1..16, got {lock!r}")
         return b, lock - 1
 
-    def _run(self) -> None:
-        while True:
-            # Like a real board, resync on a quiet line: a partial frame left pending for
-            # IDLE_GAP seconds can no longer complete (Cu16Parser.idle).
-            timeout = self.IDLE_GAP if self._parser.pending else None
-            try:
-                ready, _, _ = select.select([self._master, self._wake_r], [], [], timeout)
-            except (OSError, ValueError):
-                return
-            if self._wake_r in ready:
-                return
-            if not ready:
-                data = b""
-            else:
+    def _poll_timeout(self) -> float | None:
+        # Like a real board, resync on a quiet line: a partial frame left pending for
+        # IDLE_GAP seconds can no longer complete (Cu16Parser.idle).
+        return self.IDLE_GAP if self._parser.pending else None
+
+    def _on_input(self, data: bytes) -> None:
+        with self._lock:
+            replies = []
+            frames = self._parser.feed(data) if data else self._parser.idle()
+            for frame in frames:
                 try:
-                    data = os.read(self._master, 4096)
-                except BlockingIOError:
-                    continue
-                except OSError:
-                    return
-                if not data:
-                    return
-            with self._lock:
-                replies = []
-                frames = self._parser.feed(data) if data else self._parser.idle()
-                for frame in frames:
-                    try:
-                        replies.append(self._apply(frame))
-                    except Exception:  # a bug here must not kill the simulated bus
-                        self._errors += 1
-            for reply in replies:
-                if reply:
-                    self._write(reply)
+                    replies.append(self._apply(frame))
+                except Exception:  # a bug here must not kill the simulated bus
+                    self._errors += 1
+        for reply in replies:
+            if reply:
+                self._write(reply)
 
     def _write(self, data: bytes) -> None:
-        try:
-            written = os.write(self._master, data)
-        except BlockingIOError:
-            written = 0
-        except OSError:
-            return
-        if written < len(data):
+        written = self._write_some(data)
+        if written is not None and written < len(data):
             with self._lock:
                 self._dropped_bytes += len(data) - written
 

@@ -1,7 +1,8 @@
 """A simulated GSM/LTE modem on a pseudo-terminal, for tests and the site simulator.
 
-``SimulatedModem()`` opens a pty pair and serves the master side on its own thread; a
-driver opens :attr:`SimulatedModem.port` (the slave path) like a real ``/dev/ttyUSB*``.
+``SimulatedModem()``, a :class:`~simulator.ptydevice.PtyDevice`, serves the master side of a
+pty pair on its own thread; a driver opens :attr:`SimulatedModem.port` (the slave path) like
+a real ``/dev/ttyUSB*``.
 It speaks the AT dialogue of a typical module (echo until ``ATE0``, ``+CME``/``+CMS``
 errors after ``AT+CMEE=1``, registration, signal, voice calls visible in ``AT+CLCC`` with
 final result codes, text-mode SMS with the ``"> "`` prompt and UCS2 hex).
@@ -14,19 +15,15 @@ state: many simulated modems can share a process.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import pty
 import re
-import select
-import threading
 import time
-import tty
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+
+from simulator.ptydevice import PtyDevice
 
 _CR = 0x0D
 _LF = 0x0A
@@ -80,7 +77,7 @@ class _Call:
 _STAT = {"dialing": 2, "alerting": 3, "active": 0}
 
 
-class SimulatedModem:
+class SimulatedModem(PtyDevice):
     """A modem on a pty. See the module docstring for threading rules.
 
     Call outcomes recorded in ``snapshot()["calls"]``: ``answered`` (answered, ended by our
@@ -97,12 +94,10 @@ class SimulatedModem:
         cvhu_supported: bool = True,
         echo: bool = True,
     ) -> None:
+        super().__init__()
         self.timings = timings or SimTimings()
         self._mono = monotonic
         self._cvhu_supported = cvhu_supported
-        self._lock = threading.RLock()
-        self._stop = threading.Event()
-        self._closed = False
         # Modem state (guarded by _lock).
         self._echo = echo
         self._cmee = 0
@@ -127,15 +122,7 @@ class SimulatedModem:
         self._text: bytearray | None = None  # SMS text being typed after the prompt
         self._text_number = ""
         self._commands_received = 0
-
-        master, slave = pty.openpty()
-        tty.setraw(slave)
-        os.set_blocking(master, False)
-        self._master = master
-        self._slave = slave  # kept open so the pty survives the driver closing/reopening
-        self.port: str = os.ttyname(slave)
-        self._thread = threading.Thread(target=self._serve, name="sim-modem", daemon=True)
-        self._thread.start()
+        self._start_serving("sim-modem")
 
     # ------------------------------------------------------------------ controls
 
@@ -209,51 +196,19 @@ class SimulatedModem:
                 "commands_received": self._commands_received,
             }
 
-    def close(self) -> None:
-        """Stop serving and close the pty. Idempotent."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-        self._stop.set()
-        if self._thread is not threading.current_thread():
-            self._thread.join(2.0)
-        for fd in (self._master, self._slave):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-    def __enter__(self) -> SimulatedModem:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # ------------------------------------------------------------------ serving thread
 
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                ready, _, _ = select.select([self._master], [], [], 0.01)
-                data = b""
-                if ready:
-                    try:
-                        data = os.read(self._master, 4096)
-                    except (BlockingIOError, InterruptedError):
-                        pass
-                with self._lock:
-                    if data:
-                        self._receive(data)
-                    self._tick(self._mono())
-            except OSError:
-                if self._stop.is_set():
-                    return
-                self._stop.wait(0.01)
+    def _poll_timeout(self) -> float | None:
+        return 0.01  # timers: call progress, the +CMGS delay
+
+    def _on_input(self, data: bytes) -> None:
+        with self._lock:
+            if data:
+                self._receive(data)
+            self._tick(self._mono())
 
     def _write(self, data: bytes) -> None:
-        try:
-            os.write(self._master, data)
-        except (BlockingIOError, OSError):
-            pass  # driver not reading: drop, like a full UART FIFO
+        self._write_some(data)  # the driver not reading: dropped, like a full UART FIFO
 
     def _reply(self, *lines: str) -> None:
         if not self._silent:
