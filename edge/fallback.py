@@ -114,7 +114,10 @@ class ModemFallback:
     def _apply(self, effects: list[Effect]) -> None:
         for e in effects:
             if isinstance(e, Emit):
-                self.p.outbox.emit(e.device, e.type, e.data, alarm=e.alarm, event_id=e.event_id)
+                try:
+                    self.p.outbox.emit(e.device, e.type, e.data, alarm=e.alarm, event_id=e.event_id)
+                except Exception:  # reporting must never stop the SMS and calls after it
+                    log.exception("escalation_event_failed", type=e.type)
             elif isinstance(e, SendSms) and self.modem is not None:
                 self.modem.send_sms(e.request_id, e.number, e.text)
             elif isinstance(e, PlaceCall) and self.modem is not None:

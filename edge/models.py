@@ -81,6 +81,14 @@ class Status(_Payload):
         "(set back): signed commands are refused (clock_untrusted) until it catches up.",
     )
     modem: ModemStatus | None = Field(None, description="The fallback modem's health, if any.")
+    store: Literal["ok", "degraded"] = Field(
+        "ok",
+        description="degraded: the durable store cannot be written (or opened); events and "
+        "state are kept in memory and sent from there until it works again.",
+    )
+    store_error: str | None = Field(
+        None, description="While degraded: the store's latest error, e.g. disk full."
+    )
 
 
 # ---- event data models (the "data" object of each event type) ----
@@ -127,6 +135,20 @@ class CommandsRefused(_Payload):
         "already processed."
     )
     since: str = Field(description="When the first of them arrived (RFC 3339).")
+
+
+class StoreFault(_Payload):
+    error: str = Field(description="The SQLite or OS error, e.g. 'database or disk is full'.")
+    at_start: bool = Field(
+        description="Found while the site was starting (e.g. the store could not be opened)."
+    )
+
+
+class StoreRecovered(_Payload):
+    degraded_s: float = Field(description="How long the store was degraded, in seconds.")
+    persisted: int = Field(
+        description="Unacknowledged events and results written from memory to the store."
+    )
 
 
 class SiteStarted(_Payload):
@@ -268,6 +290,8 @@ EVENT_DATA: dict[str, type[BaseModel]] = {
     "outbox.overflow": OutboxOverflow,
     "site.started": SiteStarted,
     "store.reset": StoreReset,
+    "store.fault": StoreFault,
+    "store.recovered": StoreRecovered,
     "input.restored": InputRestored,
     "door.opened": DoorOpened,
     "door.closed": DoorClosed,

@@ -1,7 +1,8 @@
 """Events and results: stored first (durable outbox), then published, deleted on PUBACK.
 
 Runs on the core thread only. ``drain`` is called after every core batch (after the
-batch's commit, so nothing is published before it is on disk).
+batch's commit, so nothing is published before it is on disk; while the store is degraded
+it publishes from memory, see edge.store).
 """
 
 from __future__ import annotations

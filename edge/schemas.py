@@ -211,13 +211,15 @@ CONFIG_NOTES: dict[str, str] = {
     ),
     "topic_root": "First topic levels: topics are <topic_root>/<site.id>/...",
     "data_dir": (
-        "Directory for the durable store (ansim-edge.db); created if missing. sim also keeps "
-        "its development key pair in dev-keys/ here."
+        "Directory for the durable store (ansim-edge.db); created if missing. Unusable (read-"
+        "only, full, failing): the site runs in degraded mode. sim also keeps its development "
+        "key pair in dev-keys/ here."
     ),
     "outbox": "The durable outbox (events and results waiting for the broker).",
     "outbox.max_events": (
         "Bound on stored undelivered messages (events and results). Over it the oldest "
-        "non-alarm messages are dropped, down to 99 %; alarms are never dropped."
+        "results, then the oldest normal events, are dropped, down to 99 %; alarms are never "
+        "dropped."
     ),
     "outbox.durability": (
         "group: one fsync per batch the core handles together; per_event: one fsync after "

@@ -243,10 +243,12 @@ class ShelterAlarm:
         if not emits:
             log.info("press_ignored", button=b.cfg.name, state=self.machine.s.state)
             return
-        self._run(emits)
         s = self.machine.s
         assert s.alarm_id is not None
-        self.fallback.alarm_raised(s.alarm_id, s.test)
+        try:
+            self._run(emits)
+        finally:  # the modem escalation never depends on recording the event
+            self.fallback.alarm_raised(s.alarm_id, s.test)
 
     def _supervision_changed(self, name: str, level: bool) -> None:
         b = self.buttons[name]
@@ -336,11 +338,13 @@ class ShelterAlarm:
 
     # ---- effects ----
     def _run(self, emits: list[Emit]) -> None:
+        # Lamps and buzzer follow the in-memory machine first: the alarm path never waits
+        # on (or is stopped by) recording it.
+        self._apply()
         for e in emits:
             self.p.outbox.emit(e.device, e.type, e.data, alarm=e.alarm, event_id=e.event_id)
         self._sync_stuck()
         self.p.store.put_state(STATE_KEY, self.machine.dump())
-        self._apply()
 
     def _sync_stuck(self) -> None:
         """A button still active when its alarm is cleared (key or command) cannot raise a

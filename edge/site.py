@@ -18,8 +18,15 @@ from edge.commands import CommandProcessor, LoadedKey, load_keys
 from edge.config import SiteConfig
 from edge.fallback import ModemFallback
 from edge.lockers import LockerBank
-from edge.loop import CoreLoop
-from edge.models import ModemStatus, SiteStarted, Status, StoreReset
+from edge.loop import CoreLoop, Timer
+from edge.models import (
+    ModemStatus,
+    SiteStarted,
+    Status,
+    StoreFault,
+    StoreRecovered,
+    StoreReset,
+)
 from edge.outbox import Outbox, Publisher
 from edge.ports import Ports
 from edge.shelter import ShelterAlarm
@@ -34,6 +41,9 @@ WATCHDOG_S = 5.0
 PURGE_S = 3600.0
 COMMANDS_TICK_S = 10.0
 DELETE_FLUSH_S = 1.0
+# A degraded store is retried after 1 s, doubling up to 30 s (a local resource: no jitter).
+STORE_RETRY_MIN_S = 1.0
+STORE_RETRY_MAX_S = 30.0
 TIMESYNC = Path("/run/systemd/timesync")
 
 
@@ -55,6 +65,7 @@ class UplinkLike(Publisher):
 
 
 UplinkFactory = Callable[..., UplinkLike]
+StoreFactory = Callable[..., Store]
 
 
 class Site(UplinkListener):
@@ -67,6 +78,7 @@ class Site(UplinkListener):
         keys: dict[str, LoadedKey] | None = None,
         uplink_factory: UplinkFactory = Uplink,  # type: ignore[assignment]
         rng: random.Random | None = None,
+        store_factory: StoreFactory = Store,
     ) -> None:
         self.cfg = cfg
         self.clock = clock or SystemClock()
@@ -89,7 +101,7 @@ class Site(UplinkListener):
                     max_on_s=d.lockers.max_on_ms / 1000,
                 )
         try:
-            self._build(keys, uplink_factory, rng)
+            self._build(keys, uplink_factory, rng, store_factory)
         except BaseException:
             self._outputs_off()
             raise
@@ -99,12 +111,13 @@ class Site(UplinkListener):
         keys: dict[str, LoadedKey] | None,
         uplink_factory: UplinkFactory,
         rng: random.Random | None,
+        store_factory: StoreFactory,
     ) -> None:
         cfg = self.cfg
         self.loop = CoreLoop(self.clock)
         self.topics = Topics(cfg.topic_root, cfg.site.id)
-        cfg.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = Store(
+        # Never raises for a full, read-only or unusable data dir: it starts degraded.
+        self.store = store_factory(
             cfg.data_dir / "ansim-edge.db",
             max_messages=cfg.outbox.max_events,
             durability=cfg.outbox.durability,
@@ -141,7 +154,8 @@ class Site(UplinkListener):
             cfg,
             self.hardware,
             self.ports,
-            link_up=lambda: self.outbox.online,
+            # "The centre will hear of an alarm": the link is up and it can be stored.
+            link_up=lambda: self.outbox.online and not self.store.degraded,
             on_health=self._publish_status,
         )
         self.shelter: ShelterAlarm | None = None
@@ -154,6 +168,10 @@ class Site(UplinkListener):
             )
         self.connect_failures = ConnectFailures()
         self.loop.after_batch.append(self._after_batch)
+        self._store_fault_reported = False
+        self._store_retry: Timer | None = None
+        self._store_delay = STORE_RETRY_MIN_S
+        self._store_degraded_at = 0.0
         self._thread: threading.Thread | None = None
         self._started = False
         self._stopping = False
@@ -172,6 +190,8 @@ class Site(UplinkListener):
                 modem=ModemStatus(**self.fallback.health)
                 if self.fallback.health and state == "online"
                 else None,
+                store="degraded" if self.store.degraded else "ok",
+                store_error=self.store.error if self.store.degraded else None,
             )
             .model_dump_json()
             .encode("utf-8")
@@ -193,6 +213,7 @@ class Site(UplinkListener):
             self.shelter.start()
         if self.lockers is not None:
             self.lockers.start()
+        self._check_store()
         restored = self.shelter.restored_alarm if self.shelter else None
         self.outbox.emit(
             "site", "site.started", SiteStarted(version=__version__, restored_alarm=restored)
@@ -227,7 +248,59 @@ class Site(UplinkListener):
 
     def _after_batch(self) -> None:
         self.store.commit()  # one fsync for everything this batch recorded
+        self._check_store()
         self.outbox.drain()
+
+    # ---- degraded store ----
+    def _check_store(self) -> None:
+        """The store went degraded (a write or commit failed, or it could not be opened):
+        report it, escalate an alarm at once, retry the store with backoff."""
+        if not self.store.degraded or self._store_fault_reported:
+            return
+        self._store_fault_reported = True
+        self._store_degraded_at = self.clock.monotonic()
+        self.log.error("store_degraded", error=self.store.error, in_memory=self.store.in_memory)
+        self.outbox.emit(
+            "site",
+            "store.fault",
+            StoreFault(error=self.store.error or "unknown", at_start=not self._started),
+            alarm=True,
+        )
+        # An alarm the centre may not hear of reliably escalates now, as with the link down.
+        self.fallback.link_lost()
+        self._publish_status()
+        self._store_delay = STORE_RETRY_MIN_S
+        self._schedule_store_retry()
+
+    def _schedule_store_retry(self) -> None:
+        if self._store_retry is not None:
+            self._store_retry.cancel()
+        self._store_retry = self.loop.call_later(self._store_delay, self._retry_store)
+
+    def _retry_store(self) -> None:
+        self._store_retry = None
+        if not self.store.degraded:
+            return
+        quarantined = self.store.quarantined
+        if not self.store.recover():
+            self._store_delay = min(self._store_delay * 2, STORE_RETRY_MAX_S)
+            self._schedule_store_retry()
+            return
+        self._store_fault_reported = False
+        if self.store.quarantined is not None and self.store.quarantined != quarantined:
+            self.outbox.emit(
+                "site", "store.reset", StoreReset(quarantined=str(self.store.quarantined))
+            )
+        degraded_s = round(self.clock.monotonic() - self._store_degraded_at, 3)
+        self.log.info(
+            "store_recovered", degraded_s=degraded_s, persisted=self.store.persisted_on_recovery
+        )
+        self.outbox.emit(
+            "site",
+            "store.recovered",
+            StoreRecovered(degraded_s=degraded_s, persisted=self.store.persisted_on_recovery),
+        )
+        self._publish_status()
 
     def run(self, stop: threading.Event | None = None, flush_s: float = 3.0) -> None:
         """Run on the calling thread until ``stop_soon()``; then shut down safely."""
@@ -359,6 +432,7 @@ class Site(UplinkListener):
             "online": self.outbox.online,
             "outbox_pending": len(self.store),
             "last_seq": self.store.last_seq(),
+            "store": "degraded" if self.store.degraded else "ok",
             "uplink": self.connect_failures.snapshot(),
             "states": self.states.all(),
         }

@@ -3,6 +3,8 @@ and (without --broker) an embedded broker."""
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -24,12 +26,13 @@ def ensure_dev_key(cfg: SiteConfig) -> SiteConfig:
     """A config without trusted keys gets a development key pair in its data dir (sim only)."""
     if cfg.keys:
         return cfg
-    keydir = cfg.data_dir / "dev-keys"
-    priv, pub = keydir / f"{DEV_KEY_ID}.key", keydir / f"{DEV_KEY_ID}.pub"
-    if not pub.exists():
-        if priv.exists():
-            priv.unlink()
-        generate_keypair(priv, pub)
+    try:
+        priv, pub = _dev_keypair(cfg.data_dir / "dev-keys")
+    except OSError as exc:
+        # An unusable data dir must not stop the site (it runs with a degraded store).
+        keydir = Path(tempfile.mkdtemp(prefix="ansim-dev-keys-"))
+        log.warning("dev_key_dir_unusable", data_dir=str(cfg.data_dir), error=str(exc))
+        priv, pub = _dev_keypair(keydir)
     log.warning(
         "dev_key_trusted",
         key_id=DEV_KEY_ID,
@@ -38,6 +41,15 @@ def ensure_dev_key(cfg: SiteConfig) -> SiteConfig:
     )
     key = TrustedKey(key_id=DEV_KEY_ID, public_key=pub, commands=["*"])
     return cfg.model_copy(update={"keys": [key]})
+
+
+def _dev_keypair(keydir: Path) -> tuple[Path, Path]:
+    priv, pub = keydir / f"{DEV_KEY_ID}.key", keydir / f"{DEV_KEY_ID}.pub"
+    if not pub.exists():
+        if priv.exists():
+            priv.unlink()
+        generate_keypair(priv, pub)
+    return priv, pub
 
 
 def parse_hostport(text: str) -> tuple[str, int]:

@@ -481,17 +481,35 @@ def test_alarms_alone_may_exceed_the_bound(tmp_path: Path) -> None:
         r.store.close()
 
 
-def test_overflow_drops_normal_events_before_results(tmp_path: Path) -> None:
+def test_overflow_drops_results_before_normal_events(tmp_path: Path) -> None:
+    """Issue 7: a flood of command results must not push events out of the outbox."""
     r = Rig(tmp_path / "store.db", max_messages=100)
     try:
         for i in range(50):
-            r.outbox.put_result(json.dumps({"r": i}).encode())
-        for i in range(51):
             r.outbox.emit("door", NORMAL, {"n": i})
-        results = [p for p in r.store.pending(1000) if p.topic.endswith("/results")]
-        assert len(results) == 50
+        for i in range(51):
+            r.outbox.put_result(json.dumps({"r": i}).encode())
+        rows = r.store.pending(1000)
+        results = [json.loads(p.payload)["r"] for p in rows if p.topic.endswith("/results")]
+        assert results == list(range(2, 51))  # the two oldest results went
+        events = [json.loads(p.payload) for p in rows if "/events/" in p.topic]
+        assert [e["data"]["n"] for e in events if e["type"] == NORMAL] == list(range(50))
         [ov] = overflow_events(r.stored())
-        assert ov["data"] == {"dropped": 2, "first_seq": 1, "last_seq": 2}
+        assert ov["data"] == {"dropped": 2, "first_seq": None, "last_seq": None}
+    finally:
+        r.store.close()
+
+
+def test_overflow_drops_normal_events_once_no_result_is_left(tmp_path: Path) -> None:
+    r = Rig(tmp_path / "store.db", max_messages=100)
+    try:
+        r.outbox.put_result(b'{"r":0}')
+        for i in range(100):
+            r.outbox.emit("door", NORMAL, {"n": i})
+        rows = r.store.pending(1000)
+        assert not [p for p in rows if p.topic.endswith("/results")]
+        [ov] = overflow_events(r.stored())
+        assert ov["data"] == {"dropped": 2, "first_seq": 1, "last_seq": 1}
     finally:
         r.store.close()
 

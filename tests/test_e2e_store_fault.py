@@ -1,0 +1,242 @@
+"""Issue 7.1 on a real `ansim-edge sim` process and a real mosquitto: a full disk and an
+unusable data dir must not swallow an alarm.
+
+The disk is "filled" for the sim process alone with ``prlimit(RLIMIT_FSIZE)``: with a
+1-byte file size limit every write that grows a file fails with EFBIG (Python ignores
+SIGXFSZ), exactly what SQLite meets on a full SD card; raising the limit again "frees the
+space". The process logs to a pipe (a pipe is not subject to the limit)."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import threading
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mqtt_helpers import Mosquitto, Subscriber, SubscriberFactory, free_port, wait_until
+from sitekit import REPO, Keys, make_keys, site_dict
+
+ROOT = "ansim/v1"
+SMS_TO = "+821011112222"
+
+
+class PipedSim:
+    """`ansim-edge sim` as a child process whose log goes to a pipe."""
+
+    def __init__(self, cfg: dict[str, Any], workdir: Path, broker_url: str) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        cfg_path = workdir / f"site-{uuid.uuid4().hex[:6]}.yaml"
+        cfg_path.write_text(json.dumps(cfg), encoding="utf-8")
+        self.port = free_port()
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "edge.cli",
+                "sim",
+                "--config",
+                str(cfg_path),
+                "--broker",
+                broker_url,
+                "--control",
+                f"127.0.0.1:{self.port}",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        wait_until(self._api_up, timeout=20, message="sim control API up")
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            self.lines.append(raw.decode("utf-8", "replace").rstrip())
+
+    @property
+    def log(self) -> str:
+        return "\n".join(self.lines)
+
+    def _api_up(self) -> bool:
+        if self.proc.poll() is not None:
+            self._reader.join(5)
+            raise AssertionError(f"sim exited {self.proc.returncode}:\n{self.log}")
+        try:
+            self.get("/state")
+            return True
+        except OSError:
+            return False
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
+            return json.loads(r.read())
+
+    def post(self, path: str, body: Any) -> Any:
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}", data=json.dumps(body).encode(), method="POST"
+        )
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return json.loads(r.read())
+
+    def set_input(self, name: str, active: bool) -> None:
+        self.post(f"/inputs/{name}", {"active": active})
+
+    def file_size_limit(self, soft: int) -> None:
+        _, hard = resource.prlimit(self.proc.pid, resource.RLIMIT_FSIZE)
+        resource.prlimit(self.proc.pid, resource.RLIMIT_FSIZE, (soft, hard))
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        rc = self.proc.wait(20)
+        self._reader.join(5)
+        return rc
+
+
+@pytest.fixture
+def sims() -> Iterator[list[PipedSim]]:
+    made: list[PipedSim] = []
+    yield made
+    for s in made:
+        s.stop(signal.SIGKILL)
+
+
+def shelter(site: str, url: str, data: Path, keys: Keys) -> dict[str, Any]:
+    d = site_dict(site, url, data, keys, debounce_ms=0)
+    d["devices"]["modem"] = {"url": "/dev/null", "check_interval_s": 1}
+    # Much longer than the test: an SMS within it can only be the at-once escalation.
+    d["escalation"] = {
+        "escalate_after_s": 600,
+        "sms_numbers": [SMS_TO],
+        "call_number": "112",
+        "ring_timeout_s": 5,
+        "talk_s": 0.2,
+    }
+    return d
+
+
+def events(sub: Subscriber, site: str, type_: str = "+") -> list[dict[str, Any]]:
+    return [m.json for m in sub.messages(f"{ROOT}/{site}/events/{type_}")]
+
+
+def status(sub: Subscriber, site: str, **match: Any) -> dict[str, Any]:
+    msg = sub.wait_for(
+        lambda m: (
+            m.topic == f"{ROOT}/{site}/status"
+            and m.json.get("state") == "online"
+            and all(m.json.get(k) == v for k, v in match.items())
+        ),
+        timeout=40,
+    )
+    return dict(msg.json)
+
+
+def gapless(evs: list[dict[str, Any]]) -> list[int]:
+    by_seq: dict[int, str] = {}
+    for e in evs:
+        assert by_seq.setdefault(e["seq"], e["event_id"]) == e["event_id"], e
+    seqs = sorted(by_seq)
+    assert seqs == list(range(1, len(seqs) + 1)), seqs
+    return seqs
+
+
+def test_disk_full_press_still_alarms_and_the_site_recovers_when_space_is_freed(
+    mosquitto: Mosquitto,
+    subscriber_factory: SubscriberFactory,
+    tmp_path: Path,
+    sims: list[PipedSim],
+) -> None:
+    site = "store-full"
+    keys = make_keys(tmp_path / "keys")
+    cfg = shelter(site, mosquitto.url, tmp_path / "data", keys)
+    sub = subscriber_factory([f"{ROOT}/{site}/#"])
+    sim = PipedSim(cfg, tmp_path / "w", mosquitto.url)
+    sims.append(sim)
+    assert status(sub, site)["store"] == "ok"
+    sub.wait_for(f"{ROOT}/{site}/events/site.started")
+
+    sim.file_size_limit(1)  # the SD card is full
+    sim.set_input("panic-1", True)
+    raised = sub.wait_for(f"{ROOT}/{site}/events/alarm.raised").json
+    fault = sub.wait_for(f"{ROOT}/{site}/events/store.fault").json
+    assert fault["data"]["error"] and fault["data"]["at_start"] is False
+    degraded = status(sub, site, store="degraded")
+    assert degraded["store_error"] == fault["data"]["error"]
+    # Escalated over the modem at once (escalate_after_s is 600 s).
+    wait_until(lambda: sim.get("/modem")["sms"], timeout=15, message="SMS at once")
+    assert sim.get("/modem")["sms"][0]["number"] == SMS_TO
+    # The broker acknowledged the alarm published from memory: the sent lamp is lit.
+    wait_until(lambda: sim.get("/state")["outputs"]["sent_led"]["on"], message="sent lamp")
+    state = sim.get("/state")["site"]
+    assert state["store"] == "degraded" and state["states"]["alarm"]["state"] == "active"
+
+    # Retrying while still full fails and changes nothing (the site does not wedge).
+    wait_until(lambda: "store_still_failing" in sim.log, timeout=10, message="a failed retry")
+    sim.file_size_limit(resource.RLIM_INFINITY)  # space freed
+    recovered = sub.wait_for(f"{ROOT}/{site}/events/store.recovered", timeout=40).json
+    assert recovered["data"]["degraded_s"] > 0
+    status(sub, site, store="ok", store_error=None)
+    # A clear and a new alarm go through normally.
+    sim.set_input("reset_key", True)
+    sim.set_input("reset_key", False)
+    sub.wait_for(f"{ROOT}/{site}/events/alarm.cleared")
+    sim.set_input("panic-1", False)
+    wait_until(lambda: not sim.get("/state")["site"]["states"]["panic-1"]["active"])
+    sim.set_input("panic-1", True)
+    second = sub.wait_count(f"{ROOT}/{site}/events/alarm.raised", 2)[-1].json
+    assert second["data"]["alarm_id"] != raised["data"]["alarm_id"]
+    assert second["seq"] > recovered["seq"]
+    seqs = gapless(events(sub, site))
+    assert sim.get("/state")["site"]["last_seq"] == seqs[-1]
+
+    # What recovery persisted survives a kill: the second alarm comes back, seq goes on.
+    assert sim.stop(signal.SIGKILL) != 0
+    again = PipedSim(cfg, tmp_path / "w", mosquitto.url)
+    sims.append(again)
+    started = sub.wait_for(
+        lambda m: m.topic.endswith("/events/site.started") and m.json["seq"] > seqs[-1]
+    ).json
+    assert started["data"]["restored_alarm"] == second["data"]["alarm_id"]
+    gapless(events(sub, site))
+
+
+def test_unusable_data_dir_at_start_runs_degraded_and_alarms(
+    mosquitto: Mosquitto,
+    subscriber_factory: SubscriberFactory,
+    tmp_path: Path,
+    sims: list[PipedSim],
+) -> None:
+    site = "store-unusable"
+    keys = make_keys(tmp_path / "keys")
+    blocker = tmp_path / "mnt"
+    blocker.write_text("not a directory")
+    cfg = shelter(site, mosquitto.url, blocker / "ansim", keys)
+    sub = subscriber_factory([f"{ROOT}/{site}/#"])
+    sim = PipedSim(cfg, tmp_path / "w", mosquitto.url)
+    sims.append(sim)
+    st = status(sub, site, store="degraded")
+    assert "Not a directory" in st["store_error"]
+    fault = sub.wait_for(f"{ROOT}/{site}/events/store.fault").json
+    assert fault["data"]["at_start"] is True
+    sim.set_input("panic-1", True)
+    raised = sub.wait_for(f"{ROOT}/{site}/events/alarm.raised").json
+    assert raised["data"]["button"] == "panic-1"
+    wait_until(lambda: sim.get("/modem")["sms"], timeout=15, message="SMS at once")
+    wait_until(lambda: sim.get("/state")["outputs"]["sent_led"]["on"], message="sent lamp")
+    gapless(events(sub, site))
+    # A clean stop, never a crash or a restart loop.
+    assert sim.stop() == 0
+    assert "Traceback" not in sim.log
+    assert "store_lost_on_exit" in sim.log
