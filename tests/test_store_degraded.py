@@ -610,12 +610,23 @@ def test_disk_full_at_a_press_still_alarms_at_once_and_the_site_recovers_by_itse
     # Still full at the first retry (1 s): nothing changes, no second store.fault.
     h.step(1.0)
     assert h.site.store.degraded and len(h.events("store.fault")) == 1
-    # Space is freed: the next retry (2 s later) persists and reports it.
+    # Space is freed: the next retry (2 s later) persists what the broker has not
+    # acknowledged (alarm.cleared and the escalation's last events), nothing else.
+    unacked = [
+        p.json
+        for p in h.uplink.published
+        if p.mid not in h.acked and ("/events/" in p.topic or p.topic.endswith("/results"))
+    ]
+    assert cleared in unacked
     h.faults.heal()
     h.step(2.0)
     [recovered] = h.events("store.recovered")
     assert recovered["data"]["degraded_s"] == pytest.approx(3.0, abs=0.2)
-    assert recovered["data"]["persisted"] == 1  # alarm.cleared; the rest was acknowledged
+    assert recovered["data"]["persisted"] == len(unacked)
+    stored = [json.loads(p) for (p,) in on_disk(h.db, "SELECT payload FROM outbox ORDER BY seq")]
+    assert [e["event_id"] for e in stored if e.get("seq", 0) > raised["seq"]] == [
+        e["event_id"] for e in sorted(unacked, key=lambda e: e["seq"])
+    ] + [recovered["event_id"]]
     assert h.status()["store"] == "ok" and h.status()["store_error"] is None
     assert not h.site.store.degraded
     # The latest alarm state is on disk; the acknowledged events are not re-stored.
