@@ -732,6 +732,7 @@ def test_an_unusable_data_dir_at_start_runs_degraded_and_recovers_without_a_rest
     cmd = sign_command(
         {
             "command_id": "ack-1",
+            "site": "shelter-0001",
             "name": "alarm.ack",
             "args": {"alarm_id": raised["data"]["alarm_id"], "by": "centre"},
             "expires_at": rfc3339(h.clock.now() + timedelta(minutes=5)),
