@@ -3,7 +3,7 @@ MQTT clients that time messages (the subscriber child, the bare paho publisher),
 ``edge.site.Site`` on a thread, ``ansim-edge sim`` as a child process, and the frame of a
 run (work dir, meta, targets, table, JSON).
 
-    python -m bench.common --subscriber-child HOST PORT
+    python -m bench.common --subscriber-child HOST PORT [TOPIC_FILTER ...]
 
 runs the independent subscriber (see ``subscriber_child``); ``RemoteSubscriber`` starts it.
 """
@@ -98,18 +98,23 @@ def set_nodelay(sock: Any, on: bool) -> None:
 
 
 def start_subscriber(
-    host: str, port: int, topic: str, client_id: str, on_message: Callable[[Any, Any, Any], None]
+    host: str,
+    port: int,
+    topic: str | list[str],
+    client_id: str,
+    on_message: Callable[[Any, Any, Any], None],
 ) -> tuple[Any, threading.Event]:
-    """A paho client (TCP_NODELAY) subscribing to ``topic`` at QoS 1, its network loop
-    started; the event is set once the broker has granted the subscription."""
+    """A paho client (TCP_NODELAY) subscribing to ``topic`` (one filter or several) at QoS 1,
+    its network loop started; the event is set once the broker has granted the subscription."""
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
+    filters = [(t, 1) for t in ([topic] if isinstance(topic, str) else topic)]
     subscribed = threading.Event()
 
     def on_connect(c: Any, u: Any, f: Any, rc: Any, p: Any) -> None:
         set_nodelay(c.socket(), True)
-        c.subscribe(topic, qos=1)
+        c.subscribe(filters)
 
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
     client.on_connect = on_connect
@@ -120,8 +125,9 @@ def start_subscriber(
     return client, subscribed
 
 
-def subscriber_child(host: str, port: int) -> int:
-    """The independent subscriber (own process). Protocol on stdin/stdout, one line each:
+def subscriber_child(host: str, port: int, *topics: str) -> int:
+    """The independent subscriber (own process), subscribed to ``topics`` (default: every
+    topic). Protocol on stdin/stdout, one line each:
 
     ``arm N SUBSTR`` -> ``armed``; later ``done N T_FIRST T_LAST`` once N messages whose topic
     contains SUBSTR arrived since the arm (times: time.monotonic() at receipt). ``quit``.
@@ -148,7 +154,9 @@ def subscriber_child(host: str, port: int) -> int:
                 state["sub"] = None
                 say(f"done {state['n']} {state['first']:.9f} {t:.9f}")
 
-    client, ready = start_subscriber(host, port, "#", f"bench-sub-{os.getpid()}", on_message)
+    client, ready = start_subscriber(
+        host, port, list(topics) or ["#"], f"bench-sub-{os.getpid()}", on_message
+    )
     if not ready.wait(10):
         say("error not subscribed")
         return 1
@@ -173,11 +181,11 @@ def subscriber_child(host: str, port: int) -> int:
 
 
 class RemoteSubscriber:
-    """Parent side of the subscriber child."""
+    """Parent side of the subscriber child (subscribed to ``topics``, default every topic)."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, *topics: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.common", "--subscriber-child", host, str(port)],
+            [sys.executable, "-m", "bench.common", "--subscriber-child", host, str(port), *topics],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             cwd=REPO,
@@ -699,6 +707,6 @@ def report(
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] != ["--subscriber-child"] or len(sys.argv) != 4:
-        sys.exit("usage: python -m bench.common --subscriber-child HOST PORT")
-    sys.exit(subscriber_child(sys.argv[2], int(sys.argv[3])))
+    if sys.argv[1:2] != ["--subscriber-child"] or len(sys.argv) < 4:
+        sys.exit("usage: python -m bench.common --subscriber-child HOST PORT [TOPIC_FILTER ...]")
+    sys.exit(subscriber_child(sys.argv[2], int(sys.argv[3]), *sys.argv[4:]))
