@@ -128,6 +128,12 @@ class CommandsConfig(_Model):
         description="A command whose expires_at is further ahead than this is refused "
         "(ttl_too_long).",
     )
+    max_queue: int = Field(
+        100,
+        ge=1,
+        le=100_000,
+        description="Commands waiting for the core thread, at most; more are shed (no result).",
+    )
 
 
 class TrustedKey(_Model):

@@ -122,6 +122,14 @@ class OutboxOverflow(_Payload):
     last_seq: int | None
 
 
+class CommandsShed(_Payload):
+    count: int = Field(
+        ge=1,
+        description="Commands dropped unanswered since the previous commands.shed event.",
+    )
+    max_queue: int = Field(description="The bound that was full (commands.max_queue).")
+
+
 class StoreReset(_Payload):
     quarantined: str = Field(description="Where the damaged store file was moved.")
 
@@ -288,6 +296,7 @@ EVENT_DATA: dict[str, type[BaseModel]] = {
     "alarm.cleared": AlarmCleared,
     "input.fault": InputFault,
     "outbox.overflow": OutboxOverflow,
+    "commands.shed": CommandsShed,
     "site.started": SiteStarted,
     "store.reset": StoreReset,
     "store.fault": StoreFault,

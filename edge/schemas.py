@@ -226,7 +226,16 @@ CONFIG_NOTES: dict[str, str] = {
         "every stored message."
     ),
     "commands": "Signed command intake.",
-    "commands.max_payload_bytes": "Bigger command payloads are refused unread (too_large).",
+    "commands.max_payload_bytes": (
+        "Bigger command payloads are refused unread (too_large). Under MQTT 5 the site also "
+        "asks the broker for a Maximum Packet Size of this + 4096 bytes: bigger commands are "
+        "never delivered."
+    ),
+    "commands.max_queue": (
+        "Commands received and waiting for the core thread, at most; inputs always go "
+        "first. Commands arriving while it is full are dropped unanswered and counted in a "
+        "commands.shed event (at most one per 10 s)."
+    ),
     "keys": "Trusted command keys. run refuses to start with none; sim then makes a dev key.",
     "keys[].key_id": "The key_id commands name; unique in the list.",
     "keys[].commands": (

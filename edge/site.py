@@ -20,6 +20,7 @@ from edge.fallback import ModemFallback
 from edge.lockers import LockerBank
 from edge.loop import CoreLoop, Timer
 from edge.models import (
+    CommandsShed,
     ModemStatus,
     SiteStarted,
     Status,
@@ -44,6 +45,7 @@ DELETE_FLUSH_S = 1.0
 # A degraded store is retried after 1 s, doubling up to 30 s (a local resource: no jitter).
 STORE_RETRY_MIN_S = 1.0
 STORE_RETRY_MAX_S = 30.0
+SHED_REPORT_S = 10.0  # at most one commands.shed event per this many seconds
 TIMESYNC = Path("/run/systemd/timesync")
 
 
@@ -114,7 +116,7 @@ class Site(UplinkListener):
         store_factory: StoreFactory,
     ) -> None:
         cfg = self.cfg
-        self.loop = CoreLoop(self.clock)
+        self.loop = CoreLoop(self.clock, low_max=cfg.commands.max_queue)
         self.topics = Topics(cfg.topic_root, cfg.site.id)
         # Never raises for a full, read-only or unusable data dir: it starts degraded.
         self.store = store_factory(
@@ -126,6 +128,8 @@ class Site(UplinkListener):
             cfg.broker,
             client_id=cfg.broker.client_id or f"ansim-edge-{cfg.site.id}",
             post=self.loop.post,
+            post_message=self.loop.post_low,  # commands wait behind inputs, bounded
+            max_payload_bytes=cfg.commands.max_payload_bytes,
             listener=self,
             subscriptions=[self.topics.commands_filter],
             will=lambda: (self.topics.status, self._status("offline")),
@@ -172,6 +176,9 @@ class Site(UplinkListener):
         self._store_retry: Timer | None = None
         self._store_delay = STORE_RETRY_MIN_S
         self._store_degraded_at = 0.0
+        self._shed_count = 0  # commands shed, not yet reported
+        self._shed_reported_at: float | None = None
+        self._shed_timer_set = False
         self._thread: threading.Thread | None = None
         self._started = False
         self._stopping = False
@@ -247,9 +254,32 @@ class Site(UplinkListener):
         self.commands.tick()
 
     def _after_batch(self) -> None:
+        self._report_shed()
         self.store.commit()  # one fsync for everything this batch recorded
         self._check_store()
         self.outbox.drain()
+
+    def _report_shed(self) -> None:
+        """One commands.shed event for the commands the core loop shed (its command queue
+        was full), at most one per SHED_REPORT_S; what is shed meanwhile goes into the next."""
+        self._shed_count += self.loop.take_shed()
+        if not self._shed_count:
+            return
+        now = self.clock.monotonic()
+        last = self._shed_reported_at
+        if last is not None and now - last < SHED_REPORT_S:
+            if not self._shed_timer_set:
+                self._shed_timer_set = True
+                self.loop.call_later(last + SHED_REPORT_S - now, self._shed_timer_fired)
+            return
+        count, self._shed_count = self._shed_count, 0
+        self._shed_reported_at = now
+        max_queue = self.cfg.commands.max_queue
+        self.log.warning("commands_shed", count=count, max_queue=max_queue)
+        self.outbox.emit("site", "commands.shed", CommandsShed(count=count, max_queue=max_queue))
+
+    def _shed_timer_fired(self) -> None:
+        self._shed_timer_set = False  # the batch's _after_batch reports what is waiting
 
     # ---- degraded store ----
     def _check_store(self) -> None:

@@ -30,6 +30,10 @@ log = structlog.get_logger(__name__)
 
 Job = Callable[[], None]
 SESSION_EXPIRY_S = 24 * 3600
+# MQTT 5: the Maximum Packet Size the site asks for is commands.max_payload_bytes plus this
+# (fixed header, topic, packet id, properties), so a compliant broker never forwards a
+# command bigger than the site would read.
+PACKET_HEADROOM = 4096
 
 
 class UplinkListener(Protocol):
@@ -83,9 +87,18 @@ class Uplink:
         subscriptions: list[str],
         will: Callable[[], tuple[str, bytes]],
         rng: random.Random | None = None,
+        post_message: Callable[[Job], object] | None = None,
+        max_payload_bytes: int | None = None,
     ) -> None:
+        """``post`` hands connection events and PUBACKs to the core; ``post_message`` (by
+        default ``post``) hands it inbound messages. A message longer than
+        ``max_payload_bytes`` is cut to that + 1 byte before it is handed over (it is
+        refused unread anyway), and under MQTT 5 the broker is asked not to send packets
+        much bigger (``PACKET_HEADROOM``)."""
         self.cfg = cfg
         self._post = post
+        self._post_message = post_message or post
+        self._max_payload = max_payload_bytes
         self._listener = listener
         self._subscriptions = subscriptions
         self._will = will
@@ -221,6 +234,8 @@ class Uplink:
         if self.cfg.protocol == "5":
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = SESSION_EXPIRY_S
+            if self._max_payload is not None:
+                props.MaximumPacketSize = self._max_payload + PACKET_HEADROOM
             self.client.connect(
                 self.cfg.host,
                 self.cfg.port,
@@ -300,7 +315,9 @@ class Uplink:
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:
             topic, payload = msg.topic, bytes(msg.payload)
-            self._post(lambda: self._listener.uplink_message(topic, payload))
+            if self._max_payload is not None and len(payload) > self._max_payload:
+                payload = payload[: self._max_payload + 1]  # do not hold the rest in a queue
+            self._post_message(lambda: self._listener.uplink_message(topic, payload))
         except Exception as exc:
             self.log.error("uplink_on_message_failed", error=str(exc))
 

@@ -57,8 +57,13 @@ class FakeUplink:
         subscriptions: list[str],
         will: Callable[[], tuple[str, bytes]],
         rng: Any = None,
+        post_message: Callable[[Callable[[], None]], object] | None = None,
+        max_payload_bytes: int | None = None,
     ) -> None:
         self.db_path = db_path
+        self.listener = listener
+        self.post_message = post_message or post
+        self.max_payload_bytes = max_payload_bytes
         self.client_id = client_id
         self.subscriptions = subscriptions
         self.will = will
