@@ -338,6 +338,7 @@ def test_the_broker_never_forwards_an_oversized_command_under_mqtt5(
             # Maximum Packet Size at CONNECT: mosquitto drops it, the site never sees it.
             assert codes == ["wrong_state", "wrong_state"]
             assert all(n <= limit for n in seen) and len(seen) == 2
+            assert "Dropping too large outgoing PUBLISH" in mosquitto.log_text()
         else:
             # The control: MQTT 3.1.1 cannot ask; the site reads it (cut to limit + 1) and
             # refuses it. Hence the broker settings in docs/mqtt-api.md.
