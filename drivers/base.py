@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from drivers.cu16 import BoardSettings
+    from drivers.modbus import ModbusBoardSettings
 
 # Called with (raw_level_active, monotonic_seconds) on every raw change of an input.
 InputListener = Callable[[bool, float], None]
@@ -98,7 +99,8 @@ class Cu16Listener(Protocol):
 
 
 class LockBus(Protocol):
-    """A serial lock-control bus (e.g. Kerong CU16), see drivers.cu16.Cu16Bus."""
+    """A serial lock-control bus: Kerong CU16 boards (drivers.cu16.Cu16Bus) or Modbus RTU
+    relay boards (drivers.modbus.ModbusBus)."""
 
     def start(self) -> None: ...
 
@@ -206,6 +208,21 @@ class Hardware(Protocol):
         max_pulse_ms: int,
         listener: Cu16Listener,
     ) -> LockBus: ...
+
+    def modbus_bus(
+        self,
+        name: str,
+        url: str,
+        *,
+        baudrate: int,
+        parity: str,
+        boards: list[ModbusBoardSettings],
+        poll_hz: float,
+        max_pulse_ms: int,
+        listener: Cu16Listener,
+    ) -> LockBus:
+        """Modbus RTU relay boards on one serial line (drivers.modbus.ModbusBus)."""
+        ...
 
     def code_reader(
         self,

@@ -23,6 +23,7 @@ from drivers.errors import GpioUnavailableError, InputFaultError
 
 if TYPE_CHECKING:
     from drivers.cu16 import BoardSettings
+    from drivers.modbus import ModbusBoardSettings
     from drivers.modem import ModemListener
 
 log = structlog.get_logger(__name__)
@@ -195,6 +196,30 @@ class GpioHardware:
 
         return Cu16Bus(
             url, boards, listener, poll_hz=poll_hz, max_pulse_ms=max_pulse_ms, baudrate=baudrate
+        )
+
+    def modbus_bus(
+        self,
+        name: str,
+        url: str,
+        *,
+        baudrate: int,
+        parity: str,
+        boards: list[ModbusBoardSettings],
+        poll_hz: float,
+        max_pulse_ms: int,
+        listener: Cu16Listener,
+    ) -> LockBus:
+        from drivers.modbus import ModbusBus
+
+        return ModbusBus(
+            url,
+            boards,
+            listener,
+            baudrate=baudrate,
+            parity=parity,
+            poll_hz=poll_hz,
+            max_pulse_ms=max_pulse_ms,
         )
 
     def code_reader(

@@ -250,6 +250,38 @@ class Cu16BusConfig(_Model):
     boards: list[Cu16BoardConfig] = Field(min_length=1, description="Boards on this bus.")
 
 
+class ModbusBoardConfig(_Model):
+    slave_id: int = Field(ge=1, le=255, description="Modbus slave address of the relay board.")
+    first_locker: int = Field(ge=1, le=9999, description="Locker number of relay 1.")
+    locks: int = Field(
+        8,
+        ge=1,
+        le=32,
+        description="Locks wired on this board: relay n and door input n serve locker "
+        "first_locker + n - 1.",
+    )
+    pulse: Literal["board", "driver"] = Field(
+        "board",
+        description="Who times the unlock pulse: board (the board's 'flash on' command, "
+        "100 ms steps) or driver (relay on, then off).",
+    )
+    closed_bit: Literal[0, 1] = Field(1, description="Door-input value meaning closed.")
+
+    @property
+    def item_sensors(self) -> bool:
+        """Relay boards have door inputs only (the locker bank asks every board)."""
+        return False
+
+
+class ModbusBusConfig(_Model):
+    name: DeviceName = Field(description="Bus name (used in board events and the sim API).")
+    url: str = Field(description="Serial device path, or socket://host:port for a TCP bridge.")
+    baudrate: int = Field(9600, description="Line speed.")
+    parity: Literal["N", "E", "O"] = Field("N", description="Parity (8 data bits, 1 stop bit).")
+    poll_hz: float = Field(4.0, gt=0, le=50, description="Door-input reads per second per board.")
+    boards: list[ModbusBoardConfig] = Field(min_length=1, description="Boards on this bus.")
+
+
 class GpioLockerConfig(_Model):
     locker: int = Field(ge=1, le=9999, description="Locker number.")
     solenoid_pin: Pin = Field(description="GPIO driving the solenoid's MOSFET/relay.")
@@ -310,6 +342,9 @@ class LockersConfig(_Model):
     buses: list[Cu16BusConfig] = Field(
         default_factory=list, description="Kerong CU16 RS-485 buses and their boards."
     )
+    modbus_buses: list[ModbusBusConfig] = Field(
+        default_factory=list, description="Modbus RTU relay-board buses and their boards."
+    )
     gpio: list[GpioLockerConfig] = Field(
         default_factory=list, description="Lockers wired straight to GPIO (solenoid + door)."
     )
@@ -341,11 +376,26 @@ class LockersConfig(_Model):
                     if n in seen:
                         raise ValueError(f"locker {n} defined twice ({seen[n]} and {where})")
                     seen[n] = where
+        for mb in self.modbus_buses:
+            slaves = [b.slave_id for b in mb.boards]
+            if len(slaves) != len(set(slaves)):
+                raise ValueError(f"bus {mb.name}: slave ids must be unique")
+            for mbb in mb.boards:
+                if mbb.pulse == "board" and self.pulse_ms % 100:
+                    raise ValueError(
+                        f"pulse_ms ({self.pulse_ms}) must be a multiple of 100 for bus "
+                        f"{mb.name} slave {mbb.slave_id} (pulse: board counts 100 ms)"
+                    )
+                for n in range(mbb.first_locker, mbb.first_locker + mbb.locks):
+                    where = f"bus {mb.name} slave {mbb.slave_id}"
+                    if n in seen:
+                        raise ValueError(f"locker {n} defined twice ({seen[n]} and {where})")
+                    seen[n] = where
         for g in self.gpio:
             if g.locker in seen:
                 raise ValueError(f"locker {g.locker} defined twice ({seen[g.locker]} and gpio)")
             seen[g.locker] = "gpio"
-        names = [b.name for b in self.buses]
+        names = [b.name for b in self.buses] + [b.name for b in self.modbus_buses]
         if len(names) != len(set(names)):
             raise ValueError("bus names must be unique")
         return self
@@ -355,6 +405,9 @@ class LockersConfig(_Model):
         for bus in self.buses:
             for b in bus.boards:
                 ids += range(b.first_locker, b.first_locker + b.locks)
+        for mb in self.modbus_buses:
+            for mbb in mb.boards:
+                ids += range(mbb.first_locker, mbb.first_locker + mbb.locks)
         return sorted(ids)
 
 

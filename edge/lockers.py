@@ -15,12 +15,13 @@ from pydantic import BaseModel
 
 from drivers.base import Coil, Hardware, LockBus, Startable
 from drivers.cu16 import BoardSettings
+from drivers.modbus import ModbusBoardSettings
 from edge import pickup
 from edge.alarm import Emit
 from edge.clock import rfc3339
 from edge.coils import CoilScheduler
 from edge.commands import CommandContext, Deferred
-from edge.config import Cu16BoardConfig, LockersConfig
+from edge.config import Cu16BoardConfig, LockersConfig, ModbusBoardConfig
 from edge.errors import CommandError
 from edge.inputs import DebouncedInput
 from edge.locker import LockerMachine, OpenReason
@@ -122,7 +123,7 @@ class LockerBank:
         self._upgrade_legacy_hashes()
         # Where each locker lives.
         self.bus_locks: dict[int, _BusLock] = {}
-        self.boards: dict[tuple[str, int], Cu16BoardConfig] = {}
+        self.boards: dict[tuple[str, int], Cu16BoardConfig | ModbusBoardConfig] = {}
         self.buses: dict[str, LockBus] = {}
         for bus in cfg.buses:
             settings = []
@@ -146,6 +147,31 @@ class LockerBank:
                 poll_hz=bus.poll_hz,
                 max_pulse_ms=cfg.max_on_ms,
                 listener=_BusListener(self, bus.name),
+            )
+        for mb in cfg.modbus_buses:  # Modbus RTU relay boards: the same LockBus interface
+            relay_boards = []
+            for mbb in mb.boards:
+                self.boards[(mb.name, mbb.slave_id)] = mbb
+                for i in range(mbb.locks):
+                    self.bus_locks[mbb.first_locker + i] = _BusLock(mb.name, mbb.slave_id, i + 1)
+                relay_boards.append(
+                    ModbusBoardSettings(
+                        slave_id=mbb.slave_id,
+                        relays=mbb.locks,
+                        pulse=mbb.pulse,
+                        closed_bit=mbb.closed_bit,
+                        pulse_ms=min(cfg.pulse_ms, cfg.max_on_ms),
+                    )
+                )
+            self.buses[mb.name] = hardware.modbus_bus(
+                mb.name,
+                mb.url,
+                baudrate=mb.baudrate,
+                parity=mb.parity,
+                boards=relay_boards,
+                poll_hz=mb.poll_hz,
+                max_pulse_ms=cfg.max_on_ms,
+                listener=_BusListener(self, mb.name),
             )
         self.doors: dict[int, DebouncedInput] = {}
         for g in cfg.gpio:

@@ -15,9 +15,11 @@ from gpiozero.pins.mock import MockFactory, MockPin
 from drivers.base import Coil, DigitalInput, DigitalOutput, LockBus, Modem, Startable
 from drivers.cu16 import BoardSettings, Cu16Bus, Cu16Listener
 from drivers.gpio import GpioCoil, GpioInput, GpioOutput
+from drivers.modbus import ModbusBoardSettings, ModbusBus
 from drivers.modem import ModemListener
 from edge.clock import rfc3339
 from simulator.cu16_device import SimulatedCu16Bus
+from simulator.modbus_device import SimulatedModbusBus
 
 
 class SimPin(MockPin):  # type: ignore[misc]
@@ -109,7 +111,7 @@ class SimHardware:
         self._outputs: dict[str, _SimOutput] = {}
         self._coil_log: list[dict[str, Any]] = []  # {name, on, t}
         self._jammed: set[str] = set()  # coil names whose door will not spring open
-        self.buses: dict[str, SimulatedCu16Bus] = {}
+        self.buses: dict[str, SimulatedCu16Bus | SimulatedModbusBus] = {}
         self.code_readers: list[Any] = []  # SimulatedCodeReader
         self.modem_sim: Any = None  # SimulatedModem
         self._closers: list[Callable[[], None]] = []
@@ -190,6 +192,40 @@ class SimHardware:
             monotonic=self.monotonic,
         )
 
+    def modbus_bus(
+        self,
+        name: str,
+        url: str,
+        *,
+        baudrate: int,
+        parity: str,
+        boards: list[ModbusBoardSettings],
+        poll_hz: float,
+        max_pulse_ms: int,
+        listener: Cu16Listener,
+    ) -> LockBus:
+        """Simulated Modbus relay boards on a pty, driven by the real ModbusBus driver. A
+        board configured ``pulse: driver`` is simulated without the flash command."""
+        sim = SimulatedModbusBus(
+            [b.slave_id for b in boards],
+            relays=max(b.relays for b in boards),
+            monotonic=self.monotonic,
+        )
+        for b in boards:
+            sim.set_polarity(b.slave_id, b.closed_bit)
+            sim.set_flash(b.slave_id, b.pulse == "board")
+        self.buses[name] = sim
+        self._closers.append(sim.close)
+        return ModbusBus(
+            sim.port,
+            boards,
+            listener,
+            parity=parity,
+            poll_hz=poll_hz,
+            max_pulse_ms=max_pulse_ms,
+            monotonic=self.monotonic,
+        )
+
     def code_reader(
         self,
         url: str,
@@ -259,6 +295,16 @@ class SimHardware:
         for name, t in started.items():
             out.append({"name": name, "start": t, "end": None})
         for bus, sim in self.buses.items():
+            if isinstance(sim, SimulatedModbusBus):
+                out += [
+                    {
+                        "name": f"{bus}/{p['board']}/{p['lock']}",
+                        "start": p["start"],
+                        "end": p["end"],
+                    }
+                    for p in sim.pulses()
+                ]
+                continue
             for u in sim.snapshot()["unlocks"]:
                 start = float(u["t_monotonic"])
                 out.append(

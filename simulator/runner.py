@@ -16,6 +16,7 @@ from edge.site import Site
 from simulator.broker import EmbeddedBroker, port_free
 from simulator.control import ApiError, ControlApi, require_bool
 from simulator.hardware import SimHardware
+from simulator.modbus_device import SimulatedModbusBus
 
 log = structlog.get_logger(__name__)
 
@@ -225,6 +226,8 @@ def add_locker_routes(api: ControlApi, site: Site, hardware: SimHardware) -> Non
         w = where(n)
         if w is None:
             raise ApiError(409, f"locker {n} is a GPIO locker without an item sensor")
+        if isinstance(w[0], SimulatedModbusBus):
+            raise ApiError(409, f"locker {n} is on a Modbus relay board without item sensors")
         w[0].set_item(w[1], w[2], present)
         return 200, {"locker": n, "present": present}
 

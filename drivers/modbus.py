@@ -1,0 +1,658 @@
+"""A locker bank's Modbus RTU relay boards on one RS-485 bus: the lock-bus driver.
+
+:class:`ModbusBus` is a drop-in for :class:`drivers.cu16.Cu16Bus` (the
+:class:`drivers.base.LockBus` interface and the same listener callbacks), so the locker
+bank, its coil scheduler and every locker rule stay as they are. Each board is a Modbus
+slave; relay *n* drives the lock of door *n*, whose switch is discrete input *n*
+(:mod:`drivers.modbus_protocol` has the requests; pymodbus does the framing).
+
+* **Unlocks** are relay pulses, one at a time on the bus (the next waits for the pulse plus
+  ``coil_gap``), never longer than ``max_pulse_ms`` (:class:`CoilSafetyError` otherwise).
+  Per board, ``pulse`` says who times them:
+
+  - ``board``: one "flash on" request; the board switches the relay off by itself after
+    the pulse (in 100 ms steps), even if this process dies in the middle.
+  - ``driver``: relay on, then off after the pulse, timed by the bus thread. Nothing else
+    is started on the bus that could still be running when the off is due. An off the
+    board does not confirm is sent again every ``off_retry_s`` until it is; while a relay
+    may still be on no other unlock goes out. When the port opens, every relay of a
+    ``driver`` board is written off (a relay left on by a killed process), and on
+    :meth:`ModbusBus.close` every relay of every board is.
+
+  ``on_unlock_sent`` reports the moment the request was written; an unlock not sent within
+  ``command_ttl`` (port down, long queue) is dropped and logged, never sent late.
+* **Doors**: every board's discrete inputs are read ``poll_hz`` times a second;
+  ``on_status`` reports the first reading (also the first after a fault) and every change;
+  ``closed_bit`` is the input value that means "door closed". There are no item sensors:
+  ``items`` is all False.
+* **Faults**: a board that misses ``fault_after`` replies in a row (silence, garbled
+  replies) is reported once with ``on_board_fault``; its first good reply, once, with
+  ``on_board_recovered``. Bytes thrown away are reported with ``on_garbage``. A port that
+  fails faults every board and is reopened with exponential backoff.
+
+Threading: public methods may be called from any thread; the port and all board state
+belong to the bus thread, and listener callbacks run on it (an exception from one is logged
+and swallowed). Scheduling and timeouts use ``time.monotonic``; callback timestamps come
+from the injectable ``monotonic``.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import serial
+import structlog
+
+from drivers.base import Cu16Listener
+from drivers.errors import CoilSafetyError
+from drivers.modbus_protocol import (
+    FLASH_UNIT_MS,
+    MAX_RELAYS,
+    MAX_SLAVE,
+    ModbusPDU,
+    RtuReceiver,
+    all_off_request,
+    bits_of,
+    coil_request,
+    encode,
+    flash_request,
+    inputs_request,
+    matches,
+)
+
+log = structlog.get_logger(__name__)
+
+PULSE_MODES = ("board", "driver")
+WRITE_MARGIN_S = 0.02  # a request's own time on the wire, on top of reply_timeout
+CLOSE_OFF_TRIES = 3
+
+
+def _check_int(name: str, value: object, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ValueError(f"{name} must be an int in {lo}..{hi}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class ModbusBoardSettings:
+    """One relay board: its slave id (1-255), the relays wired to locks (1..``relays``,
+    door switch *n* on discrete input *n*), who times the pulse (``board`` / ``driver``),
+    the input value meaning "door closed", and the pulse until ``set_unlock_time``."""
+
+    slave_id: int
+    relays: int = 8
+    pulse: str = "board"
+    closed_bit: int = 1
+    pulse_ms: int = 500
+
+    def __post_init__(self) -> None:
+        _check_int("slave_id", self.slave_id, 1, MAX_SLAVE)
+        _check_int("relays", self.relays, 1, MAX_RELAYS)
+        if self.pulse not in PULSE_MODES:
+            raise ValueError(f"pulse must be 'board' or 'driver', got {self.pulse!r}")
+        if self.closed_bit not in (0, 1) or isinstance(self.closed_bit, bool):
+            raise ValueError(f"closed_bit must be 0 or 1, got {self.closed_bit!r}")
+        _check_pulse(self.pulse, self.pulse_ms)
+
+
+def _check_pulse(mode: str, ms: object) -> int:
+    value = _check_int("ms", ms, 10, 600_000)
+    if mode == "board" and value % FLASH_UNIT_MS:
+        raise ValueError(f"a board-timed pulse is a multiple of {FLASH_UNIT_MS} ms, got {value!r}")
+    return value
+
+
+@dataclass(slots=True)
+class _Board:
+    settings: ModbusBoardSettings
+    pulse_ms: int
+    misses: int = 0
+    faulted: bool = False
+    answers: int = 0
+    last: tuple[bool, ...] | None = None
+
+
+@dataclass(slots=True)
+class _Off:
+    """A driver-timed relay that is (or may be) on: switch it off at ``due``."""
+
+    due: float
+    on_at: float
+    attempts: int = 0
+    overrun_logged: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Unlock:
+    board: int
+    lock: int
+    queued_at: float
+
+
+@dataclass(slots=True)
+class _Stats:
+    polls: int = 0
+    unlocks_sent: int = 0
+    unlocks_expired: int = 0
+    unlocks_refused: int = 0
+    offs_sent: int = 0
+    off_retries: int = 0
+    port_errors: int = 0
+    listener_errors: int = 0
+    late_bytes: int = 0
+    on_ms: list[float] = field(default_factory=list)  # driver-timed pulses, measured
+
+
+class ModbusBus:
+    """Modbus RTU relay boards on one serial line; see the module docstring."""
+
+    def __init__(
+        self,
+        url: str,
+        boards: Sequence[ModbusBoardSettings],
+        listener: Cu16Listener,
+        *,
+        baudrate: int = 9600,
+        parity: str = "N",
+        poll_hz: float = 4.0,
+        reply_timeout: float = 0.1,
+        fault_after: int = 3,
+        coil_gap: float = 0.05,
+        command_ttl: float = 5.0,
+        max_pulse_ms: int = 1500,
+        off_retry_s: float = 0.1,
+        reopen_backoff: tuple[float, float] = (0.5, 30.0),
+        write_timeout: float = 1.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not boards:
+            raise ValueError("boards must name at least one board")
+        ids = [b.slave_id for b in boards]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"boards must not repeat a slave id, got {ids}")
+        if parity not in ("N", "E", "O"):
+            raise ValueError(f"parity must be 'N', 'E' or 'O', got {parity!r}")
+        if not poll_hz > 0 or not reply_timeout > 0 or not off_retry_s > 0:
+            raise ValueError("poll_hz, reply_timeout and off_retry_s must be > 0")
+        _check_int("fault_after", fault_after, 1, 1_000_000)
+        _check_int("max_pulse_ms", max_pulse_ms, 10, 600_000)
+        if coil_gap < 0 or command_ttl <= 0:
+            raise ValueError("coil_gap must be >= 0 and command_ttl > 0")
+        if not 0 < reopen_backoff[0] <= reopen_backoff[1]:
+            raise ValueError(f"reopen_backoff must be (first, max), got {reopen_backoff!r}")
+        for b in boards:
+            if b.pulse_ms > max_pulse_ms:
+                raise CoilSafetyError(
+                    f"slave {b.slave_id}: pulse of {b.pulse_ms} ms exceeds the coil limit "
+                    f"of {max_pulse_ms} ms"
+                )
+        self._url = url
+        self._listener = listener
+        self._baudrate = baudrate
+        self._parity = parity
+        self._period = 1.0 / poll_hz
+        self._reply_timeout = reply_timeout
+        self._txn_s = reply_timeout + WRITE_MARGIN_S
+        self._fault_after = fault_after
+        self._coil_gap = coil_gap
+        self._command_ttl = command_ttl
+        self._max_pulse_ms = max_pulse_ms
+        self._off_retry = off_retry_s
+        self._backoff_first, self._backoff_max = reopen_backoff
+        self._write_timeout = write_timeout
+        self._monotonic = monotonic
+        self._boards = {b.slave_id: _Board(b, b.pulse_ms) for b in boards}
+        self._log = log.bind(bus=url)
+
+        # Shared with callers (guarded by _cond).
+        self._cond = threading.Condition()
+        self._commands: collections.deque[_Unlock] = collections.deque()
+        self._wakeup = False
+        self._stop = False
+        self._thread: threading.Thread | None = None
+
+        # Bus thread only.
+        self._port: Any = None
+        self._rx = RtuReceiver(is_server=False)
+        self._garbage_reported = 0
+        self._offs: dict[tuple[int, int], _Off] = {}
+        self._poll_pending: collections.deque[int] = collections.deque()
+        self._next_cycle = 0.0
+        self._coil_free_at = 0.0
+        self._backoff = self._backoff_first
+        self._stats = _Stats()
+        self._closing = False
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    def start(self) -> None:
+        """Start the bus thread (it opens the port). Calling it again does nothing."""
+        with self._cond:
+            if self._stop:
+                raise RuntimeError("ModbusBus was closed; make a new one")
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name=f"modbus-bus[{self._url}]", daemon=True
+                )
+                self._thread.start()
+
+    def unlock(self, board: int, lock: int) -> None:
+        """Queue a pulse of relay ``lock`` (1-based) on slave ``board``; returns at once.
+        ValueError for a board or relay not configured, RuntimeError after close."""
+        st = self._board(board)
+        _check_int("lock", lock, 1, st.settings.relays)
+        with self._cond:
+            if self._stop:
+                raise RuntimeError("ModbusBus is closed")
+            self._commands.append(_Unlock(board, lock, time.monotonic()))
+            self._wakeup = True
+            self._cond.notify_all()
+
+    def set_unlock_time(self, board: int, ms: int) -> None:
+        """The pulse length of ``board``'s relays from now on. No bus traffic: the flash
+        request carries the time. CoilSafetyError above ``max_pulse_ms``; ValueError for a
+        board-timed pulse that is not a multiple of 100 ms."""
+        st = self._board(board)
+        _check_pulse(st.settings.pulse, ms)
+        if ms > self._max_pulse_ms:
+            raise CoilSafetyError(
+                f"unlock time {ms} ms exceeds the coil limit of {self._max_pulse_ms} ms "
+                "(raise max_on_ms only for locks rated for it)"
+            )
+        with self._cond:
+            st.pulse_ms = ms
+
+    def stats(self) -> dict[str, Any]:
+        """A loose snapshot of counters (read without locking; for logs and tests)."""
+        s = self._stats
+        return {
+            "polls": s.polls,
+            "unlocks_sent": s.unlocks_sent,
+            "unlocks_expired": s.unlocks_expired,
+            "unlocks_refused": s.unlocks_refused,
+            "offs_sent": s.offs_sent,
+            "off_retries": s.off_retries,
+            "port_errors": s.port_errors,
+            "listener_errors": s.listener_errors,
+            "late_bytes": s.late_bytes,
+            "on_ms": list(s.on_ms),
+            "frames": self._rx.frames,
+            "garbage_bytes": self._rx.garbage_bytes,
+            "bad_crc": self._rx.bad_crc,
+            "relays_on": sorted(self._offs.copy()),
+            "boards": {
+                b: {
+                    "faulted": st.faulted,
+                    "misses": st.misses,
+                    "answers": st.answers,
+                    "pulse_ms": st.pulse_ms,
+                }
+                for b, st in self._boards.items()
+            },
+        }
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Stop the thread: it writes every relay off, then closes the port. Safe to call
+        twice; from a listener callback it only asks the thread to stop."""
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is None or thread is threading.current_thread():
+            return
+        thread.join(timeout)
+        if thread.is_alive():
+            self._log.warning("modbus_close_timeout", timeout=timeout)
+
+    def _board(self, board: int) -> _Board:
+        st = self._boards.get(board) if isinstance(board, int) else None
+        if st is None or isinstance(board, bool):
+            raise ValueError(f"slave {board!r} is not configured on bus {self._url}")
+        return st
+
+    # ------------------------------------------------------------------ bus thread
+
+    def _run(self) -> None:
+        self._log.info("modbus_bus_start", boards=list(self._boards), period_s=self._period)
+        self._next_cycle = time.monotonic()
+        try:
+            while not self._stopping():
+                try:
+                    if self._port is None:
+                        if not self._open_port():
+                            self._sleep(self._backoff)
+                            self._backoff = min(self._backoff * 2, self._backoff_max)
+                        continue
+                    self._step()
+                except (serial.SerialException, OSError) as exc:
+                    self._port_failed(exc)
+                except Exception:
+                    self._log.exception("modbus_bus_error")
+                    self._sleep(0.1)
+        finally:
+            self._shutdown()
+            self._log.info("modbus_bus_stop")
+
+    def _stopping(self) -> bool:
+        with self._cond:
+            return self._stop
+
+    def _sleep(self, seconds: float) -> None:
+        with self._cond:
+            if not self._stop and seconds > 0:
+                self._cond.wait(seconds)
+
+    def _open_port(self) -> bool:
+        try:
+            port = serial.serial_for_url(
+                self._url,
+                baudrate=self._baudrate,
+                bytesize=serial.EIGHTBITS,
+                parity=self._parity,
+                stopbits=serial.STOPBITS_ONE,
+                timeout=self._reply_timeout,
+                write_timeout=self._write_timeout,
+            )
+        except Exception as exc:  # SerialException, OSError, ValueError for a bad URL
+            self._log.warning("modbus_port_open_failed", error=str(exc), retry_s=self._backoff)
+            self._stats.port_errors += 1
+            self._fault_all(f"port error: {exc}")
+            return False
+        self._port = port
+        self._rx.discard()
+        self._backoff = self._backoff_first
+        self._next_cycle = time.monotonic()
+        self._poll_pending.clear()
+        self._log.info("modbus_port_open")
+        # A relay left on by a process that died mid-pulse: off before anything else.
+        for slave, st in self._boards.items():
+            if st.settings.pulse == "driver":
+                self._transact(slave, all_off_request(slave, st.settings.relays))
+        return True
+
+    def _close_port(self) -> None:
+        port, self._port = self._port, None
+        if port is not None:
+            try:
+                port.close()
+            except Exception as exc:
+                self._log.warning("modbus_port_close_failed", error=str(exc))
+
+    def _port_failed(self, exc: BaseException) -> None:
+        self._stats.port_errors += 1
+        self._log.warning("modbus_port_error", error=str(exc), retry_s=self._backoff)
+        self._close_port()
+        self._fault_all(f"port error: {exc}")
+        self._sleep(self._backoff)
+        self._backoff = min(self._backoff * 2, self._backoff_max)
+
+    def _fault_all(self, reason: str) -> None:
+        for slave, st in self._boards.items():
+            st.misses = max(st.misses, self._fault_after)
+            if not st.faulted:
+                self._set_fault(slave, st, reason)
+
+    def _shutdown(self) -> None:
+        """Every relay off (driver-timed ones still on first, retried), then the port."""
+        self._closing = True
+        try:
+            if self._port is not None:
+                for (slave, relay), off in sorted(self._offs.items()):
+                    for _ in range(CLOSE_OFF_TRIES):
+                        if self._switch_off(slave, relay, off):
+                            break
+                for slave, st in self._boards.items():
+                    self._transact(slave, all_off_request(slave, st.settings.relays))
+        except (serial.SerialException, OSError) as exc:
+            self._log.warning("modbus_close_off_failed", error=str(exc))
+        finally:
+            if self._offs:
+                self._log.error("modbus_relays_maybe_on", relays=sorted(self._offs))
+            self._close_port()
+
+    def _step(self) -> None:
+        now = time.monotonic()
+        # 1. Relays due off.
+        if self._offs:
+            key, off = min(self._offs.items(), key=lambda kv: kv[1].due)
+            if off.due <= now:
+                self._switch_off(*key, off)
+                return
+        # Nothing may start that could still be running when a first off is due.
+        critical = min((o.due for o in self._offs.values() if o.attempts == 0), default=None)
+        if critical is not None and critical <= now + self._txn_s:
+            self._wait_until(critical, wakeup=False)
+            return
+        # 2. Unlocks (FIFO), one coil at a time.
+        command, wake_at = self._take_command(now)
+        if command is not None:
+            self._do_unlock(command)
+            return
+        # 3. Door polls: one board per step, every board once per period.
+        if self._poll_pending:
+            self._poll(self._poll_pending.popleft())
+            return
+        if now >= self._next_cycle:
+            self._poll_pending.extend(self._boards)
+            self._next_cycle += self._period
+            if self._next_cycle <= now:  # overran (silent boards): skip, do not burst
+                self._next_cycle = now + self._period
+            return
+        wake_at = min(wake_at, self._next_cycle)
+        if self._offs:
+            wake_at = min(wake_at, min(o.due for o in self._offs.values()))
+        self._wait_until(wake_at)
+
+    def _wait_until(self, at: float, *, wakeup: bool = True) -> None:
+        """Block until ``at``, or until stopped or (``wakeup``) a new unlock is queued."""
+        with self._cond:
+            if not self._stop and not (wakeup and self._wakeup):
+                self._cond.wait(max(0.0, at - time.monotonic()))
+
+    def _take_command(self, now: float) -> tuple[_Unlock | None, float]:
+        """The first unlock that may go now, and when to look again otherwise. Drops
+        unlocks older than ``command_ttl``."""
+        wake_at = float("inf")
+        with self._cond:
+            self._wakeup = False
+            for command in list(self._commands):
+                if now - command.queued_at > self._command_ttl:
+                    self._commands.remove(command)
+                    self._stats.unlocks_expired += 1
+                    self._log.warning(
+                        "modbus_unlock_expired",
+                        board=command.board,
+                        lock=command.lock,
+                        age_s=round(now - command.queued_at, 3),
+                    )
+                    continue
+                if now < self._coil_free_at or self._offs:
+                    wake_at = min(
+                        wake_at, self._coil_free_at, command.queued_at + self._command_ttl
+                    )
+                    break
+                self._commands.remove(command)
+                return command, wake_at
+        return None, wake_at
+
+    # -- transactions
+
+    def _send(self, request: ModbusPDU) -> None:
+        """Half duplex: whatever arrived since the last request (a late reply, noise) is
+        read and dropped first; nothing received before the request can be its reply."""
+        port = self._port
+        if port.in_waiting:
+            port.timeout = 0
+            late = port.read(4096)
+            self._stats.late_bytes += len(late)
+            self._log.debug("modbus_late_bytes", count=len(late))
+        self._rx.discard()
+        self._garbage_reported = self._rx.garbage_bytes  # late bytes are not line noise
+        port.write(encode(request))
+
+    def _await(self, request: ModbusPDU, deadline: float) -> tuple[ModbusPDU | None, bool]:
+        """The first frame from the request's slave for its function (or an exception
+        reply) until ``deadline``, and whether anything garbled arrived meanwhile."""
+        port = self._port
+        rx = self._rx
+        garbage0, crc0 = rx.garbage_bytes, rx.bad_crc
+        found: ModbusPDU | None = None
+        while found is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                frames = rx.idle()  # the line is quiet: judge what is pending
+            else:
+                port.timeout = remaining
+                frames = rx.feed(port.read(max(1, port.in_waiting)))
+            for frame in frames:
+                if (
+                    found is None
+                    and frame.dev_id == request.dev_id
+                    and frame.function_code & 0x7F == request.function_code
+                ):
+                    found = frame
+                else:
+                    self._log.debug("modbus_unexpected_frame", frame=str(frame))
+            if remaining <= 0:
+                break
+        garbled = rx.garbage_bytes > garbage0 or rx.bad_crc > crc0
+        self._report_garbage()
+        return found, garbled
+
+    def _transact(
+        self, slave: int, request: ModbusPDU, deadline: float | None = None
+    ) -> ModbusPDU | None:
+        """Send, wait for the reply, count it for the board; the reply if it is the normal
+        answer to ``request``, else None."""
+        self._send(request)
+        return self._reply(slave, request, deadline)
+
+    def _reply(
+        self, slave: int, request: ModbusPDU, deadline: float | None = None
+    ) -> ModbusPDU | None:
+        """Wait for the reply to ``request`` until ``deadline`` (default: the reply
+        timeout). A wait cut shorter than the reply timeout (a driver-timed off is due)
+        does not count silence as a miss."""
+        full = time.monotonic() + self._reply_timeout
+        if deadline is None:
+            deadline = full
+        frame, garbled = self._await(request, deadline)
+        if frame is not None or deadline >= full - 1e-3:
+            self._count_reply(slave, frame, garbled)
+        if frame is not None and not matches(request, frame):
+            self._log.warning(
+                "modbus_request_refused",
+                board=slave,
+                request=str(request),
+                reply=str(frame),
+                exception_code=frame.exception_code or None,
+            )
+            return None
+        return frame
+
+    def _report_garbage(self) -> None:
+        total = self._rx.garbage_bytes
+        delta = total - self._garbage_reported
+        if delta > 0:
+            self._garbage_reported = total
+            self._log.debug("modbus_garbage", count=delta, total=total)
+            self._emit("on_garbage", lambda: self._listener.on_garbage(delta))
+
+    def _poll(self, slave: int) -> None:
+        st = self._boards[slave]
+        self._stats.polls += 1
+        reply = self._transact(slave, inputs_request(slave, st.settings.relays))
+        if reply is None:
+            return
+        closed_bit = bool(st.settings.closed_bit)
+        closed = tuple(bit == closed_bit for bit in bits_of(reply, st.settings.relays))
+        if st.last != closed:
+            st.last = closed
+            items = (False,) * len(closed)
+            t = self._monotonic()
+            self._emit("on_status", lambda: self._listener.on_status(slave, closed, items, t))
+
+    def _do_unlock(self, command: _Unlock) -> None:
+        slave, relay = command.board, command.lock
+        st = self._boards[slave]
+        ms = st.pulse_ms
+        by_board = st.settings.pulse == "board"
+        request = flash_request(slave, relay, ms) if by_board else coil_request(slave, relay, True)
+        self._send(request)
+        sent = time.monotonic()
+        deadline = sent + self._reply_timeout
+        if not by_board:
+            # The off is scheduled before anything can go wrong with the reply.
+            off = _Off(due=sent + ms / 1000.0, on_at=sent)
+            self._offs[(slave, relay)] = off
+            deadline = min(deadline, off.due)
+        self._coil_free_at = sent + ms / 1000.0 + self._coil_gap
+        self._stats.unlocks_sent += 1
+        t = self._monotonic()
+        self._log.info(
+            "modbus_unlock_sent", board=slave, lock=relay, pulse_ms=ms, pulse=st.settings.pulse
+        )
+        self._emit("on_unlock_sent", lambda: self._listener.on_unlock_sent(slave, relay, t))
+        if self._reply(slave, request, deadline) is None and by_board:
+            self._stats.unlocks_refused += 1
+
+    def _switch_off(self, slave: int, relay: int, off: _Off) -> bool:
+        """Write a driver-timed relay off; True once the board confirmed it."""
+        self._stats.offs_sent += 1
+        if self._transact(slave, coil_request(slave, relay, False)) is not None:
+            now = time.monotonic()
+            on_ms = (now - off.on_at) * 1000.0
+            self._stats.on_ms.append(round(on_ms, 1))
+            del self._offs[(slave, relay)]
+            self._coil_free_at = max(self._coil_free_at, now + self._coil_gap)
+            self._log.info("modbus_relay_off", board=slave, lock=relay, on_ms=round(on_ms, 1))
+            return True
+        off.attempts += 1
+        self._stats.off_retries += 1
+        off.due = time.monotonic() + self._off_retry
+        on_s = time.monotonic() - off.on_at
+        if on_s * 1000.0 > self._max_pulse_ms and not off.overrun_logged:
+            off.overrun_logged = True
+            self._log.error(
+                "modbus_relay_off_unconfirmed", board=slave, lock=relay, on_s=round(on_s, 3)
+            )
+        return False
+
+    def _count_reply(self, slave: int, frame: ModbusPDU | None, garbled: bool) -> None:
+        if self._closing:  # the core is shutting down: no fault or recovery news now
+            return
+        st = self._boards[slave]
+        if frame is None:
+            st.misses += 1
+            if not st.faulted and st.misses >= self._fault_after:
+                what = "garbled replies" if garbled else "no reply"
+                self._set_fault(slave, st, f"{what} to {st.misses} consecutive requests")
+            return
+        st.misses = 0
+        st.answers += 1
+        if st.faulted:
+            st.faulted = False
+            self._log.info("modbus_board_recovered", board=slave)
+            self._emit("on_board_recovered", lambda: self._listener.on_board_recovered(slave))
+
+    def _set_fault(self, slave: int, st: _Board, reason: str) -> None:
+        st.faulted = True
+        st.last = None  # the first good reading after recovery is reported again
+        self._log.warning("modbus_board_fault", board=slave, reason=reason)
+        self._emit("on_board_fault", lambda: self._listener.on_board_fault(slave, reason))
+
+    def _emit(self, name: str, call: Callable[[], None]) -> None:
+        try:
+            call()
+        except Exception:
+            self._stats.listener_errors += 1
+            self._log.exception("modbus_listener_error", callback=name)

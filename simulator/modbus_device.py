@@ -1,0 +1,441 @@
+"""Simulated Modbus RTU relay boards (one or more slaves) on the far side of a pty pair.
+
+:class:`SimulatedModbusBus` opens ``pty.openpty()``, puts the slave side in raw mode and
+serves the master side from its own thread with pymodbus's PDUs and CRC
+(:mod:`drivers.modbus_protocol`): the lock-bus driver under test opens
+:attr:`SimulatedModbusBus.port` exactly like a USB RS-485 adapter.
+
+Served per board (slave id) on this bus; other slave ids stay silent:
+
+* function 01 / 02: read the relays / the door inputs (``closed_bit`` when the door is
+  shut, the inverse when open);
+* function 05: relay on (``0xFF00``) or off (``0x0000``), or "flash on" at
+  ``0x0200 + relay - 1`` with the on-time in 100 ms units, when the board has the flash
+  command (``flash``; without it that address is answered with exception 02);
+* function 15: write several relays (the driver's "all off");
+* anything else: exception 01 (illegal function).
+
+Physical model per door: shut (latched) or open. A relay switching on makes a shut door
+spring open, unless its lock is jammed. Doors are forced open and pushed shut by hand with
+the control methods. Every relay pulse is recorded (:meth:`SimulatedModbusBus.snapshot`).
+
+Faults per board: ``silent`` (dead: neither answers nor acts), ``corrupt`` (acts, but every
+reply has junk in front and a wrong CRC), ``noisy`` (acts and answers correctly, but junk
+precedes every reply: the driver must find the frame behind it).
+
+Threading: every public method is thread-safe; no global state.
+"""
+
+from __future__ import annotations
+
+import os
+import pty
+import random
+import select
+import threading
+import time
+import tty
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pymodbus.pdu.bit_message import (
+    ReadCoilsRequest,
+    ReadCoilsResponse,
+    ReadDiscreteInputsResponse,
+)
+
+from drivers.modbus_protocol import (
+    COIL_OFF,
+    COIL_ON,
+    FLASH_ON_BASE,
+    FLASH_UNIT_MS,
+    MAX_RELAYS,
+    MAX_SLAVE,
+    ExceptionResponse,
+    ModbusPDU,
+    ReadDiscreteInputsRequest,
+    RtuReceiver,
+    WriteCoilRaw,
+    WriteMultipleCoilsRequest,
+    WriteMultipleCoilsResponse,
+    encode,
+)
+
+ILLEGAL_FUNCTION = 0x01
+ILLEGAL_ADDRESS = 0x02
+ILLEGAL_VALUE = 0x03
+NOISE = (0x00, 0x01, 0x02, 0x05, 0x0F, 0x83, 0xFF)
+NEVER = float("inf")
+
+
+@dataclass(slots=True)
+class _Board:
+    slave: int
+    relays: int
+    closed_bit: int
+    flash: bool
+    door_open: list[bool]
+    forced: list[bool]
+    jammed: list[bool]
+    relay_until: list[float]  # on until then (inf: until switched off)
+    pulse_index: list[int | None]  # the running pulse's entry in the history
+    silent: bool = False
+    corrupt: bool = False
+    noisy: bool = False
+    requests: int = 0
+    input_reads: int = 0
+
+    def as_dict(self, now: float) -> dict[str, Any]:
+        return {
+            "board": self.slave,
+            "door_open": list(self.door_open),
+            "forced": list(self.forced),
+            "jammed": list(self.jammed),
+            "relay_on": [now < until for until in self.relay_until],
+            "silent": self.silent,
+            "corrupt": self.corrupt,
+            "noisy": self.noisy,
+            "closed_bit": self.closed_bit,
+            "flash": self.flash,
+            "requests": self.requests,
+            "input_reads": self.input_reads,
+        }
+
+
+@dataclass(slots=True)
+class _Pulse:
+    board: int
+    lock: int
+    start: float
+    end: float | None
+    via: str  # "flash" (board-timed) or "coil" (on ... off)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "board": self.board,
+            "lock": self.lock,
+            "start": self.start,
+            "end": self.end,
+            "via": self.via,
+        }
+
+
+class SimulatedModbusBus:
+    """Simulated relay boards behind a pty. See the module docstring.
+
+    ``boards``: slave ids (1-255) on this bus, each with ``relays`` relays and as many door
+    inputs; ``closed_bit`` and ``flash`` are the initial per-board settings. ``monotonic``
+    stamps the pulse history and times flashes; ``seed`` makes the junk reproducible.
+    Locks (relays) are numbered 1..relays in every control method.
+    """
+
+    IDLE_GAP = 0.05
+
+    def __init__(
+        self,
+        boards: Sequence[int],
+        *,
+        relays: int = 8,
+        closed_bit: int = 1,
+        flash: bool = True,
+        monotonic: Callable[[], float] = time.monotonic,
+        seed: int = 0,
+    ) -> None:
+        ids = list(boards)
+        if not ids or len(set(ids)) != len(ids):
+            raise ValueError(f"boards must be distinct slave ids, got {ids!r}")
+        for slave in ids:
+            if isinstance(slave, bool) or not isinstance(slave, int) or not 1 <= slave <= MAX_SLAVE:
+                raise ValueError(f"slave ids are ints in 1..{MAX_SLAVE}, got {slave!r}")
+        if not 1 <= relays <= MAX_RELAYS:
+            raise ValueError(f"relays must be in 1..{MAX_RELAYS}, got {relays!r}")
+        if closed_bit not in (0, 1):
+            raise ValueError(f"closed_bit must be 0 or 1, got {closed_bit!r}")
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._boards = {
+            s: _Board(
+                s,
+                relays,
+                closed_bit,
+                flash,
+                door_open=[False] * relays,
+                forced=[False] * relays,
+                jammed=[False] * relays,
+                relay_until=[0.0] * relays,
+                pulse_index=[None] * relays,
+            )
+            for s in sorted(ids)
+        }
+        self._pulses: list[_Pulse] = []
+        self._overlapping = 0
+        self._rx = RtuReceiver(is_server=True)
+        self._random = random.Random(seed)
+        self._dropped_bytes = 0
+        self._errors = 0
+        self._closed = False
+
+        self._master, self._slave = pty.openpty()
+        try:
+            tty.setraw(self._slave)
+            os.set_blocking(self._master, False)
+            self._port = os.ttyname(self._slave)
+            self._wake_r, self._wake_w = os.pipe()
+        except BaseException:
+            os.close(self._master)
+            os.close(self._slave)
+            raise
+        self._thread = threading.Thread(
+            target=self._run, name=f"modbus-sim[{self._port}]", daemon=True
+        )
+        self._thread.start()
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def port(self) -> str:
+        """The slave tty path for the driver (e.g. ``/dev/pts/7``)."""
+        return self._port
+
+    def open_door(self, board: int, lock: int) -> None:
+        """Force the door open by hand (no pulse)."""
+        with self._lock:
+            b, i = self._locate(board, lock)
+            if not b.door_open[i]:
+                b.door_open[i] = True
+                b.forced[i] = True
+
+    def close_door(self, board: int, lock: int) -> None:
+        """Push the door shut; it re-latches."""
+        with self._lock:
+            b, i = self._locate(board, lock)
+            b.door_open[i] = False
+            b.forced[i] = False
+
+    def set_item(self, board: int, lock: int, present: bool) -> None:
+        """Relay boards have door inputs only."""
+        raise ValueError("Modbus relay boards have no item sensors")
+
+    def jam(self, board: int, lock: int, jammed: bool = True) -> None:
+        """A jammed lock still takes the pulse, but its door stays shut."""
+        with self._lock:
+            b, i = self._locate(board, lock)
+            b.jammed[i] = bool(jammed)
+
+    def set_silent(self, board: int, silent: bool = True) -> None:
+        with self._lock:
+            self._board(board).silent = bool(silent)
+
+    def set_corrupt(self, board: int, corrupt: bool = True) -> None:
+        with self._lock:
+            self._board(board).corrupt = bool(corrupt)
+
+    def set_noisy(self, board: int, noisy: bool = True) -> None:
+        with self._lock:
+            self._board(board).noisy = bool(noisy)
+
+    def set_polarity(self, board: int, closed_bit: int) -> None:
+        """Door-input value meaning "door closed" (0 or 1)."""
+        if closed_bit not in (0, 1):
+            raise ValueError(f"closed_bit must be 0 or 1, got {closed_bit!r}")
+        with self._lock:
+            self._board(board).closed_bit = closed_bit
+
+    def set_flash(self, board: int, flash: bool) -> None:
+        """Whether the board has the "flash on" command."""
+        with self._lock:
+            self._board(board).flash = bool(flash)
+
+    def relay_on(self, board: int, lock: int) -> bool:
+        with self._lock:
+            b, i = self._locate(board, lock)
+            return self._monotonic() < b.relay_until[i]
+
+    def pulses(self) -> list[dict[str, Any]]:
+        """Every relay pulse so far, oldest first: ``board``, ``lock``, ``start``, ``end``
+        (None while a driver-switched relay is still on), ``via`` (flash / coil)."""
+        with self._lock:
+            return [p.as_dict() for p in self._pulses]
+
+    def snapshot(self) -> dict[str, Any]:
+        """JSON-serialisable state: ``boards`` keyed by ``str(slave)``, ``pulses``,
+        ``overlapping_pulses`` (pulses started while another relay on this bus was on),
+        what the boards received (``frames``, ``garbage_bytes``, ``bad_crc``) and
+        simulator trouble (``dropped_reply_bytes``, ``errors``)."""
+        with self._lock:
+            now = self._monotonic()
+            return {
+                "port": self._port,
+                "protocol": "modbus-rtu",
+                "boards": {str(s): b.as_dict(now) for s, b in self._boards.items()},
+                "pulses": [p.as_dict() for p in self._pulses],
+                "overlapping_pulses": self._overlapping,
+                "frames": self._rx.frames,
+                "garbage_bytes": self._rx.garbage_bytes,
+                "bad_crc": self._rx.bad_crc,
+                "dropped_reply_bytes": self._dropped_bytes,
+                "errors": self._errors,
+            }
+
+    def close(self) -> None:
+        """Stop the I/O thread and close every fd. Safe to call twice."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=2.0)
+        for fd in (self._master, self._slave, self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def __enter__(self) -> SimulatedModbusBus:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ internals
+
+    def _board(self, board: int) -> _Board:
+        try:
+            return self._boards[board]
+        except (KeyError, TypeError):
+            raise ValueError(f"slave {board!r} is not on this simulated bus") from None
+
+    def _locate(self, board: int, lock: int) -> tuple[_Board, int]:
+        b = self._board(board)
+        if isinstance(lock, bool) or not isinstance(lock, int) or not 1 <= lock <= b.relays:
+            raise ValueError(f"lock must be an int in 1..{b.relays}, got {lock!r}")
+        return b, lock - 1
+
+    def _run(self) -> None:
+        while True:
+            # A partial frame left pending for IDLE_GAP can no longer complete.
+            timeout = self.IDLE_GAP if self._rx.pending else None
+            try:
+                ready, _, _ = select.select([self._master, self._wake_r], [], [], timeout)
+            except (OSError, ValueError):
+                return
+            if self._wake_r in ready:
+                return
+            data = b""
+            if ready:
+                try:
+                    data = os.read(self._master, 4096)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    return
+                if not data:
+                    return
+            replies = []
+            with self._lock:
+                for request in self._rx.feed(data) if data else self._rx.idle():
+                    try:
+                        replies.append(self._apply(request))
+                    except Exception:  # a bug here must not kill the simulated bus
+                        self._errors += 1
+            for reply in replies:
+                if reply:
+                    self._write(reply)
+
+    def _write(self, data: bytes) -> None:
+        try:
+            written = os.write(self._master, data)
+        except BlockingIOError:
+            written = 0
+        except OSError:
+            return
+        if written < len(data):
+            with self._lock:
+                self._dropped_bytes += len(data) - written
+
+    def _apply(self, request: ModbusPDU) -> bytes:
+        """Act on one request (lock held); return the bytes to answer with."""
+        b = self._boards.get(request.dev_id)
+        if b is None:
+            return b""
+        b.requests += 1
+        if b.silent:
+            return b""
+        reply = encode(self._serve(b, request))
+        if b.corrupt:
+            junk = bytes(self._random.choice(NOISE) for _ in range(3))
+            reply = junk + reply[:-1] + bytes(((reply[-1] + 1) & 0xFF,))
+        elif b.noisy:
+            reply = bytes(self._random.choice(NOISE) for _ in range(3)) + reply
+        return reply
+
+    def _serve(self, b: _Board, request: ModbusPDU) -> ModbusPDU:
+        now = self._monotonic()
+        slave = b.slave
+        fc = request.function_code
+        if isinstance(request, ReadCoilsRequest):  # also ReadDiscreteInputsRequest
+            if request.address + request.count > b.relays:
+                return ExceptionResponse(fc, ILLEGAL_ADDRESS, device_id=slave)
+            span = range(request.address, request.address + request.count)
+            if isinstance(request, ReadDiscreteInputsRequest):
+                b.input_reads += 1
+                closed = bool(b.closed_bit)
+                bits = [closed != b.door_open[i] for i in span]
+                return ReadDiscreteInputsResponse(dev_id=slave, bits=bits)
+            return ReadCoilsResponse(dev_id=slave, bits=[now < b.relay_until[i] for i in span])
+        if isinstance(request, WriteCoilRaw):
+            address, value = request.address, request.value
+            if address < b.relays:
+                if value not in (COIL_ON, COIL_OFF):
+                    return ExceptionResponse(fc, ILLEGAL_VALUE, device_id=slave)
+                self._switch(b, address, value == COIL_ON, now)
+            elif b.flash and FLASH_ON_BASE <= address < FLASH_ON_BASE + b.relays:
+                if value == 0:
+                    return ExceptionResponse(fc, ILLEGAL_VALUE, device_id=slave)
+                self._switch(b, address - FLASH_ON_BASE, True, now, value * FLASH_UNIT_MS)
+            else:
+                return ExceptionResponse(fc, ILLEGAL_ADDRESS, device_id=slave)
+            return WriteCoilRaw(slave, address, value)
+        if isinstance(request, WriteMultipleCoilsRequest):
+            if request.address + request.count > b.relays:
+                return ExceptionResponse(fc, ILLEGAL_ADDRESS, device_id=slave)
+            for offset, on in enumerate(request.bits[: request.count]):
+                self._switch(b, request.address + offset, bool(on), now)
+            return WriteMultipleCoilsResponse(
+                address=request.address, count=request.count, dev_id=slave
+            )
+        return ExceptionResponse(fc & 0x7F, ILLEGAL_FUNCTION, device_id=slave)
+
+    def _switch(self, b: _Board, i: int, on: bool, now: float, flash_ms: int = 0) -> None:
+        was_on = now < b.relay_until[i]
+        if not on:
+            if was_on:
+                self._end_pulse(b, i, now)
+            b.relay_until[i] = min(b.relay_until[i], now)
+            return
+        if not was_on:
+            if any(now < until for other in self._boards.values() for until in other.relay_until):
+                self._overlapping += 1
+            end = now + flash_ms / 1000.0 if flash_ms else None
+            b.pulse_index[i] = len(self._pulses)
+            self._pulses.append(_Pulse(b.slave, i + 1, now, end, "flash" if flash_ms else "coil"))
+            if not b.jammed[i] and not b.door_open[i]:
+                b.door_open[i] = True
+                b.forced[i] = False
+        elif flash_ms:  # a new flash while on: the board restarts its timer
+            self._end_pulse(b, i, now)
+            b.pulse_index[i] = len(self._pulses)
+            self._pulses.append(_Pulse(b.slave, i + 1, now, now + flash_ms / 1000.0, "flash"))
+        b.relay_until[i] = now + flash_ms / 1000.0 if flash_ms else NEVER
+
+    def _end_pulse(self, b: _Board, i: int, now: float) -> None:
+        index = b.pulse_index[i]
+        if index is not None:
+            pulse = self._pulses[index]
+            pulse.end = now if pulse.end is None else min(pulse.end, now)
+            b.pulse_index[i] = None
