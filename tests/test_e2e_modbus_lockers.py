@@ -95,7 +95,7 @@ def bank(cfg: dict[str, Any]) -> Iterator[Bank]:
 
 def send(sub: Subscriber, site: str, name: str, args: dict[str, Any], keys: Keys) -> dict[str, Any]:
     sub.wait_for(lambda m: m.topic == f"{ROOT}/{site}/status" and m.json["state"] == "online")
-    cmd = command(name, args, keys.centre)
+    cmd = command(name, args, keys.centre, site=site)
     sub.publish(f"{ROOT}/{site}/commands/{name}", cmd)
     return sub.wait_for(
         lambda m: m.topic.endswith("/results") and m.json["command_id"] == cmd["command_id"]
