@@ -1,48 +1,35 @@
 """A locker bank's Modbus RTU relay boards on one RS-485 bus: the lock-bus driver.
 
 :class:`ModbusBus` is a drop-in for :class:`drivers.cu16.Cu16Bus` (the
-:class:`drivers.base.LockBus` interface and the same listener callbacks), so the locker
-bank, its coil scheduler and every locker rule stay as they are. Each board is a Modbus
-slave; relay *n* drives the lock of door *n*, whose switch is discrete input *n*
-(:mod:`drivers.modbus_protocol` has the requests; pymodbus does the framing).
+:class:`drivers.base.LockBus` interface, the same listener callbacks), so the locker bank,
+its coil scheduler and every locker rule stay as they are. Each board is a Modbus slave;
+relay *n* drives the lock of door *n*, whose switch is discrete input *n*
+(:mod:`drivers.modbus_protocol`: the requests; pymodbus: the framing).
 
-* **Unlocks** are relay pulses, one at a time on the bus (the next waits for the pulse plus
-  ``coil_gap``), never longer than ``max_pulse_ms`` (:class:`CoilSafetyError` otherwise).
-  Per board, ``pulse`` says who times them:
+* **Unlocks**: one relay pulse at a time on the bus (the next waits for the pulse plus
+  ``coil_gap``), never above ``max_pulse_ms`` (CoilSafetyError). Per board, ``pulse``:
+  ``board``: one "flash on" request, the board switches the relay off by itself (in 100 ms
+  steps), even if this process dies; ``driver``: relay on, then off after the pulse, timed
+  here. Nothing is started on the bus that could still be waiting for a reply when an off
+  is due; an unconfirmed off is repeated every ``off_retry_s`` and holds back every other
+  unlock meanwhile. Every relay of a ``driver`` board is written off when the port opens (a
+  relay left on by a killed process), every relay of every board at :meth:`close`.
+  ``on_unlock_sent`` reports the write; an unlock not sent within ``command_ttl`` is dropped.
+* **Doors**: discrete inputs read ``poll_hz`` times a second per board; ``on_status`` on
+  the first reading (also after a fault) and every change; no item sensors (all False).
+* **Faults**: ``fault_after`` missed or garbled replies in a row: ``on_board_fault`` once;
+  the first good reply: ``on_board_recovered`` once; thrown-away bytes: ``on_garbage``.
 
-  - ``board``: one "flash on" request; the board switches the relay off by itself after
-    the pulse (in 100 ms steps), even if this process dies in the middle.
-  - ``driver``: relay on, then off after the pulse, timed by the bus thread. Nothing else
-    is started on the bus that could still be running when the off is due. An off the
-    board does not confirm is sent again every ``off_retry_s`` until it is; while a relay
-    may still be on no other unlock goes out. When the port opens, every relay of a
-    ``driver`` board is written off (a relay left on by a killed process), and on
-    :meth:`ModbusBus.close` every relay of every board is.
-
-  ``on_unlock_sent`` reports the moment the request was written; an unlock not sent within
-  ``command_ttl`` (port down, long queue) is dropped and logged, never sent late.
-* **Doors**: every board's discrete inputs are read ``poll_hz`` times a second;
-  ``on_status`` reports the first reading (also the first after a fault) and every change;
-  ``closed_bit`` is the input value that means "door closed". There are no item sensors:
-  ``items`` is all False.
-* **Faults**: a board that misses ``fault_after`` replies in a row (silence, garbled
-  replies) is reported once with ``on_board_fault``; its first good reply, once, with
-  ``on_board_recovered``. Bytes thrown away are reported with ``on_garbage``. A port that
-  fails faults every board and is reopened with exponential backoff.
-
-Threading: public methods may be called from any thread; the port and all board state
-belong to the bus thread, and listener callbacks run on it (an exception from one is logged
-and swallowed). Scheduling and timeouts use ``time.monotonic``; callback timestamps come
-from the injectable ``monotonic``.
+Threading: public methods from any thread; the port and board state belong to the bus
+thread (:class:`~drivers.serialworker.SerialWorker`), where listener callbacks run.
 """
 
 from __future__ import annotations
 
 import collections
-import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import serial
@@ -51,60 +38,27 @@ import structlog
 from drivers.base import Cu16Listener
 from drivers.errors import CoilSafetyError
 from drivers.modbus_protocol import (
-    FLASH_UNIT_MS,
-    MAX_RELAYS,
-    MAX_SLAVE,
+    ModbusBoardSettings,
     ModbusPDU,
     RtuReceiver,
     all_off_request,
     bits_of,
+    check_int,
+    check_pulse,
     coil_request,
     encode,
     flash_request,
     inputs_request,
     matches,
 )
+from drivers.serialworker import SerialWorker
+
+__all__ = ["ModbusBoardSettings", "ModbusBus"]
 
 log = structlog.get_logger(__name__)
 
-PULSE_MODES = ("board", "driver")
 WRITE_MARGIN_S = 0.02  # a request's own time on the wire, on top of reply_timeout
 CLOSE_OFF_TRIES = 3
-
-
-def _check_int(name: str, value: object, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise ValueError(f"{name} must be an int in {lo}..{hi}, got {value!r}")
-    return value
-
-
-@dataclass(frozen=True, slots=True)
-class ModbusBoardSettings:
-    """One relay board: its slave id (1-255), the relays wired to locks (1..``relays``,
-    door switch *n* on discrete input *n*), who times the pulse (``board`` / ``driver``),
-    the input value meaning "door closed", and the pulse until ``set_unlock_time``."""
-
-    slave_id: int
-    relays: int = 8
-    pulse: str = "board"
-    closed_bit: int = 1
-    pulse_ms: int = 500
-
-    def __post_init__(self) -> None:
-        _check_int("slave_id", self.slave_id, 1, MAX_SLAVE)
-        _check_int("relays", self.relays, 1, MAX_RELAYS)
-        if self.pulse not in PULSE_MODES:
-            raise ValueError(f"pulse must be 'board' or 'driver', got {self.pulse!r}")
-        if self.closed_bit not in (0, 1) or isinstance(self.closed_bit, bool):
-            raise ValueError(f"closed_bit must be 0 or 1, got {self.closed_bit!r}")
-        _check_pulse(self.pulse, self.pulse_ms)
-
-
-def _check_pulse(mode: str, ms: object) -> int:
-    value = _check_int("ms", ms, 10, 600_000)
-    if mode == "board" and value % FLASH_UNIT_MS:
-        raise ValueError(f"a board-timed pulse is a multiple of {FLASH_UNIT_MS} ms, got {value!r}")
-    return value
 
 
 @dataclass(slots=True)
@@ -134,22 +88,13 @@ class _Unlock:
     queued_at: float
 
 
-@dataclass(slots=True)
-class _Stats:
-    polls: int = 0
-    unlocks_sent: int = 0
-    unlocks_expired: int = 0
-    unlocks_refused: int = 0
-    offs_sent: int = 0
-    off_retries: int = 0
-    port_errors: int = 0
-    listener_errors: int = 0
-    late_bytes: int = 0
-    on_ms: list[float] = field(default_factory=list)  # driver-timed pulses, measured
+COUNTERS = "polls unlocks_sent unlocks_expired unlocks_refused offs_sent off_retries late_bytes"
 
 
-class ModbusBus:
-    """Modbus RTU relay boards on one serial line; see the module docstring."""
+class ModbusBus(SerialWorker):
+    """Modbus RTU relay boards on one serial line; see the module docstring. The thread,
+    the port's open/reopen with backoff and the callback guard are
+    :class:`~drivers.serialworker.SerialWorker`'s."""
 
     def __init__(
         self,
@@ -179,21 +124,29 @@ class ModbusBus:
             raise ValueError(f"parity must be 'N', 'E' or 'O', got {parity!r}")
         if not poll_hz > 0 or not reply_timeout > 0 or not off_retry_s > 0:
             raise ValueError("poll_hz, reply_timeout and off_retry_s must be > 0")
-        _check_int("fault_after", fault_after, 1, 1_000_000)
-        _check_int("max_pulse_ms", max_pulse_ms, 10, 600_000)
+        check_int("fault_after", fault_after, 1, 1_000_000)
+        check_int("max_pulse_ms", max_pulse_ms, 10, 600_000)
         if coil_gap < 0 or command_ttl <= 0:
             raise ValueError("coil_gap must be >= 0 and command_ttl > 0")
-        if not 0 < reopen_backoff[0] <= reopen_backoff[1]:
-            raise ValueError(f"reopen_backoff must be (first, max), got {reopen_backoff!r}")
         for b in boards:
             if b.pulse_ms > max_pulse_ms:
                 raise CoilSafetyError(
                     f"slave {b.slave_id}: pulse of {b.pulse_ms} ms exceeds the coil limit "
                     f"of {max_pulse_ms} ms"
                 )
-        self._url = url
+        super().__init__(
+            url,
+            name="modbus",
+            thread_name=f"modbus-bus[{url}]",
+            log=log.bind(bus=url),
+            baudrate=baudrate,
+            read_timeout=reply_timeout,
+            write_timeout=write_timeout,
+            reopen_backoff=reopen_backoff,
+            monotonic=monotonic,
+            close_timeout=2.0,
+        )
         self._listener = listener
-        self._baudrate = baudrate
         self._parity = parity
         self._period = 1.0 / poll_hz
         self._reply_timeout = reply_timeout
@@ -203,55 +156,32 @@ class ModbusBus:
         self._command_ttl = command_ttl
         self._max_pulse_ms = max_pulse_ms
         self._off_retry = off_retry_s
-        self._backoff_first, self._backoff_max = reopen_backoff
-        self._write_timeout = write_timeout
-        self._monotonic = monotonic
         self._boards = {b.slave_id: _Board(b, b.pulse_ms) for b in boards}
-        self._log = log.bind(bus=url)
 
         # Shared with callers (guarded by _cond).
-        self._cond = threading.Condition()
         self._commands: collections.deque[_Unlock] = collections.deque()
         self._wakeup = False
-        self._stop = False
-        self._thread: threading.Thread | None = None
 
         # Bus thread only.
-        self._port: Any = None
         self._rx = RtuReceiver(is_server=False)
         self._garbage_reported = 0
         self._offs: dict[tuple[int, int], _Off] = {}
         self._poll_pending: collections.deque[int] = collections.deque()
         self._next_cycle = 0.0
         self._coil_free_at = 0.0
-        self._backoff = self._backoff_first
-        self._stats = _Stats()
+        self._all_off_due = False
+        self._stats = dict.fromkeys(COUNTERS.split(), 0)
         self._closing = False
 
     # ------------------------------------------------------------------ public API
-
-    @property
-    def url(self) -> str:
-        return self._url
-
-    def start(self) -> None:
-        """Start the bus thread (it opens the port). Calling it again does nothing."""
-        with self._cond:
-            if self._stop:
-                raise RuntimeError("ModbusBus was closed; make a new one")
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name=f"modbus-bus[{self._url}]", daemon=True
-                )
-                self._thread.start()
 
     def unlock(self, board: int, lock: int) -> None:
         """Queue a pulse of relay ``lock`` (1-based) on slave ``board``; returns at once.
         ValueError for a board or relay not configured, RuntimeError after close."""
         st = self._board(board)
-        _check_int("lock", lock, 1, st.settings.relays)
+        check_int("lock", lock, 1, st.settings.relays)
         with self._cond:
-            if self._stop:
+            if self._closed:
                 raise RuntimeError("ModbusBus is closed")
             self._commands.append(_Unlock(board, lock, time.monotonic()))
             self._wakeup = True
@@ -262,7 +192,7 @@ class ModbusBus:
         request carries the time. CoilSafetyError above ``max_pulse_ms``; ValueError for a
         board-timed pulse that is not a multiple of 100 ms."""
         st = self._board(board)
-        _check_pulse(st.settings.pulse, ms)
+        check_pulse(st.settings.pulse, ms)
         if ms > self._max_pulse_ms:
             raise CoilSafetyError(
                 f"unlock time {ms} ms exceeds the coil limit of {self._max_pulse_ms} ms "
@@ -273,18 +203,10 @@ class ModbusBus:
 
     def stats(self) -> dict[str, Any]:
         """A loose snapshot of counters (read without locking; for logs and tests)."""
-        s = self._stats
         return {
-            "polls": s.polls,
-            "unlocks_sent": s.unlocks_sent,
-            "unlocks_expired": s.unlocks_expired,
-            "unlocks_refused": s.unlocks_refused,
-            "offs_sent": s.offs_sent,
-            "off_retries": s.off_retries,
-            "port_errors": s.port_errors,
-            "listener_errors": s.listener_errors,
-            "late_bytes": s.late_bytes,
-            "on_ms": list(s.on_ms),
+            **self._stats,
+            "port_errors": self._port_errors,
+            "listener_errors": self._listener_errors,
             "frames": self._rx.frames,
             "garbage_bytes": self._rx.garbage_bytes,
             "bad_crc": self._rx.bad_crc,
@@ -300,19 +222,6 @@ class ModbusBus:
             },
         }
 
-    def close(self, timeout: float = 2.0) -> None:
-        """Stop the thread: it writes every relay off, then closes the port. Safe to call
-        twice; from a listener callback it only asks the thread to stop."""
-        with self._cond:
-            self._stop = True
-            self._cond.notify_all()
-            thread = self._thread
-        if thread is None or thread is threading.current_thread():
-            return
-        thread.join(timeout)
-        if thread.is_alive():
-            self._log.warning("modbus_close_timeout", timeout=timeout)
-
     def _board(self, board: int) -> _Board:
         st = self._boards.get(board) if isinstance(board, int) else None
         if st is None or isinstance(board, bool):
@@ -321,88 +230,37 @@ class ModbusBus:
 
     # ------------------------------------------------------------------ bus thread
 
-    def _run(self) -> None:
-        self._log.info("modbus_bus_start", boards=list(self._boards), period_s=self._period)
-        self._next_cycle = time.monotonic()
-        try:
-            while not self._stopping():
-                try:
-                    if self._port is None:
-                        if not self._open_port():
-                            self._sleep(self._backoff)
-                            self._backoff = min(self._backoff * 2, self._backoff_max)
-                        continue
-                    self._step()
-                except (serial.SerialException, OSError) as exc:
-                    self._port_failed(exc)
-                except Exception:
-                    self._log.exception("modbus_bus_error")
-                    self._sleep(0.1)
-        finally:
-            self._shutdown()
-            self._log.info("modbus_bus_stop")
+    def _start_fields(self) -> dict[str, Any]:
+        return {"boards": list(self._boards), "period_s": self._period}
 
-    def _stopping(self) -> bool:
-        with self._cond:
-            return self._stop
+    def _make_port(self) -> Any:
+        return serial.serial_for_url(
+            self._url,
+            baudrate=self._baudrate,
+            bytesize=serial.EIGHTBITS,
+            parity=self._parity,
+            stopbits=serial.STOPBITS_ONE,
+            timeout=self._read_timeout,
+            write_timeout=self._write_timeout,
+        )
 
-    def _sleep(self, seconds: float) -> None:
-        with self._cond:
-            if not self._stop and seconds > 0:
-                self._cond.wait(seconds)
-
-    def _open_port(self) -> bool:
-        try:
-            port = serial.serial_for_url(
-                self._url,
-                baudrate=self._baudrate,
-                bytesize=serial.EIGHTBITS,
-                parity=self._parity,
-                stopbits=serial.STOPBITS_ONE,
-                timeout=self._reply_timeout,
-                write_timeout=self._write_timeout,
-            )
-        except Exception as exc:  # SerialException, OSError, ValueError for a bad URL
-            self._log.warning("modbus_port_open_failed", error=str(exc), retry_s=self._backoff)
-            self._stats.port_errors += 1
-            self._fault_all(f"port error: {exc}")
-            return False
-        self._port = port
+    def _port_opened(self) -> None:
         self._rx.discard()
-        self._backoff = self._backoff_first
+        self._garbage_reported = self._rx.garbage_bytes
         self._next_cycle = time.monotonic()
         self._poll_pending.clear()
-        self._log.info("modbus_port_open")
-        # A relay left on by a process that died mid-pulse: off before anything else.
-        for slave, st in self._boards.items():
-            if st.settings.pulse == "driver":
-                self._transact(slave, all_off_request(slave, st.settings.relays))
-        return True
+        self._all_off_due = True
 
-    def _close_port(self) -> None:
-        port, self._port = self._port, None
-        if port is not None:
-            try:
-                port.close()
-            except Exception as exc:
-                self._log.warning("modbus_port_close_failed", error=str(exc))
-
-    def _port_failed(self, exc: BaseException) -> None:
-        self._stats.port_errors += 1
-        self._log.warning("modbus_port_error", error=str(exc), retry_s=self._backoff)
-        self._close_port()
-        self._fault_all(f"port error: {exc}")
-        self._sleep(self._backoff)
-        self._backoff = min(self._backoff * 2, self._backoff_max)
-
-    def _fault_all(self, reason: str) -> None:
+    def _on_fault(self, reason: str) -> None:
+        """The port failed (or cannot be opened): every board is faulted."""
         for slave, st in self._boards.items():
             st.misses = max(st.misses, self._fault_after)
             if not st.faulted:
                 self._set_fault(slave, st, reason)
 
-    def _shutdown(self) -> None:
-        """Every relay off (driver-timed ones still on first, retried), then the port."""
+    def _on_stop(self) -> None:
+        """Every relay off (driver-timed ones still on first, retried); the base closes the
+        port afterwards."""
         self._closing = True
         try:
             if self._port is not None:
@@ -417,9 +275,15 @@ class ModbusBus:
         finally:
             if self._offs:
                 self._log.error("modbus_relays_maybe_on", relays=sorted(self._offs))
-            self._close_port()
 
-    def _step(self) -> None:
+    def _serve(self) -> None:
+        if self._all_off_due:
+            # A relay left on by a process that died mid-pulse: off before anything else.
+            self._all_off_due = False
+            for slave, st in self._boards.items():
+                if st.settings.pulse == "driver":
+                    self._transact(slave, all_off_request(slave, st.settings.relays))
+            return
         now = time.monotonic()
         # 1. Relays due off.
         if self._offs:
@@ -455,7 +319,7 @@ class ModbusBus:
     def _wait_until(self, at: float, *, wakeup: bool = True) -> None:
         """Block until ``at``, or until stopped or (``wakeup``) a new unlock is queued."""
         with self._cond:
-            if not self._stop and not (wakeup and self._wakeup):
+            if not self._stop.is_set() and not (wakeup and self._wakeup):
                 self._cond.wait(max(0.0, at - time.monotonic()))
 
     def _take_command(self, now: float) -> tuple[_Unlock | None, float]:
@@ -467,7 +331,7 @@ class ModbusBus:
             for command in list(self._commands):
                 if now - command.queued_at > self._command_ttl:
                     self._commands.remove(command)
-                    self._stats.unlocks_expired += 1
+                    self._stats["unlocks_expired"] += 1
                     self._log.warning(
                         "modbus_unlock_expired",
                         board=command.board,
@@ -493,8 +357,7 @@ class ModbusBus:
         if port.in_waiting:
             port.timeout = 0
             late = port.read(4096)
-            self._stats.late_bytes += len(late)
-            self._log.debug("modbus_late_bytes", count=len(late))
+            self._stats["late_bytes"] += len(late)
         self._rx.discard()
         self._garbage_reported = self._rx.garbage_bytes  # late bytes are not line noise
         port.write(encode(request))
@@ -528,20 +391,15 @@ class ModbusBus:
         self._report_garbage()
         return found, garbled
 
-    def _transact(
-        self, slave: int, request: ModbusPDU, deadline: float | None = None
-    ) -> ModbusPDU | None:
-        """Send, wait for the reply, count it for the board; the reply if it is the normal
-        answer to ``request``, else None."""
+    def _transact(self, slave: int, request: ModbusPDU) -> ModbusPDU | None:
         self._send(request)
-        return self._reply(slave, request, deadline)
+        return self._reply(slave, request)
 
     def _reply(
         self, slave: int, request: ModbusPDU, deadline: float | None = None
     ) -> ModbusPDU | None:
-        """Wait for the reply to ``request`` until ``deadline`` (default: the reply
-        timeout). A wait cut shorter than the reply timeout (a driver-timed off is due)
-        does not count silence as a miss."""
+        """The normal answer to ``request`` by ``deadline`` (default: the reply timeout),
+        else None; counted for the board, except silence in a wait cut short."""
         full = time.monotonic() + self._reply_timeout
         if deadline is None:
             deadline = full
@@ -569,7 +427,7 @@ class ModbusBus:
 
     def _poll(self, slave: int) -> None:
         st = self._boards[slave]
-        self._stats.polls += 1
+        self._stats["polls"] += 1
         reply = self._transact(slave, inputs_request(slave, st.settings.relays))
         if reply is None:
             return
@@ -596,28 +454,27 @@ class ModbusBus:
             self._offs[(slave, relay)] = off
             deadline = min(deadline, off.due)
         self._coil_free_at = sent + ms / 1000.0 + self._coil_gap
-        self._stats.unlocks_sent += 1
+        self._stats["unlocks_sent"] += 1
         t = self._monotonic()
         self._log.info(
             "modbus_unlock_sent", board=slave, lock=relay, pulse_ms=ms, pulse=st.settings.pulse
         )
         self._emit("on_unlock_sent", lambda: self._listener.on_unlock_sent(slave, relay, t))
         if self._reply(slave, request, deadline) is None and by_board:
-            self._stats.unlocks_refused += 1
+            self._stats["unlocks_refused"] += 1
 
     def _switch_off(self, slave: int, relay: int, off: _Off) -> bool:
         """Write a driver-timed relay off; True once the board confirmed it."""
-        self._stats.offs_sent += 1
+        self._stats["offs_sent"] += 1
         if self._transact(slave, coil_request(slave, relay, False)) is not None:
             now = time.monotonic()
             on_ms = (now - off.on_at) * 1000.0
-            self._stats.on_ms.append(round(on_ms, 1))
             del self._offs[(slave, relay)]
             self._coil_free_at = max(self._coil_free_at, now + self._coil_gap)
             self._log.info("modbus_relay_off", board=slave, lock=relay, on_ms=round(on_ms, 1))
             return True
         off.attempts += 1
-        self._stats.off_retries += 1
+        self._stats["off_retries"] += 1
         off.due = time.monotonic() + self._off_retry
         on_s = time.monotonic() - off.on_at
         if on_s * 1000.0 > self._max_pulse_ms and not off.overrun_logged:
@@ -649,10 +506,3 @@ class ModbusBus:
         st.last = None  # the first good reading after recovery is reported again
         self._log.warning("modbus_board_fault", board=slave, reason=reason)
         self._emit("on_board_fault", lambda: self._listener.on_board_fault(slave, reason))
-
-    def _emit(self, name: str, call: Callable[[], None]) -> None:
-        try:
-            call()
-        except Exception:
-            self._stats.listener_errors += 1
-            self._log.exception("modbus_listener_error", callback=name)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from pymodbus.framer import FramerRTU
 from pymodbus.pdu import DecodePDU, ExceptionResponse, ModbusPDU
@@ -49,7 +50,9 @@ __all__ = [
     "MAX_FLASH_MS",
     "MAX_RELAYS",
     "MAX_SLAVE",
+    "PULSE_MODES",
     "ExceptionResponse",
+    "ModbusBoardSettings",
     "ModbusPDU",
     "ReadDiscreteInputsRequest",
     "ReadDiscreteInputsResponse",
@@ -59,6 +62,8 @@ __all__ = [
     "WriteMultipleCoilsResponse",
     "all_off_request",
     "bits_of",
+    "check_int",
+    "check_pulse",
     "coil_request",
     "decoder",
     "encode",
@@ -118,32 +123,65 @@ def decoder(*, is_server: bool) -> DecodePDU:
     return dec
 
 
-def _check(name: str, value: object, lo: int, hi: int) -> int:
+def check_int(name: str, value: object, lo: int, hi: int) -> int:
+    """``value`` if it is an int (not a bool) in ``lo..hi``, else ValueError."""
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
         raise ValueError(f"{name} must be an int in {lo}..{hi}, got {value!r}")
     return value
 
 
+PULSE_MODES = ("board", "driver")
+
+
+@dataclass(frozen=True, slots=True)
+class ModbusBoardSettings:
+    """One relay board: its slave id (1-255), the relays wired to locks (1..``relays``,
+    door switch *n* on discrete input *n*), who times the pulse (``board`` / ``driver``),
+    the input value meaning "door closed", and the pulse until ``set_unlock_time``."""
+
+    slave_id: int
+    relays: int = 8
+    pulse: str = "board"
+    closed_bit: int = 1
+    pulse_ms: int = 500
+
+    def __post_init__(self) -> None:
+        check_int("slave_id", self.slave_id, 1, MAX_SLAVE)
+        check_int("relays", self.relays, 1, MAX_RELAYS)
+        if self.pulse not in PULSE_MODES:
+            raise ValueError(f"pulse must be 'board' or 'driver', got {self.pulse!r}")
+        if self.closed_bit not in (0, 1) or isinstance(self.closed_bit, bool):
+            raise ValueError(f"closed_bit must be 0 or 1, got {self.closed_bit!r}")
+        check_pulse(self.pulse, self.pulse_ms)
+
+
+def check_pulse(mode: str, ms: object) -> int:
+    value = check_int("ms", ms, 10, 600_000)
+    if mode == "board" and value % FLASH_UNIT_MS:
+        raise ValueError(f"a board-timed pulse is a multiple of {FLASH_UNIT_MS} ms, got {value!r}")
+    return value
+
+
 def inputs_request(slave: int, count: int) -> ReadDiscreteInputsRequest:
     """Read discrete inputs 1..``count`` (the door switches)."""
-    _check("slave", slave, 1, MAX_SLAVE)
-    _check("count", count, 1, MAX_RELAYS)
+    check_int("slave", slave, 1, MAX_SLAVE)
+    check_int("count", count, 1, MAX_RELAYS)
     return ReadDiscreteInputsRequest(address=0, count=count, dev_id=slave)
 
 
 def coil_request(slave: int, relay: int, on: bool) -> WriteCoilRaw:
     """Switch relay ``relay`` (1-based) on or off."""
-    _check("slave", slave, 1, MAX_SLAVE)
-    _check("relay", relay, 1, MAX_RELAYS)
+    check_int("slave", slave, 1, MAX_SLAVE)
+    check_int("relay", relay, 1, MAX_RELAYS)
     return WriteCoilRaw(slave, relay - 1, COIL_ON if on else COIL_OFF)
 
 
 def flash_request(slave: int, relay: int, ms: int) -> WriteCoilRaw:
     """ "Flash on": the board closes ``relay`` for ``ms`` (a multiple of 100 ms), then opens
     it by itself."""
-    _check("slave", slave, 1, MAX_SLAVE)
-    _check("relay", relay, 1, MAX_RELAYS)
-    _check("ms", ms, FLASH_UNIT_MS, MAX_FLASH_MS)
+    check_int("slave", slave, 1, MAX_SLAVE)
+    check_int("relay", relay, 1, MAX_RELAYS)
+    check_int("ms", ms, FLASH_UNIT_MS, MAX_FLASH_MS)
     if ms % FLASH_UNIT_MS:
         raise ValueError(f"ms must be a multiple of {FLASH_UNIT_MS}, got {ms!r}")
     return WriteCoilRaw(slave, FLASH_ON_BASE + relay - 1, ms // FLASH_UNIT_MS)
@@ -151,8 +189,8 @@ def flash_request(slave: int, relay: int, ms: int) -> WriteCoilRaw:
 
 def all_off_request(slave: int, relays: int) -> WriteMultipleCoilsRequest:
     """Relays 1..``relays`` off in one request."""
-    _check("slave", slave, 1, MAX_SLAVE)
-    _check("relays", relays, 1, MAX_RELAYS)
+    check_int("slave", slave, 1, MAX_SLAVE)
+    check_int("relays", relays, 1, MAX_RELAYS)
     return WriteMultipleCoilsRequest(address=0, bits=[False] * relays, dev_id=slave)
 
 

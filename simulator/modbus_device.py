@@ -1,9 +1,8 @@
 """Simulated Modbus RTU relay boards (one or more slaves) on the far side of a pty pair.
 
-:class:`SimulatedModbusBus` opens ``pty.openpty()``, puts the slave side in raw mode and
-serves the master side from its own thread with pymodbus's PDUs and CRC
-(:mod:`drivers.modbus_protocol`): the lock-bus driver under test opens
-:attr:`SimulatedModbusBus.port` exactly like a USB RS-485 adapter.
+:class:`SimulatedModbusBus`, a :class:`~simulator.ptydevice.PtyDevice`, serves the master
+side of a pty with pymodbus's PDUs and CRC (:mod:`drivers.modbus_protocol`): the lock-bus
+driver under test opens :attr:`SimulatedModbusBus.port` exactly like a USB RS-485 adapter.
 
 Served per board (slave id) on this bus; other slave ids stay silent:
 
@@ -28,13 +27,8 @@ Threading: every public method is thread-safe; no global state.
 
 from __future__ import annotations
 
-import os
-import pty
 import random
-import select
-import threading
 import time
-import tty
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -61,6 +55,7 @@ from drivers.modbus_protocol import (
     WriteMultipleCoilsResponse,
     encode,
 )
+from simulator.ptydevice import PtyDevice
 
 ILLEGAL_FUNCTION = 0x01
 ILLEGAL_ADDRESS = 0x02
@@ -121,12 +116,13 @@ class _Pulse:
         }
 
 
-class SimulatedModbusBus:
+class SimulatedModbusBus(PtyDevice):
     """Simulated relay boards behind a pty. See the module docstring.
 
     ``boards``: slave ids (1-255) on this bus, each with ``relays`` relays and as many door
     inputs; ``closed_bit`` and ``flash`` are the initial per-board settings. ``monotonic``
-    stamps the pulse history and times flashes; ``seed`` makes the junk reproducible.
+    stamps the pulse history and times flashes; ``seed`` makes the junk reproducible;
+    ``link_name`` serves :attr:`port` as a stable link (for unplug tests).
     Locks (relays) are numbered 1..relays in every control method.
     """
 
@@ -141,6 +137,7 @@ class SimulatedModbusBus:
         flash: bool = True,
         monotonic: Callable[[], float] = time.monotonic,
         seed: int = 0,
+        link_name: str | None = None,
     ) -> None:
         ids = list(boards)
         if not ids or len(set(ids)) != len(ids):
@@ -152,8 +149,8 @@ class SimulatedModbusBus:
             raise ValueError(f"relays must be in 1..{MAX_RELAYS}, got {relays!r}")
         if closed_bit not in (0, 1):
             raise ValueError(f"closed_bit must be 0 or 1, got {closed_bit!r}")
+        super().__init__(link_name=link_name)
         self._monotonic = monotonic
-        self._lock = threading.Lock()
         self._boards = {
             s: _Board(
                 s,
@@ -174,29 +171,9 @@ class SimulatedModbusBus:
         self._random = random.Random(seed)
         self._dropped_bytes = 0
         self._errors = 0
-        self._closed = False
-
-        self._master, self._slave = pty.openpty()
-        try:
-            tty.setraw(self._slave)
-            os.set_blocking(self._master, False)
-            self._port = os.ttyname(self._slave)
-            self._wake_r, self._wake_w = os.pipe()
-        except BaseException:
-            os.close(self._master)
-            os.close(self._slave)
-            raise
-        self._thread = threading.Thread(
-            target=self._run, name=f"modbus-sim[{self._port}]", daemon=True
-        )
-        self._thread.start()
+        self._start_serving(f"modbus-sim[{self.port}]")
 
     # ------------------------------------------------------------------ public API
-
-    @property
-    def port(self) -> str:
-        """The slave tty path for the driver (e.g. ``/dev/pts/7``)."""
-        return self._port
 
     def open_door(self, board: int, lock: int) -> None:
         """Force the door open by hand (no pulse)."""
@@ -266,7 +243,7 @@ class SimulatedModbusBus:
         with self._lock:
             now = self._monotonic()
             return {
-                "port": self._port,
+                "port": self.port,
                 "protocol": "modbus-rtu",
                 "boards": {str(s): b.as_dict(now) for s, b in self._boards.items()},
                 "pulses": [p.as_dict() for p in self._pulses],
@@ -277,30 +254,6 @@ class SimulatedModbusBus:
                 "dropped_reply_bytes": self._dropped_bytes,
                 "errors": self._errors,
             }
-
-    def close(self) -> None:
-        """Stop the I/O thread and close every fd. Safe to call twice."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-        try:
-            os.write(self._wake_w, b"x")
-        except OSError:
-            pass
-        if self._thread is not threading.current_thread():
-            self._thread.join(timeout=2.0)
-        for fd in (self._master, self._slave, self._wake_r, self._wake_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-
-    def __enter__(self) -> SimulatedModbusBus:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # ------------------------------------------------------------------ internals
 
@@ -316,47 +269,25 @@ class SimulatedModbusBus:
             raise ValueError(f"lock must be an int in 1..{b.relays}, got {lock!r}")
         return b, lock - 1
 
-    def _run(self) -> None:
-        while True:
-            # A partial frame left pending for IDLE_GAP can no longer complete.
-            timeout = self.IDLE_GAP if self._rx.pending else None
-            try:
-                ready, _, _ = select.select([self._master, self._wake_r], [], [], timeout)
-            except (OSError, ValueError):
-                return
-            if self._wake_r in ready:
-                return
-            data = b""
-            if ready:
-                try:
-                    data = os.read(self._master, 4096)
-                except BlockingIOError:
-                    continue
-                except OSError:
-                    return
-                if not data:
-                    return
-            replies = []
-            with self._lock:
-                for request in self._rx.feed(data) if data else self._rx.idle():
-                    try:
-                        replies.append(self._apply(request))
-                    except Exception:  # a bug here must not kill the simulated bus
-                        self._errors += 1
-            for reply in replies:
-                if reply:
-                    self._write(reply)
+    def _poll_timeout(self) -> float | None:
+        # Like a real board, resync on a quiet line: a partial frame left pending for
+        # IDLE_GAP seconds can no longer complete (RtuReceiver.idle).
+        return self.IDLE_GAP if self._rx.pending else None
 
-    def _write(self, data: bytes) -> None:
-        try:
-            written = os.write(self._master, data)
-        except BlockingIOError:
-            written = 0
-        except OSError:
-            return
-        if written < len(data):
-            with self._lock:
-                self._dropped_bytes += len(data) - written
+    def _on_input(self, data: bytes) -> None:
+        replies = []
+        with self._lock:
+            for request in self._rx.feed(data) if data else self._rx.idle():
+                try:
+                    replies.append(self._apply(request))
+                except Exception:  # a bug here must not kill the simulated bus
+                    self._errors += 1
+        for reply in replies:
+            if reply:
+                written = self._write_some(reply)
+                if written is not None and written < len(reply):
+                    with self._lock:
+                        self._dropped_bytes += len(reply) - written
 
     def _apply(self, request: ModbusPDU) -> bytes:
         """Act on one request (lock held); return the bytes to answer with."""
@@ -366,7 +297,7 @@ class SimulatedModbusBus:
         b.requests += 1
         if b.silent:
             return b""
-        reply = encode(self._serve(b, request))
+        reply = encode(self._answer(b, request))
         if b.corrupt:
             junk = bytes(self._random.choice(NOISE) for _ in range(3))
             reply = junk + reply[:-1] + bytes(((reply[-1] + 1) & 0xFF,))
@@ -374,7 +305,7 @@ class SimulatedModbusBus:
             reply = bytes(self._random.choice(NOISE) for _ in range(3)) + reply
         return reply
 
-    def _serve(self, b: _Board, request: ModbusPDU) -> ModbusPDU:
+    def _answer(self, b: _Board, request: ModbusPDU) -> ModbusPDU:
         now = self._monotonic()
         slave = b.slave
         fc = request.function_code

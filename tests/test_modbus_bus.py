@@ -309,4 +309,19 @@ def test_an_unopenable_port_faults_every_board_once(make_bus: Factory) -> None:
     bus, rec = make_bus("/nonexistent/tty", reopen_backoff=(0.01, 0.02))
     wait_until(lambda: bus.stats()["port_errors"] >= 3, 5, 0.005)
     assert sorted(e[1] for e in rec.of("fault")) == [1, 2]
-    assert all(e[2].startswith("port error") for e in rec.of("fault"))
+    assert all(e[2].startswith("cannot open port") for e in rec.of("fault"))
+
+
+def test_an_unplugged_adapter_faults_every_board_once_and_both_recover(make_bus: Factory) -> None:
+    with SimulatedModbusBus([1, 2], link_name="usb-rs485") as sim:
+        bus, rec = make_bus(sim.port, reopen_backoff=(0.02, 0.05))
+        wait_until(lambda: rec.closed(1) and rec.closed(2), 5, 0.005)
+        sim.set_unplugged()
+        wait_until(lambda: len(rec.of("fault")) == 2, 5, 0.005)
+        assert all(e[2].startswith("port error") for e in rec.of("fault"))
+        sim.open_door(2, 8)  # while the line is down
+        wait_until(lambda: bus.stats()["port_errors"] >= 3, 5, 0.005)  # retried, not re-reported
+        sim.set_unplugged(False)
+        wait_until(lambda: len(rec.of("recovered")) == 2, 5, 0.005)
+        wait_until(lambda: rec.closed(2) and not rec.closed(2)[7], 5, 0.005)
+        assert len(rec.of("fault")) == 2
