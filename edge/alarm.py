@@ -15,17 +15,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from edge.errors import CommandError
+from edge.models import AlarmAcknowledged, AlarmCleared, AlarmRaised, Emit
 
 State = Literal["idle", "active", "acknowledged"]
-
-
-@dataclass(frozen=True)
-class Emit:
-    device: str
-    type: str
-    data: dict[str, Any]
-    alarm: bool = False
-    event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
 @dataclass
@@ -89,14 +81,9 @@ class AlarmMachine:
         alarm_id = str(uuid.uuid4())
         emit = Emit(
             button,
-            "alarm.raised",
-            {
-                "alarm_id": alarm_id,
-                "button": button,
-                "mode": mode,
-                "test": test,
-                "cameras": self.cameras,
-            },
+            AlarmRaised(
+                alarm_id=alarm_id, button=button, mode=mode, test=test, cameras=self.cameras
+            ),
             alarm=True,
         )
         self.s = AlarmState(
@@ -136,8 +123,7 @@ class AlarmMachine:
         return [
             Emit(
                 self.s.button or "alarm",
-                "alarm.acknowledged",
-                {"alarm_id": alarm_id, "by": by},
+                AlarmAcknowledged(alarm_id=alarm_id, by=by),
                 alarm=True,
             )
         ]
@@ -153,8 +139,7 @@ class AlarmMachine:
             )
         emit = Emit(
             self.s.button or "alarm",
-            "alarm.cleared",
-            {"alarm_id": self.s.alarm_id, "by": by},
+            AlarmCleared(alarm_id=self.s.alarm_id, by=by),
             alarm=True,  # the whole alarm lifecycle shares one priority, so it stays in order
         )
         self.s = AlarmState(await_release=sorted(set(held)))

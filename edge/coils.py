@@ -2,9 +2,11 @@
 ``max_on_ms``; each lock has a cooldown; at most ``max_concurrent`` coils are energised
 at once site-wide, so "open all" opens doors one after another.
 
-Plain logic on a monotonic clock; the locker controller fires what ``due`` returns.
-The drivers enforce the on-time again on their own (gpiozero's blink thread, the
-board's pulse timer), so a dead core loop cannot leave a coil on.
+``CoilPolicy`` computes the limits once; the scheduler, the GPIO coils (``max_on_s``) and the
+lock boards (their unlock time and the bus's own cap) all take them from it. Plain logic on
+a monotonic clock; the locker controller fires what ``due`` returns. The drivers enforce the
+on-time again on their own (gpiozero's blink thread, the board's pulse timer), so a dead
+core loop cannot leave a coil on.
 """
 
 from __future__ import annotations
@@ -19,6 +21,39 @@ SETTLE_S = 0.05
 
 
 @dataclass(frozen=True)
+class CoilPolicy:
+    """The coil limits of one locker bank. Build it with ``limit``: the pulse is the
+    configured pulse capped at ``max_on_ms`` (computed here and nowhere else)."""
+
+    pulse_ms: int  # every unlock pulse, <= max_on_ms
+    max_on_ms: int  # the hard cap the drivers and boards enforce on their own
+    cooldown_ms: int = 0
+    max_concurrent: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0 < self.pulse_ms <= self.max_on_ms:
+            raise ValueError(f"pulse {self.pulse_ms} ms not within 1..{self.max_on_ms} ms")
+
+    @classmethod
+    def limit(
+        cls, *, pulse_ms: int, max_on_ms: int, cooldown_ms: int = 0, max_concurrent: int = 1
+    ) -> CoilPolicy:
+        return cls(min(pulse_ms, max_on_ms), max_on_ms, cooldown_ms, max_concurrent)
+
+    @property
+    def pulse_s(self) -> float:
+        return self.pulse_ms / 1000
+
+    @property
+    def max_on_s(self) -> float:
+        return self.max_on_ms / 1000
+
+    @property
+    def cooldown_s(self) -> float:
+        return self.cooldown_ms / 1000
+
+
+@dataclass(frozen=True)
 class Pulse:
     locker: int
     seconds: float
@@ -26,10 +61,11 @@ class Pulse:
 
 
 class CoilScheduler:
-    def __init__(self, *, pulse_ms: int, max_on_ms: int, cooldown_ms: int, max_concurrent: int):
-        self.pulse_s = min(pulse_ms, max_on_ms) / 1000
-        self.cooldown_s = cooldown_ms / 1000
-        self.max_concurrent = max_concurrent
+    def __init__(self, policy: CoilPolicy) -> None:
+        self.policy = policy
+        self.pulse_s = policy.pulse_s
+        self.cooldown_s = policy.cooldown_s
+        self.max_concurrent = policy.max_concurrent
         self._queue: deque[Pulse] = deque()
         self._energised: dict[int, float] = {}  # locker -> energised until
         self._ready_at: dict[int, float] = {}  # locker -> cooldown ends

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edge import pickup
+from edge.coils import CoilPolicy
 from edge.errors import ConfigError
 
 SITE_ID_RE = r"^[a-z0-9-]{1,64}$"
@@ -399,6 +400,15 @@ class LockersConfig(_Model):
         if len(names) != len(set(names)):
             raise ValueError("bus names must be unique")
         return self
+
+    def coil_policy(self) -> CoilPolicy:
+        """The coil limits of this bank, computed once (scheduler, coils and boards)."""
+        return CoilPolicy.limit(
+            pulse_ms=self.pulse_ms,
+            max_on_ms=self.max_on_ms,
+            cooldown_ms=self.cooldown_ms,
+            max_concurrent=self.max_concurrent,
+        )
 
     def locker_ids(self) -> list[int]:
         ids = [g.locker for g in self.gpio]

@@ -14,8 +14,8 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from edge.alarm import Emit
 from edge.config import EscalationConfig
+from edge.models import AlarmEscalated, Emit
 
 KST = timezone(timedelta(hours=9))
 RETRY_CALL_OUTCOMES = {"busy", "no_answer", "no_carrier", "no_dialtone", "error", "timeout"}
@@ -320,14 +320,13 @@ class Escalation:
         assert self.run is not None
         return Emit(
             "modem",
-            "alarm.escalated",
-            {
-                "alarm_id": self.run.alarm_id,
-                "channel": channel,
-                "number": number,
-                "attempt": attempt,
-                "outcome": outcome,
-                "detail": detail,
-            },
+            AlarmEscalated(
+                alarm_id=self.run.alarm_id,
+                channel=channel,
+                number=number,
+                attempt=attempt,
+                outcome=outcome,
+                detail=detail,
+            ),
             alarm=True,
         )

@@ -10,7 +10,6 @@ import structlog
 
 from drivers.base import Hardware, Modem
 from drivers.modem import CallOutcome, ModemHealth
-from edge.alarm import Emit
 from edge.config import SiteConfig
 from edge.escalation import (
     Cancel,
@@ -23,6 +22,7 @@ from edge.escalation import (
     compose_sms,
 )
 from edge.loop import Timer
+from edge.models import Emit, ModemFault, ModemRecovered
 from edge.ports import Ports
 
 log = structlog.get_logger(__name__)
@@ -115,7 +115,7 @@ class ModemFallback:
         for e in effects:
             if isinstance(e, Emit):
                 try:
-                    self.p.outbox.emit(e.device, e.type, e.data, alarm=e.alarm, event_id=e.event_id)
+                    self.p.outbox.record(e)
                 except Exception:  # reporting must never stop the SMS and calls after it
                     log.exception("escalation_event_failed", type=e.type)
             elif isinstance(e, SendSms) and self.modem is not None:
@@ -157,8 +157,8 @@ class ModemFallback:
 
     def _fault(self, reason: str) -> None:
         log.warning("modem_fault", reason=reason)
-        self.p.outbox.emit("modem", "modem.fault", {"reason": reason}, alarm=True)
+        self.p.outbox.emit("modem", ModemFault(reason=reason), alarm=True)
 
     def _recovered(self) -> None:
-        self.p.outbox.emit("modem", "modem.recovered", {})
+        self.p.outbox.emit("modem", ModemRecovered())
         self._apply(self.esc.modem_recovered())

@@ -14,9 +14,19 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from edge.alarm import Emit
 from edge.clock import rfc3339
 from edge.errors import CommandError
+from edge.models import (
+    DoorClosed,
+    DoorForced,
+    DoorLeftOpen,
+    DoorOpened,
+    Emit,
+    LockJammed,
+    ParcelDeposited,
+    ParcelOverdue,
+    ParcelPickedUp,
+)
 
 Occupancy = Literal["free", "reserved", "occupied"]
 OpenReason = Literal["deposit", "pickup", "service"]
@@ -213,14 +223,7 @@ class LockerMachine:
             return []
         lk.last_pulse = None
         lk.jam = f"lock jammed: the door did not open after a {lk.pulse_reason} pulse"
-        return [
-            Emit(
-                f"locker-{locker}",
-                "lock.jammed",
-                {"locker": locker, "reason": lk.pulse_reason},
-                alarm=False,
-            )
-        ]
+        return [Emit(f"locker-{locker}", LockJammed(locker=locker, reason=lk.pulse_reason))]
 
     def door(self, locker: int, is_open: bool, now: float, wall: datetime) -> list[Emit]:
         lk = self.lockers[locker]
@@ -241,21 +244,13 @@ class LockerMachine:
             if pulsed:
                 lk.open_reason = lk.pulse_reason
                 return [
-                    Emit(
-                        dev,
-                        "door.opened",
-                        {"locker": locker, "reason": lk.pulse_reason, "via": lk.pulse_via},
-                    )
+                    Emit(dev, DoorOpened(locker=locker, reason=lk.pulse_reason, via=lk.pulse_via))
                 ]
             lk.open_reason = "forced"
-            return [
-                Emit(dev, "door.forced", {"locker": locker, "parcel_id": lk.parcel_id}, alarm=True)
-            ]
+            return [Emit(dev, DoorForced(locker=locker, parcel_id=lk.parcel_id), alarm=True)]
         # closed
         open_s = round(now - lk.opened_at, 3) if lk.opened_at is not None else None
-        out = [
-            Emit(dev, "door.closed", {"locker": locker, "open_s": open_s, "reason": lk.open_reason})
-        ]
+        out = [Emit(dev, DoorClosed(locker=locker, open_s=open_s, reason=lk.open_reason))]
         reason = lk.open_reason
         lk.opened_at = lk.open_reason = None
         lk.last_pulse = None
@@ -268,8 +263,9 @@ class LockerMachine:
             out.append(
                 Emit(
                     dev,
-                    "parcel.deposited",
-                    {"locker": locker, "parcel_id": lk.parcel_id, "deposited_at": lk.deposited_at},
+                    ParcelDeposited(
+                        locker=locker, parcel_id=lk.parcel_id, deposited_at=lk.deposited_at
+                    ),
                 )
             )
         return out
@@ -288,11 +284,7 @@ class LockerMachine:
             return []
         lk.left_open_reported = True
         return [
-            Emit(
-                f"locker-{locker}",
-                "door.left_open",
-                {"locker": locker, "open_s": round(now - opened_at, 3)},
-            )
+            Emit(f"locker-{locker}", DoorLeftOpen(locker=locker, open_s=round(now - opened_at, 3)))
         ]
 
     def tick(self, wall: datetime) -> list[Emit]:
@@ -306,14 +298,13 @@ class LockerMachine:
                 out.append(
                     Emit(
                         f"locker-{lk.id}",
-                        "parcel.overdue",
-                        {
-                            "locker": lk.id,
-                            "parcel_id": lk.parcel_id,
-                            "deposited_at": lk.deposited_at,
-                            "free_until": rfc3339(free_until),
-                            "fee_per_day_krw": self.fee_per_day,
-                        },
+                        ParcelOverdue(
+                            locker=lk.id,
+                            parcel_id=lk.parcel_id,
+                            deposited_at=lk.deposited_at,
+                            free_until=rfc3339(free_until),
+                            fee_per_day_krw=self.fee_per_day,
+                        ),
                     )
                 )
         return out
@@ -323,17 +314,17 @@ class LockerMachine:
         stored_s = 0.0
         if lk.deposited_at is not None:
             stored_s = max(0.0, (wall - _parse(lk.deposited_at)).total_seconds())
-        data = {
-            "locker": lk.id,
-            "parcel_id": lk.parcel_id,
-            "deposited_at": lk.deposited_at,
-            "picked_up_at": rfc3339(wall),
-            "stored_s": round(stored_s, 3),
-            "fee_krw": fee_krw(stored_s, self.free_hours, self.fee_per_day),
-            "via": lk.pulse_via,
-        }
+        data = ParcelPickedUp(
+            locker=lk.id,
+            parcel_id=lk.parcel_id,
+            deposited_at=lk.deposited_at,
+            picked_up_at=rfc3339(wall),
+            stored_s=round(stored_s, 3),
+            fee_krw=fee_krw(stored_s, self.free_hours, self.fee_per_day),
+            via=lk.pulse_via,
+        )
         self._empty(lk)
-        return [Emit(f"locker-{lk.id}", "parcel.picked_up", data)]
+        return [Emit(f"locker-{lk.id}", data)]
 
     @staticmethod
     def _empty(lk: LockerRec) -> None:

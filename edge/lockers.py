@@ -17,7 +17,6 @@ from drivers.base import Coil, Hardware, LockBus, Startable
 from drivers.cu16 import BoardSettings
 from drivers.modbus import ModbusBoardSettings
 from edge import pickup
-from edge.alarm import Emit
 from edge.clock import rfc3339
 from edge.coils import CoilScheduler
 from edge.commands import CommandContext, Deferred
@@ -27,11 +26,21 @@ from edge.inputs import DebouncedInput
 from edge.locker import LockerMachine, OpenReason
 from edge.models import (
     COMMAND_ARGS,
+    BoardFault,
+    BoardRecovered,
+    DoorForced,
+    DoorOpened,
+    Emit,
+    InputFault,
+    InputRestored,
     LockerAssignArgs,
     LockerOpenArgs,
     LockerReleaseArgs,
     LockerServiceArgs,
     LockerStatusArgs,
+    LockFault,
+    PickupLockedOut,
+    PickupRejected,
 )
 from edge.pickup import CodeGuard, CodeHash, CodeHasher
 from edge.ports import Ports
@@ -107,12 +116,8 @@ class LockerBank:
             fee_per_day_krw=cfg.fee_per_day_krw,
             persisted=ports.store.get_state(STATE_KEY),
         )
-        self.sched = CoilScheduler(
-            pulse_ms=cfg.pulse_ms,
-            max_on_ms=cfg.max_on_ms,
-            cooldown_ms=cfg.cooldown_ms,
-            max_concurrent=cfg.max_concurrent,
-        )
+        self.policy = cfg.coil_policy()
+        self.sched = CoilScheduler(self.policy)
         self.garbage = 0
         self._via: dict[int, str] = {}
         self._fire_failed: set[int] = set()
@@ -136,7 +141,7 @@ class LockerBank:
                         board_id=b.id,
                         closed_bit=b.closed_bit,
                         unlock_replies=b.unlock_replies,
-                        pulse_ms=cfg.pulse_ms,
+                        pulse_ms=self.policy.pulse_ms,
                     )
                 )
             self.buses[bus.name] = hardware.lock_bus(
@@ -145,7 +150,7 @@ class LockerBank:
                 baudrate=bus.baudrate,
                 boards=settings,
                 poll_hz=bus.poll_hz,
-                max_pulse_ms=cfg.max_on_ms,
+                max_pulse_ms=self.policy.max_on_ms,
                 listener=_BusListener(self, bus.name),
             )
         for mb in cfg.modbus_buses:  # Modbus RTU relay boards: the same LockBus interface
@@ -210,7 +215,7 @@ class LockerBank:
             bus.start()
             for (bname, board_id), _b in self.boards.items():
                 if bname == name:
-                    bus.set_unlock_time(board_id, min(self.cfg.pulse_ms, self.cfg.max_on_ms))
+                    bus.set_unlock_time(board_id, self.policy.pulse_ms)
         if self.reader is not None:
             self.reader.start()
         self._publish()
@@ -223,7 +228,7 @@ class LockerBank:
             was = inp.fault
             if inp.check() is None and was is not None:
                 self.machine.set_fault(locker, None)
-                self._run([Emit(f"locker-{locker}", "input.restored", {})])
+                self._run([Emit(f"locker-{locker}", InputRestored())])
         self.p.loop.call_later(self.self_check_s, self._self_check)
 
     def stop(self) -> None:
@@ -238,9 +243,9 @@ class LockerBank:
     # ---- effects ----
     def _run(self, emits: list[Emit]) -> None:
         for e in emits:
-            self.p.outbox.emit(e.device, e.type, e.data, alarm=e.alarm, event_id=e.event_id)
-            if e.type in ("door.opened", "door.forced"):
-                locker = int(e.data["locker"])
+            self.p.outbox.record(e)
+            if isinstance(e.event, DoorOpened | DoorForced):
+                locker = e.event.locker
                 opened_at = self.machine.lockers[locker].opened_at
                 if opened_at is not None:
                     self.p.loop.call_later(
@@ -289,8 +294,7 @@ class LockerBank:
                     [
                         Emit(
                             f"locker-{pulse.locker}",
-                            "lock.fault",
-                            {"locker": pulse.locker, "reason": f"{type(exc).__name__}: {exc}"},
+                            LockFault(locker=pulse.locker, reason=f"{type(exc).__name__}: {exc}"),
                         )
                     ]
                 )
@@ -333,7 +337,7 @@ class LockerBank:
             locker, lk.pulse_reason or "service", lk.pulse_via or "centre", now
         )
         self.p.loop.call_later(
-            self.sched.pulse_s + self.cfg.open_timeout_s,
+            self.policy.pulse_s + self.cfg.open_timeout_s,
             functools.partial(self._jam_check, locker, now),
         )
         self._pump()
@@ -365,21 +369,12 @@ class LockerBank:
             return
         for i in range(b.locks):
             self.machine.set_fault(b.first_locker + i, f"board {bus}/{board}: {reason}")
-        self._run(
-            [
-                Emit(
-                    f"board-{bus}-{board}",
-                    "board.fault",
-                    {"bus": bus, "board": board, "reason": reason},
-                    alarm=False,
-                )
-            ]
-        )
+        self._run([Emit(f"board-{bus}-{board}", BoardFault(bus=bus, board=board, reason=reason))])
 
     def _board_recovered(self, bus: str, board: int) -> None:
         # A board that lost power forgets its pulse time: set it again.
-        self.buses[bus].set_unlock_time(board, min(self.cfg.pulse_ms, self.cfg.max_on_ms))
-        self._run([Emit(f"board-{bus}-{board}", "board.recovered", {"bus": bus, "board": board})])
+        self.buses[bus].set_unlock_time(board, self.policy.pulse_ms)
+        self._run([Emit(f"board-{bus}-{board}", BoardRecovered(bus=bus, board=board))])
 
     def _garbage(self, bus: str, count: int) -> None:
         self.garbage += count
@@ -390,7 +385,7 @@ class LockerBank:
 
     def _gpio_fault(self, locker: int, reason: str) -> None:
         self.machine.set_fault(locker, reason)
-        self._run([Emit(f"locker-{locker}", "input.fault", {"reason": reason}, alarm=False)])
+        self._run([Emit(f"locker-{locker}", InputFault(reason=reason))])
 
     # ---- pickup by code ----
     def _upgrade_legacy_hashes(self) -> None:
@@ -505,22 +500,20 @@ class LockerBank:
             emits.append(
                 Emit(
                     "code-reader",
-                    "pickup.locked_out",
-                    {"until": rfc3339(until), "failures": self.guard.max_failures},
-                    alarm=False,
+                    PickupLockedOut(until=rfc3339(until), failures=self.guard.max_failures),
                 )
             )
         self._run(emits)
 
     @staticmethod
     def _rejected(reason: str, locker: int | None = None) -> Emit:
-        return Emit("code-reader", "pickup.rejected", {"reason": reason, "locker": locker})
+        return Emit("code-reader", PickupRejected(reason=reason, locker=locker))
 
     def _reader_fault(self, reason: str) -> None:
-        self._run([Emit("code-reader", "input.fault", {"reason": reason})])
+        self._run([Emit("code-reader", InputFault(reason=reason))])
 
     def _reader_recovered(self) -> None:
-        self._run([Emit("code-reader", "input.restored", {})])
+        self._run([Emit("code-reader", InputRestored())])
 
     # ---- commands ----
     def _cmd_open(self, args: LockerOpenArgs, ctx: CommandContext) -> dict[str, Any]:

@@ -3,8 +3,10 @@ from these models (``python -m edge.schemas``) and a test fails when they drift.
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
@@ -94,7 +96,15 @@ class Status(_Payload):
 # ---- event data models (the "data" object of each event type) ----
 
 
-class AlarmRaised(_Payload):
+class EventData(_Payload):
+    """The ``data`` object of one event type. ``TYPE`` is the event type, also the last
+    level of its topic; the outbox refuses a model whose type is not registered."""
+
+    TYPE: ClassVar[str]
+
+
+class AlarmRaised(EventData):
+    TYPE: ClassVar[str] = "alarm.raised"
     alarm_id: str
     button: str
     mode: Literal["silent", "audible"]
@@ -102,27 +112,32 @@ class AlarmRaised(_Payload):
     cameras: list[str]
 
 
-class AlarmAcknowledged(_Payload):
+class AlarmAcknowledged(EventData):
+    TYPE: ClassVar[str] = "alarm.acknowledged"
     alarm_id: str
     by: str
 
 
-class AlarmCleared(_Payload):
+class AlarmCleared(EventData):
+    TYPE: ClassVar[str] = "alarm.cleared"
     alarm_id: str
     by: str = Field(description="'reset_key' or the command's key id.")
 
 
-class InputFault(_Payload):
+class InputFault(EventData):
+    TYPE: ClassVar[str] = "input.fault"
     reason: str
 
 
-class OutboxOverflow(_Payload):
+class OutboxOverflow(EventData):
+    TYPE: ClassVar[str] = "outbox.overflow"
     dropped: int = Field(description="Messages dropped to stay within outbox.max_events.")
     first_seq: int | None
     last_seq: int | None
 
 
-class CommandsShed(_Payload):
+class CommandsShed(EventData):
+    TYPE: ClassVar[str] = "commands.shed"
     count: int = Field(
         ge=1,
         description="Commands dropped unanswered since the previous commands.shed event.",
@@ -130,11 +145,13 @@ class CommandsShed(_Payload):
     max_queue: int = Field(description="The bound that was full (commands.max_queue).")
 
 
-class StoreReset(_Payload):
+class StoreReset(EventData):
+    TYPE: ClassVar[str] = "store.reset"
     quarantined: str = Field(description="Where the damaged store file was moved.")
 
 
-class CommandsRefused(_Payload):
+class CommandsRefused(EventData):
+    TYPE: ClassVar[str] = "commands.refused"
     suppressed: int = Field(
         ge=1, description="Command messages that got no result and no log line (rate limit)."
     )
@@ -145,64 +162,75 @@ class CommandsRefused(_Payload):
     since: str = Field(description="When the first of them arrived (RFC 3339).")
 
 
-class StoreFault(_Payload):
+class StoreFault(EventData):
+    TYPE: ClassVar[str] = "store.fault"
     error: str = Field(description="The SQLite or OS error, e.g. 'database or disk is full'.")
     at_start: bool = Field(
         description="Found while the site was starting (e.g. the store could not be opened)."
     )
 
 
-class StoreRecovered(_Payload):
+class StoreRecovered(EventData):
+    TYPE: ClassVar[str] = "store.recovered"
     degraded_s: float = Field(description="How long the store was degraded, in seconds.")
     persisted: int = Field(
         description="Unacknowledged events and results written from memory to the store."
     )
 
 
-class SiteStarted(_Payload):
+class SiteStarted(EventData):
+    TYPE: ClassVar[str] = "site.started"
     version: str
     restored_alarm: str | None = None
 
 
-class DoorOpened(_Payload):
+class DoorOpened(EventData):
+    TYPE: ClassVar[str] = "door.opened"
     locker: int
     reason: Literal["deposit", "pickup", "service"] | None
     via: str | None = Field(description="'code' (pickup reader) or the command's key id.")
 
 
-class DoorClosed(_Payload):
+class DoorClosed(EventData):
+    TYPE: ClassVar[str] = "door.closed"
     locker: int
     open_s: float | None = Field(description="How long the door was open.")
     reason: Literal["deposit", "pickup", "service", "forced"] | None
 
 
-class DoorForced(_Payload):
+class DoorForced(EventData):
+    TYPE: ClassVar[str] = "door.forced"
     locker: int
     parcel_id: str | None
 
 
-class DoorLeftOpen(_Payload):
+class DoorLeftOpen(EventData):
+    TYPE: ClassVar[str] = "door.left_open"
     locker: int
     open_s: float
 
 
-class LockJammed(_Payload):
+class LockJammed(EventData):
+    TYPE: ClassVar[str] = "lock.jammed"
     locker: int
     reason: str | None = Field(description="Why it was being opened.")
 
 
-class LockFault(_Payload):
+class LockFault(EventData):
+    TYPE: ClassVar[str] = "lock.fault"
     locker: int
     reason: str = Field(description="Why the coil could not be driven (driver error).")
 
 
-class ParcelDeposited(_Payload):
+class ParcelDeposited(EventData):
+    TYPE: ClassVar[str] = "parcel.deposited"
     locker: int
     parcel_id: str | None = Field(description="null when deposited before locker.assign.")
     deposited_at: str
 
 
-class ParcelPickedUp(_Payload):
+class ParcelPickedUp(EventData):
+    TYPE: ClassVar[str] = "parcel.picked_up"
     locker: int
     parcel_id: str | None
     deposited_at: str | None
@@ -212,7 +240,8 @@ class ParcelPickedUp(_Payload):
     via: str | None = Field(description="'code' (offline pickup) or the command's key id.")
 
 
-class ParcelOverdue(_Payload):
+class ParcelOverdue(EventData):
+    TYPE: ClassVar[str] = "parcel.overdue"
     locker: int
     parcel_id: str | None
     deposited_at: str
@@ -220,7 +249,8 @@ class ParcelOverdue(_Payload):
     fee_per_day_krw: int
 
 
-class PickupRejected(_Payload):
+class PickupRejected(EventData):
+    TYPE: ClassVar[str] = "pickup.rejected"
     reason: str = Field(
         description="unknown_code, locked_out, reader_busy (codes typed faster than they "
         "are checked), ambiguous_code (it matches more than one locker), check_failed, or "
@@ -229,27 +259,31 @@ class PickupRejected(_Payload):
     locker: int | None
 
 
-class PickupLockedOut(_Payload):
+class PickupLockedOut(EventData):
+    TYPE: ClassVar[str] = "pickup.locked_out"
     until: str
     failures: int
 
 
-class BoardFault(_Payload):
+class BoardFault(EventData):
+    TYPE: ClassVar[str] = "board.fault"
     bus: str
     board: int
     reason: str
 
 
-class BoardRecovered(_Payload):
+class BoardRecovered(EventData):
+    TYPE: ClassVar[str] = "board.recovered"
     bus: str
     board: int
 
 
-class InputRestored(_Payload):
-    pass
+class InputRestored(EventData):
+    TYPE: ClassVar[str] = "input.restored"
 
 
-class AlarmEscalated(_Payload):
+class AlarmEscalated(EventData):
+    TYPE: ClassVar[str] = "alarm.escalated"
     alarm_id: str
     channel: Literal["sms", "call"]
     number: str
@@ -261,7 +295,8 @@ class AlarmEscalated(_Payload):
     detail: str
 
 
-class WiringFault(_Payload):
+class WiringFault(EventData):
+    TYPE: ClassVar[str] = "wiring.fault"
     button: str
     reason: Literal["supervision", "chatter", "stuck_active"] = Field(
         description="supervision: the supervision input reports the loop cut or the housing "
@@ -271,57 +306,84 @@ class WiringFault(_Payload):
     loop_open: bool = Field(description="The button loop itself read open (cut or pressed).")
 
 
-class WiringRestored(_Payload):
+class WiringRestored(EventData):
+    TYPE: ClassVar[str] = "wiring.restored"
     button: str
     reason: str | None
 
 
-class ModemFault(_Payload):
+class ModemFault(EventData):
+    TYPE: ClassVar[str] = "modem.fault"
     reason: str
 
 
-class ModemRecovered(_Payload):
-    pass
+class ModemRecovered(EventData):
+    TYPE: ClassVar[str] = "modem.recovered"
 
 
-class SiteTestMode(_Payload):
+class SiteTestMode(EventData):
+    TYPE: ClassVar[str] = "site.test_mode"
     on: bool
     until: str | None
     by: str = Field(description="Key id of the command, 'reset_key', 'timeout' or 'restart'.")
 
 
-EVENT_DATA: dict[str, type[BaseModel]] = {
-    "alarm.raised": AlarmRaised,
-    "alarm.acknowledged": AlarmAcknowledged,
-    "alarm.cleared": AlarmCleared,
-    "input.fault": InputFault,
-    "outbox.overflow": OutboxOverflow,
-    "commands.shed": CommandsShed,
-    "site.started": SiteStarted,
-    "store.reset": StoreReset,
-    "store.fault": StoreFault,
-    "store.recovered": StoreRecovered,
-    "input.restored": InputRestored,
-    "door.opened": DoorOpened,
-    "door.closed": DoorClosed,
-    "door.forced": DoorForced,
-    "door.left_open": DoorLeftOpen,
-    "lock.jammed": LockJammed,
-    "lock.fault": LockFault,
-    "parcel.deposited": ParcelDeposited,
-    "parcel.picked_up": ParcelPickedUp,
-    "parcel.overdue": ParcelOverdue,
-    "pickup.rejected": PickupRejected,
-    "pickup.locked_out": PickupLockedOut,
-    "board.fault": BoardFault,
-    "board.recovered": BoardRecovered,
-    "alarm.escalated": AlarmEscalated,
-    "wiring.fault": WiringFault,
-    "wiring.restored": WiringRestored,
-    "modem.fault": ModemFault,
-    "modem.recovered": ModemRecovered,
-    "site.test_mode": SiteTestMode,
-    "commands.refused": CommandsRefused,
+@dataclass(frozen=True)
+class Emit:
+    """An event a machine or controller asks to record: its typed data, the device it is
+    about, its lane (``alarm``: the alarm priority) and its id (known before it is stored,
+    so a machine can wait for its delivery)."""
+
+    device: str
+    event: EventData
+    alarm: bool = False
+    event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    @property
+    def type(self) -> str:
+        return self.event.TYPE
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The data object as it goes on the wire."""
+        return self.event.model_dump(mode="json")
+
+
+EVENT_DATA: dict[str, type[EventData]] = {
+    model.TYPE: model
+    for model in (
+        AlarmRaised,
+        AlarmAcknowledged,
+        AlarmCleared,
+        InputFault,
+        OutboxOverflow,
+        CommandsShed,
+        SiteStarted,
+        StoreReset,
+        StoreFault,
+        StoreRecovered,
+        InputRestored,
+        DoorOpened,
+        DoorClosed,
+        DoorForced,
+        DoorLeftOpen,
+        LockJammed,
+        LockFault,
+        ParcelDeposited,
+        ParcelPickedUp,
+        ParcelOverdue,
+        PickupRejected,
+        PickupLockedOut,
+        BoardFault,
+        BoardRecovered,
+        AlarmEscalated,
+        WiringFault,
+        WiringRestored,
+        ModemFault,
+        ModemRecovered,
+        SiteTestMode,
+        CommandsRefused,
+    )
 }
 
 

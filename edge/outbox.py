@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -17,13 +17,18 @@ import structlog
 from pydantic import BaseModel
 
 from edge.clock import Clock, rfc3339
-from edge.models import EVENT_DATA, Event, OutboxOverflow
+from edge.models import EVENT_DATA, Emit, Event, EventData, OutboxOverflow
 from edge.store import PRIO_ALARM, PRIO_EVENT, PRIO_RESULT, Store
 from edge.topics import Topics
 
 log = structlog.get_logger(__name__)
 
 DeliveredListener = Callable[[str], None]
+
+
+class UnknownEventError(LookupError):
+    """An event whose type (or model) is not in the outbox's event registry: a bug, raised
+    before anything is stored, never a silent skip."""
 
 
 class Publisher(Protocol):
@@ -53,8 +58,10 @@ class Outbox:
         publisher: Publisher,
         *,
         window: int = 100,
+        events: Mapping[str, type[EventData]] = EVENT_DATA,
     ) -> None:
         self.store = store
+        self.events = events
         self.topics = topics
         self.clock = clock
         self.publisher = publisher
@@ -71,18 +78,21 @@ class Outbox:
     def emit(
         self,
         device: str,
-        type_: str,
-        data: dict[str, Any] | BaseModel,
+        data: EventData,
         *,
         alarm: bool = False,
         event_id: str | None = None,
     ) -> Event:
-        """Record an event durably-to-be (committed with the batch) and return it."""
-        if isinstance(data, BaseModel):
-            data = data.model_dump(mode="json")
-        model = EVENT_DATA.get(type_)
-        if model is not None:
-            model.model_validate(data)  # the contract, checked at the edge (a bug raises here)
+        """Record an event durably-to-be (committed with the batch) and return it.
+
+        ``data`` is the typed data of a registered event type (its model validated it when
+        it was built); any other type raises UnknownEventError and stores nothing."""
+        type_ = getattr(data, "TYPE", None)
+        if type_ is None or self.events.get(type_) is not type(data):
+            raise UnknownEventError(
+                f"event type {type_!r} ({type(data).__name__}) is not registered; "
+                f"known: {sorted(self.events)}"
+            )
         event = Event(
             event_id=event_id or str(uuid.uuid4()),
             seq=self.store.next_seq(),
@@ -90,7 +100,7 @@ class Outbox:
             device=device,
             type=type_,
             ts=rfc3339(self.clock.now()),
-            data=data,
+            data=data.model_dump(mode="json"),
         )
         self.store.append(
             self.topics.event(type_),
@@ -107,6 +117,10 @@ class Outbox:
         if type_ != "outbox.overflow":  # reporting an overflow must not start another
             self._check_overflow()
         return event
+
+    def record(self, e: Emit) -> Event:
+        """``emit`` for an effect a machine returned."""
+        return self.emit(e.device, e.event, alarm=e.alarm, event_id=e.event_id)
 
     def put_result(self, payload: bytes) -> None:
         self.store.append(self.topics.results, payload, PRIO_RESULT)
@@ -127,7 +141,6 @@ class Outbox:
         )
         self.emit(
             "site",
-            "outbox.overflow",
             OutboxOverflow(
                 dropped=dropped.count, first_seq=dropped.first_seq, last_seq=dropped.last_seq
             ),

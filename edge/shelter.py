@@ -15,13 +15,22 @@ from typing import Any
 import structlog
 
 from drivers.base import DigitalOutput, Hardware
-from edge.alarm import AlarmMachine, Emit
+from edge.alarm import AlarmMachine
 from edge.clock import rfc3339
 from edge.commands import CommandContext
 from edge.config import PanicButtonConfig, SiteConfig
 from edge.fallback import ModemFallback
 from edge.inputs import DebouncedInput
-from edge.models import AlarmAckArgs, AlarmClearArgs, InputFault, SiteTestModeArgs
+from edge.models import (
+    AlarmAckArgs,
+    AlarmClearArgs,
+    Emit,
+    InputFault,
+    SiteTestMode,
+    SiteTestModeArgs,
+    WiringFault,
+    WiringRestored,
+)
 from edge.ports import Ports
 
 log = structlog.get_logger(__name__)
@@ -155,7 +164,7 @@ class ShelterAlarm:
         self.test_until = now + timedelta(minutes=minutes) if on else None
         until = rfc3339(self.test_until) if self.test_until else None
         self.p.store.put_state(TEST_KEY, self.test_until.isoformat() if self.test_until else "")
-        self.p.outbox.emit("site", "site.test_mode", {"on": on, "until": until, "by": by})
+        self.p.outbox.emit("site", SiteTestMode(on=on, until=until, by=by))
         self._arm_test_timer()
         self._apply()
         return {"on": on, "until": until}
@@ -267,8 +276,7 @@ class ShelterAlarm:
     def _emit_wiring_fault(self, b: _Button, reason: str) -> None:
         self.p.outbox.emit(
             b.cfg.name,
-            "wiring.fault",
-            {"button": b.cfg.name, "reason": reason, "loop_open": b.inp.level},
+            WiringFault(button=b.cfg.name, reason=reason, loop_open=b.inp.level),
             alarm=True,
         )
 
@@ -276,7 +284,7 @@ class ShelterAlarm:
         if reason not in b.wiring:
             return
         b.wiring.discard(reason)
-        self.p.outbox.emit(b.cfg.name, "wiring.restored", {"button": b.cfg.name, "reason": reason})
+        self.p.outbox.emit(b.cfg.name, WiringRestored(button=b.cfg.name, reason=reason))
         self.p.states.set(b.cfg.name, self._button_state(b))
 
     def _self_check(self) -> None:
@@ -314,7 +322,7 @@ class ShelterAlarm:
         return [n for n, b in self.buttons.items() if b.inp.level]
 
     def _fault(self, device: str, reason: str) -> None:
-        self.p.outbox.emit(device, "input.fault", InputFault(reason=reason), alarm=True)
+        self.p.outbox.emit(device, InputFault(reason=reason), alarm=True)
 
     def _delivered(self, event_id: str) -> None:
         if self.machine.delivered(event_id):
@@ -342,7 +350,7 @@ class ShelterAlarm:
         # on (or is stopped by) recording it.
         self._apply()
         for e in emits:
-            self.p.outbox.emit(e.device, e.type, e.data, alarm=e.alarm, event_id=e.event_id)
+            self.p.outbox.record(e)
         self._sync_stuck()
         self.p.store.put_state(STATE_KEY, self.machine.dump())
 

@@ -95,12 +95,10 @@ class Site(UplinkListener):
                 self.outputs[name] = hardware.output(name, ocfg.pin, active_high=ocfg.active_high)
         self.coils: dict[int, Coil] = {}
         if d.lockers is not None:
+            max_on_s = d.lockers.coil_policy().max_on_s
             for g in d.lockers.gpio:
                 self.coils[g.locker] = hardware.coil(
-                    f"coil-{g.locker}",
-                    g.solenoid_pin,
-                    active_high=g.active_high,
-                    max_on_s=d.lockers.max_on_ms / 1000,
+                    f"coil-{g.locker}", g.solenoid_pin, active_high=g.active_high, max_on_s=max_on_s
                 )
         try:
             self._build(keys, uplink_factory, rng, store_factory)
@@ -149,7 +147,7 @@ class Site(UplinkListener):
             send_result=self.outbox.put_result,
             post=self.loop.post,
             on_clock_change=self._publish_status,
-            report=lambda data: self.outbox.emit("site", "commands.refused", data),
+            report=lambda data: self.outbox.emit("site", data),
         )
         self.ports = Ports(
             self.loop, self.clock, self.outbox, self.store, self.states, self.commands
@@ -212,9 +210,7 @@ class Site(UplinkListener):
     def start(self) -> None:
         """Bring devices up, record the start, connect (call on the core thread)."""
         if self.store.quarantined is not None:
-            self.outbox.emit(
-                "site", "store.reset", StoreReset(quarantined=str(self.store.quarantined))
-            )
+            self.outbox.emit("site", StoreReset(quarantined=str(self.store.quarantined)))
         self.fallback.start()
         if self.shelter is not None:
             self.shelter.start()
@@ -222,9 +218,7 @@ class Site(UplinkListener):
             self.lockers.start()
         self._check_store()
         restored = self.shelter.restored_alarm if self.shelter else None
-        self.outbox.emit(
-            "site", "site.started", SiteStarted(version=__version__, restored_alarm=restored)
-        )
+        self.outbox.emit("site", SiteStarted(version=__version__, restored_alarm=restored))
         self.store.commit()
         self.uplink.start()
         self.loop.call_later(WATCHDOG_S, self._watchdog)
@@ -276,7 +270,7 @@ class Site(UplinkListener):
         self._shed_reported_at = now
         max_queue = self.cfg.commands.max_queue
         self.log.warning("commands_shed", count=count, max_queue=max_queue)
-        self.outbox.emit("site", "commands.shed", CommandsShed(count=count, max_queue=max_queue))
+        self.outbox.emit("site", CommandsShed(count=count, max_queue=max_queue))
 
     def _shed_timer_fired(self) -> None:
         self._shed_timer_set = False  # the batch's _after_batch reports what is waiting
@@ -292,7 +286,6 @@ class Site(UplinkListener):
         self.log.error("store_degraded", error=self.store.error, in_memory=self.store.in_memory)
         self.outbox.emit(
             "site",
-            "store.fault",
             StoreFault(error=self.store.error or "unknown", at_start=not self._started),
             alarm=True,
         )
@@ -318,16 +311,13 @@ class Site(UplinkListener):
             return
         self._store_fault_reported = False
         if self.store.quarantined is not None and self.store.quarantined != quarantined:
-            self.outbox.emit(
-                "site", "store.reset", StoreReset(quarantined=str(self.store.quarantined))
-            )
+            self.outbox.emit("site", StoreReset(quarantined=str(self.store.quarantined)))
         degraded_s = round(self.clock.monotonic() - self._store_degraded_at, 3)
         self.log.info(
             "store_recovered", degraded_s=degraded_s, persisted=self.store.persisted_on_recovery
         )
         self.outbox.emit(
             "site",
-            "store.recovered",
             StoreRecovered(degraded_s=degraded_s, persisted=self.store.persisted_on_recovery),
         )
         self._publish_status()

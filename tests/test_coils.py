@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.coils import SETTLE_S, CoilScheduler, Pulse
+from edge.coils import SETTLE_S, CoilPolicy, CoilScheduler, Pulse
 from edge.errors import CommandError
 
 
@@ -18,10 +18,12 @@ def sched(
     *, pulse_ms: int = 500, max_on_ms: int = 2000, cooldown_ms: int = 2000, max_concurrent: int = 1
 ) -> CoilScheduler:
     return CoilScheduler(
-        pulse_ms=pulse_ms,
-        max_on_ms=max_on_ms,
-        cooldown_ms=cooldown_ms,
-        max_concurrent=max_concurrent,
+        CoilPolicy.limit(
+            pulse_ms=pulse_ms,
+            max_on_ms=max_on_ms,
+            cooldown_ms=cooldown_ms,
+            max_concurrent=max_concurrent,
+        )
     )
 
 
@@ -162,7 +164,7 @@ def test_never_more_coils_than_max_concurrent(
     cooldown_ms: int,
     ops: list[tuple[str, float]],
 ) -> None:
-    s = CoilScheduler(
+    s = sched(
         pulse_ms=pulse_ms,
         max_on_ms=max_on_ms,
         cooldown_ms=cooldown_ms,
@@ -194,3 +196,29 @@ def test_never_more_coils_than_max_concurrent(
         for a, b in itertools.pairwise(mine):
             # Never overlapping itself, and the cooldown is kept after each pulse.
             assert b - a >= cap_s + cooldown_ms / 1000 - 1e-9
+
+
+def test_policy_computes_the_pulse_once_capped_by_max_on_ms() -> None:
+    assert CoilPolicy.limit(pulse_ms=500, max_on_ms=2000).pulse_ms == 500
+    capped = CoilPolicy.limit(pulse_ms=3000, max_on_ms=2000, cooldown_ms=1500)
+    assert (capped.pulse_ms, capped.pulse_s, capped.max_on_s, capped.cooldown_s) == (
+        2000,
+        2.0,
+        2.0,
+        1.5,
+    )
+    with pytest.raises(ValueError, match="pulse"):
+        CoilPolicy(pulse_ms=2500, max_on_ms=2000)  # built by hand past the cap: refused
+
+
+def test_bank_config_gives_scheduler_coils_and_boards_one_policy() -> None:
+    from edge.config import LockersConfig
+
+    cfg = LockersConfig.model_validate(
+        {"pulse_ms": 700, "max_on_ms": 900, "cooldown_ms": 100, "max_concurrent": 2}
+    )
+    policy = cfg.coil_policy()
+    assert policy == CoilPolicy(pulse_ms=700, max_on_ms=900, cooldown_ms=100, max_concurrent=2)
+    s = CoilScheduler(policy)
+    s.request(1, "service", 0.0)
+    assert s.due(0.0) == [Pulse(1, 0.7, "service")]

@@ -11,7 +11,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.alarm import Emit
 from edge.config import EscalationConfig
 from edge.escalation import (
     GSM_LIMIT,
@@ -26,7 +25,7 @@ from edge.escalation import (
     Wake,
     compose_sms,
 )
-from edge.models import AlarmEscalated
+from edge.models import AlarmEscalated, Emit
 
 A = "+821011112222"
 B = "+821033334444"

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from edge.alarm import Emit
 from edge.clock import rfc3339
 from edge.errors import CommandError
 from edge.locker import LockerMachine, fee_krw
+from edge.models import Emit
 
 FORCED_WINDOW_S = 10.0
 FREE_HOURS = 48.0

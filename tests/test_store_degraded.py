@@ -30,6 +30,7 @@ from edge.site import STORE_RETRY_MAX_S, Site
 from edge.store import PRIO_ALARM, PRIO_EVENT, PRIO_RESULT, Store
 from edge.topics import Topics
 from simulator.hardware import SimHardware
+from tests.support.events import TEST_EVENTS, Alarm, Normal
 
 DISK_FULL = "database or disk is full"
 TOPICS = Topics("ansim/v1", "shelter-1")
@@ -125,7 +126,7 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
     path = tmp_path / "data" / "store.db"
     store = Store(path, connect=faults.connect)
     pub = Pub()
-    outbox = Outbox(store, TOPICS, FakeClock(), pub)
+    outbox = Outbox(store, TOPICS, FakeClock(), pub, events=TEST_EVENTS)
     r = Rig(path, faults, store, outbox, pub)
     yield r
     faults.heal()
@@ -133,11 +134,11 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
 
 
 def test_a_failed_commit_moves_the_batch_to_memory_and_nothing_raises(rig: Rig) -> None:
-    rig.outbox.emit("door", "test.normal", {"n": 1})
+    rig.outbox.emit("door", Normal(n=1))
     rig.batch()
     rig.faults.fail(DISK_FULL, "COMMIT")
-    rig.outbox.emit("door", "test.normal", {"n": 2})
-    raised = rig.outbox.emit("panic", "test.alarm", {"n": 3}, alarm=True)
+    rig.outbox.emit("door", Normal(n=2))
+    raised = rig.outbox.emit("panic", Alarm(n=3), alarm=True)
     rig.outbox.put_result(b'{"r":1}')
     rig.store.put_state("alarm", "active")
     rig.store.remember_command("c-1", 4e9, b'{"ok":true}')
@@ -157,7 +158,7 @@ def test_a_failed_commit_moves_the_batch_to_memory_and_nothing_raises(rig: Rig) 
     assert rig.store.command_result("c-1") == b'{"ok":true}'
     assert len(rig.store) == 4 and rig.store.in_memory == 3
     # Writing on goes to memory (no exception, seq goes on).
-    assert rig.outbox.emit("door", "test.normal", {"n": 4}).seq == 4
+    assert rig.outbox.emit("door", Normal(n=4)).seq == 4
     rig.store.put_state("alarm", "acknowledged")
     rig.batch()
     # Published from memory while the broker is up.
@@ -169,11 +170,11 @@ def test_a_failed_commit_moves_the_batch_to_memory_and_nothing_raises(rig: Rig) 
 
 
 def test_recovery_writes_what_is_still_unacknowledged_and_the_latest_state(rig: Rig) -> None:
-    first = rig.outbox.emit("door", "test.normal", {"n": 1})
+    first = rig.outbox.emit("door", Normal(n=1))
     rig.batch()
     rig.faults.fail(DISK_FULL, "COMMIT")
-    rig.outbox.emit("panic", "test.alarm", {"n": 2}, alarm=True)
-    rig.outbox.emit("door", "test.normal", {"n": 3})
+    rig.outbox.emit("panic", Alarm(n=2), alarm=True)
+    rig.outbox.emit("door", Normal(n=3))
     rig.store.put_state("alarm", "active")
     rig.batch()
     assert rig.store.degraded
@@ -198,7 +199,7 @@ def test_recovery_writes_what_is_still_unacknowledged_and_the_latest_state(rig: 
     rig.batch()
     rig.store.flush()
     assert on_disk(rig.path, "SELECT COUNT(*) FROM outbox") == [(0,)]
-    assert first.seq == 1 and rig.outbox.emit("door", "test.normal", {}).seq == 4
+    assert first.seq == 1 and rig.outbox.emit("door", Normal()).seq == 4
     rig.batch()
     assert on_disk(rig.path, "SELECT seq FROM outbox") == [(4,)]
 
@@ -207,11 +208,11 @@ def test_after_a_failed_commit_the_store_commits_again_once_the_disk_is_back(rig
     """The reported wedge: after one failed COMMIT, every later batch failed with "cannot
     commit - no transaction is active" even once space was freed."""
     rig.faults.fail(DISK_FULL, "COMMIT")
-    rig.outbox.emit("door", "test.normal", {"n": 1})
+    rig.outbox.emit("door", Normal(n=1))
     rig.batch()
     rig.faults.heal()
     assert rig.store.recover()
-    rig.outbox.emit("door", "test.normal", {"n": 2})
+    rig.outbox.emit("door", Normal(n=2))
     rig.batch()
     assert not rig.store.degraded
     assert on_disk(rig.path, "SELECT seq FROM outbox ORDER BY id") == [(1,), (2,)]
@@ -219,12 +220,12 @@ def test_after_a_failed_commit_the_store_commits_again_once_the_disk_is_back(rig
 
 @pytest.mark.parametrize("verb", ["BEGIN", "INSERT", "DELETE", "COMMIT"])
 def test_any_failing_statement_degrades_instead_of_raising(rig: Rig, verb: str) -> None:
-    rig.outbox.emit("door", "test.normal", {"n": 1})
+    rig.outbox.emit("door", Normal(n=1))
     rig.outbox.on_connected()
     rig.batch()
     rig.faults.fail("disk I/O error", verb)
     rig.outbox.on_acked(rig.pub.sent[0][0], True)
-    ev = rig.outbox.emit("panic", "test.alarm", {}, alarm=True)
+    ev = rig.outbox.emit("panic", Alarm(), alarm=True)
     rig.store.put_state("k", "v")
     rig.batch()
     rig.store.flush()
@@ -239,28 +240,28 @@ def test_any_failing_statement_degrades_instead_of_raising(rig: Rig, verb: str) 
 def test_overflow_in_degraded_mode_drops_results_then_events_never_alarms(tmp_path: Path) -> None:
     faults = Faults()
     store = Store(tmp_path / "s.db", max_messages=100, connect=faults.connect)
-    outbox = Outbox(store, TOPICS, FakeClock(), Pub())
+    outbox = Outbox(store, TOPICS, FakeClock(), Pub(), events=TEST_EVENTS)
 
     def stored() -> list[tuple[int, dict[str, Any]]]:
         return [(r.priority, json.loads(r.payload)) for r in store.pending(1000)]
 
     try:
         for i in range(40):
-            outbox.emit("door", "test.normal", {"n": i})
+            outbox.emit("door", Normal(n=i))
         store.commit()  # these 40 are in the file
         faults.fail(DISK_FULL, "COMMIT", "BEGIN")
         for i in range(20):
             outbox.put_result(json.dumps({"r": i}).encode())
         for i in range(40):
-            outbox.emit("panic", "test.alarm", {"n": i}, alarm=True)
+            outbox.emit("panic", Alarm(n=i), alarm=True)
         assert store.degraded and len(store) == 100 and store.in_memory == 60
-        outbox.emit("door", "test.normal", {"n": 40})  # 101: the two oldest results go
+        outbox.emit("door", Normal(n=40))  # 101: the two oldest results go
         rows = stored()
         assert [p["r"] for prio, p in rows if prio == PRIO_RESULT] == list(range(2, 20))
         [ov] = [p for _, p in rows if p.get("type") == "outbox.overflow"]
         assert ov["data"] == {"dropped": 2, "first_seq": None, "last_seq": None}
         for i in range(41, 80):
-            outbox.emit("door", "test.normal", {"n": i})
+            outbox.emit("door", Normal(n=i))
             assert len(store) <= 100
         rows = stored()
         assert [p["data"]["n"] for prio, p in rows if prio == PRIO_ALARM] == list(range(40))
@@ -281,9 +282,9 @@ def test_a_store_that_cannot_be_written_at_start_runs_from_what_it_can_read(
 ) -> None:
     path = tmp_path / "s.db"
     healthy = Store(path)
-    outbox = Outbox(healthy, TOPICS, FakeClock(), Pub())
-    outbox.emit("door", "test.normal", {"n": 1})
-    outbox.emit("panic", "test.alarm", {"n": 2}, alarm=True)
+    outbox = Outbox(healthy, TOPICS, FakeClock(), Pub(), events=TEST_EVENTS)
+    outbox.emit("door", Normal(n=1))
+    outbox.emit("panic", Alarm(n=2), alarm=True)
     healthy.put_state("alarm", "active")
     healthy.close()
     faults = Faults()
@@ -294,8 +295,8 @@ def test_a_store_that_cannot_be_written_at_start_runs_from_what_it_can_read(
         assert store.last_seq() == 2 and len(store) == 2
         assert store.get_state("alarm") == "active"
         assert [r.seq for r in store.pending(10)] == [2, 1]
-        outbox = Outbox(store, TOPICS, FakeClock(), Pub())
-        assert outbox.emit("door", "test.normal", {}).seq == 3
+        outbox = Outbox(store, TOPICS, FakeClock(), Pub(), events=TEST_EVENTS)
+        assert outbox.emit("door", Normal()).seq == 3
         faults.heal()
         assert store.recover()
         assert on_disk(path, "SELECT seq FROM outbox ORDER BY id") == [(1,), (2,), (3,)]
@@ -313,8 +314,8 @@ def test_an_unusable_data_dir_starts_degraded_and_recovers_once_it_is_usable(
     try:
         assert store.degraded and store.fault_at_start
         assert "Not a directory" in (store.error or "")
-        outbox = Outbox(store, TOPICS, FakeClock(), Pub())
-        assert outbox.emit("panic", "test.alarm", {}, alarm=True).seq == 1
+        outbox = Outbox(store, TOPICS, FakeClock(), Pub(), events=TEST_EVENTS)
+        assert outbox.emit("panic", Alarm(), alarm=True).seq == 1
         store.put_state("alarm", "active")
         assert not store.recover()
         blocker.unlink()
@@ -340,7 +341,7 @@ def test_a_corrupt_file_at_start_is_still_quarantined(tmp_path: Path) -> None:
 
 def test_close_while_degraded_makes_a_last_attempt_to_persist(rig: Rig) -> None:
     rig.faults.fail(DISK_FULL, "COMMIT")
-    rig.outbox.emit("panic", "test.alarm", {}, alarm=True)
+    rig.outbox.emit("panic", Alarm(), alarm=True)
     rig.batch()
     assert rig.store.degraded
     rig.faults.heal()

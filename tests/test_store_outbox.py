@@ -13,14 +13,21 @@ from typing import Any
 import pytest
 
 from edge.clock import FakeClock
-from edge.outbox import Outbox
+from edge.models import EVENT_DATA, AlarmRaised
+from edge.outbox import Outbox, UnknownEventError
 from edge.store import PRIO_ALARM, PRIO_EVENT, PRIO_RESULT, Store
 from edge.topics import Topics
+from tests.support.events import ALARM, NORMAL, TEST_EVENTS, Alarm, Normal, Note
 
 TOPICS = Topics("ansim/v1", "shelter-1")
-# Event types with no data model in edge.models.EVENT_DATA: the outbox mechanics are tested
-# with free-form data; "alarm" is the priority flag, not the type.
-NORMAL, ALARM = "test.normal", "test.alarm"
+
+
+class Unregistered(Normal):
+    TYPE = "test.unregistered"
+
+
+class Imposter(Normal):
+    TYPE = "alarm.raised"
 
 
 @dataclass
@@ -66,7 +73,9 @@ class Rig:
 
     def open(self, window: int = 100) -> None:
         self.store = Store(self.path, **self.store_kw)
-        self.outbox = Outbox(self.store, TOPICS, self.clock, self.pub, window=window)
+        self.outbox = Outbox(
+            self.store, TOPICS, self.clock, self.pub, window=window, events=TEST_EVENTS
+        )
         self.outbox.delivered_listeners.append(self.delivered.append)
 
     def reopen(self, window: int = 100) -> None:
@@ -106,27 +115,27 @@ def committed_rows(path: Path) -> int:
 
 
 def test_seq_increments_by_one_and_continues_after_reopen(rig: Rig) -> None:
-    seqs = [rig.outbox.emit("door", NORMAL, {"i": i}).seq for i in range(5)]
+    seqs = [rig.outbox.emit("door", Normal(i=i)).seq for i in range(5)]
     assert seqs == [1, 2, 3, 4, 5]
     rig.batch()
     rig.reopen()
     assert rig.store.last_seq() == 5
-    assert [rig.outbox.emit("door", NORMAL, {}).seq for _ in range(3)] == [6, 7, 8]
+    assert [rig.outbox.emit("door", Normal()).seq for _ in range(3)] == [6, 7, 8]
     rig.reopen()
-    assert rig.outbox.emit("door", NORMAL, {}).seq == 9
+    assert rig.outbox.emit("door", Normal()).seq == 9
 
 
 def test_seq_is_shared_by_all_event_types_and_priorities(rig: Rig) -> None:
-    a = rig.outbox.emit("panic", ALARM, {}, alarm=True)
+    a = rig.outbox.emit("panic", Alarm(), alarm=True)
     rig.outbox.put_result(b'{"ok":true}')  # results carry no seq
-    b = rig.outbox.emit("door", NORMAL, {})
+    b = rig.outbox.emit("door", Normal())
     assert (a.seq, b.seq) == (1, 2)
 
 
 def test_event_envelope(rig: Rig) -> None:
     rig.clock.advance(1.2345)
     data = {"alarm_id": "x", "button": "panic", "mode": "silent", "test": False, "cameras": []}
-    ev = rig.outbox.emit("panic", "alarm.raised", data, alarm=True, event_id="e-1")
+    ev = rig.outbox.emit("panic", AlarmRaised(**data), alarm=True, event_id="e-1")
     [p] = rig.store.pending(10)
     assert p.topic == "ansim/v1/shelter-1/events/alarm.raised"
     assert p.event_id == "e-1"
@@ -141,12 +150,32 @@ def test_event_envelope(rig: Rig) -> None:
     }
     assert ev.event_id == "e-1"
     # a generated event_id is a fresh UUID each time
-    ids = {rig.outbox.emit("d", "t", {}).event_id for _ in range(3)}
+    ids = {rig.outbox.emit("d", Normal()).event_id for _ in range(3)}
     assert len(ids) == 3 and "e-1" not in ids
 
 
+def test_an_unregistered_event_type_is_refused_and_nothing_is_stored(rig: Rig) -> None:
+    rig.outbox.emit("door", Normal(n=1))
+    with pytest.raises(UnknownEventError, match=r"test\.unregistered"):
+        rig.outbox.emit("door", Unregistered(n=2))
+    # a registered type name carried by another model is refused too (no look-alikes)
+    with pytest.raises(UnknownEventError, match=r"alarm\.raised"):
+        rig.outbox.emit("door", Imposter(alarm_id="x"))
+    # and untyped data (a plain dict) is no event at all
+    with pytest.raises(UnknownEventError):
+        rig.outbox.emit("door", {"type": "test.normal"})  # type: ignore[arg-type]
+    rig.store.commit()
+    assert [e["type"] for e in rig.stored()] == [NORMAL]
+    assert rig.outbox.emit("door", Normal(n=3)).seq == 2  # no seq was used up
+
+
+def test_the_site_registry_knows_every_event_model_once() -> None:
+    assert all(t == m.TYPE for t, m in EVENT_DATA.items())
+    assert len({m for m in EVENT_DATA.values()}) == len(EVENT_DATA)
+
+
 def test_korean_data_is_stored_as_utf8(rig: Rig) -> None:
-    rig.outbox.emit("site", "note", {"by": "관제센터"})
+    rig.outbox.emit("site", Note(by="관제센터"))
     [p] = rig.store.pending(1)
     assert "관제센터".encode() in p.payload
 
@@ -160,8 +189,8 @@ def test_emit_publishes_nothing_and_drain_publishes_only_committed_rows(rig: Rig
         lambda topic, payload: seen_committed.append(committed_rows(rig.path))
     )
     rig.outbox.on_connected()
-    rig.outbox.emit("door", NORMAL, {})
-    rig.outbox.emit("panic", ALARM, {}, alarm=True)
+    rig.outbox.emit("door", Normal())
+    rig.outbox.emit("panic", Alarm(), alarm=True)
     assert rig.pub.sent == []
     assert committed_rows(rig.path) == 0  # group durability: not yet on disk
     rig.batch()
@@ -170,7 +199,7 @@ def test_emit_publishes_nothing_and_drain_publishes_only_committed_rows(rig: Rig
 
 
 def test_nothing_published_while_offline(rig: Rig) -> None:
-    rig.outbox.emit("door", NORMAL, {})
+    rig.outbox.emit("door", Normal())
     rig.batch()
     assert rig.pub.sent == []
     rig.outbox.on_connected()
@@ -179,7 +208,7 @@ def test_nothing_published_while_offline(rig: Rig) -> None:
 
 
 def test_group_durability_commits_only_on_commit(rig: Rig) -> None:
-    rig.outbox.emit("door", NORMAL, {})
+    rig.outbox.emit("door", Normal())
     assert rig.store.has_uncommitted
     assert committed_rows(rig.path) == 0
     rig.store.commit()
@@ -191,7 +220,7 @@ def test_per_event_durability_commits_each_append(tmp_path: Path) -> None:
     r = Rig(tmp_path / "store.db", durability="per_event")
     try:
         for i in range(1, 4):
-            r.outbox.emit("door", NORMAL, {"i": i})
+            r.outbox.emit("door", Normal(i=i))
             assert committed_rows(r.path) == i
             db = other_connection(r.path)
             seq = db.execute("SELECT value FROM meta WHERE key='seq'").fetchone()[0]
@@ -208,9 +237,9 @@ def test_uncommitted_events_are_lost_with_the_process_but_committed_ones_survive
 ) -> None:
     path = tmp_path / "store.db"
     r = Rig(path)
-    r.outbox.emit("door", NORMAL, {"n": 1})
+    r.outbox.emit("door", Normal(n=1))
     r.store.commit()
-    r.outbox.emit("door", NORMAL, {"n": 2})
+    r.outbox.emit("door", Normal(n=2))
     # A second process (crash recovery) sees only the committed one.
     survivor = Store(tmp_path / "store.db")  # opens the same file
     try:
@@ -224,13 +253,13 @@ def test_uncommitted_events_are_lost_with_the_process_but_committed_ones_survive
 
 
 def test_priority_order_alarms_first_fifo_within_priority(rig: Rig) -> None:
-    rig.outbox.emit("door", NORMAL, {"n": 1})
-    rig.outbox.emit("door", NORMAL, {"n": 2})
+    rig.outbox.emit("door", Normal(n=1))
+    rig.outbox.emit("door", Normal(n=2))
     rig.outbox.put_result(b'{"r":1}')
-    rig.outbox.emit("panic", ALARM, {"n": 3}, alarm=True)
-    rig.outbox.emit("door", NORMAL, {"n": 4})
+    rig.outbox.emit("panic", Alarm(n=3), alarm=True)
+    rig.outbox.emit("door", Normal(n=4))
     rig.outbox.put_result(b'{"r":2}')
-    rig.outbox.emit("panic", ALARM, {"n": 5}, alarm=True)
+    rig.outbox.emit("panic", Alarm(n=5), alarm=True)
     rig.outbox.on_connected()
     rig.batch()
     got = [
@@ -248,8 +277,8 @@ def test_priority_constants_order() -> None:
 
 
 def test_on_acked_deletes_and_notifies_delivered(rig: Rig) -> None:
-    a = rig.outbox.emit("panic", ALARM, {}, alarm=True)
-    b = rig.outbox.emit("door", NORMAL, {})
+    a = rig.outbox.emit("panic", Alarm(), alarm=True)
+    b = rig.outbox.emit("door", Normal())
     rig.outbox.on_connected()
     rig.batch()
     by_id = {s.event["event_id"]: s.mid for s in rig.pub.sent}
@@ -264,8 +293,8 @@ def test_on_acked_deletes_and_notifies_delivered(rig: Rig) -> None:
 
 
 def test_unknown_and_repeated_acks_are_ignored(rig: Rig) -> None:
-    rig.outbox.emit("door", NORMAL, {})
-    rig.outbox.emit("door", NORMAL, {})
+    rig.outbox.emit("door", Normal())
+    rig.outbox.emit("door", Normal())
     rig.outbox.on_connected()
     rig.batch()
     rig.outbox.on_acked(999, True)
@@ -276,7 +305,7 @@ def test_unknown_and_repeated_acks_are_ignored(rig: Rig) -> None:
 
 
 def test_rejected_publish_is_dropped_without_delivered(rig: Rig) -> None:
-    rig.outbox.emit("door", NORMAL, {})
+    rig.outbox.emit("door", Normal())
     rig.outbox.on_connected()
     rig.batch()
     rig.outbox.on_acked(rig.pub.sent[0].mid, False)
@@ -294,7 +323,7 @@ def test_results_are_acked_without_delivered_notification(rig: Rig) -> None:
 
 
 def test_reconnect_redelivers_only_unacked(rig: Rig) -> None:
-    events = [rig.outbox.emit("door", NORMAL, {"n": i}) for i in range(5)]
+    events = [rig.outbox.emit("door", Normal(n=i)) for i in range(5)]
     rig.outbox.on_connected()
     rig.batch()
     assert len(rig.pub.sent) == 5
@@ -321,7 +350,7 @@ def test_reconnect_redelivers_only_unacked(rig: Rig) -> None:
 def test_a_new_connection_republishes_unacked_even_without_a_disconnect_notice(
     rig: Rig,
 ) -> None:
-    events = [rig.outbox.emit("door", NORMAL, {"n": i}) for i in range(3)]
+    events = [rig.outbox.emit("door", Normal(n=i)) for i in range(3)]
     rig.outbox.on_connected()
     rig.batch()
     rig.outbox.on_acked(rig.pub.sent[0].mid, True)
@@ -331,7 +360,7 @@ def test_a_new_connection_republishes_unacked_even_without_a_disconnect_notice(
 
 
 def test_drain_does_not_republish_in_flight_rows(rig: Rig) -> None:
-    rig.outbox.emit("door", NORMAL, {})
+    rig.outbox.emit("door", Normal())
     rig.outbox.on_connected()
     rig.batch()
     rig.batch()
@@ -340,7 +369,7 @@ def test_drain_does_not_republish_in_flight_rows(rig: Rig) -> None:
 
 
 def test_unacked_rows_survive_a_restart_and_are_sent_again(rig: Rig) -> None:
-    ev = rig.outbox.emit("panic", ALARM, {}, alarm=True)
+    ev = rig.outbox.emit("panic", Alarm(), alarm=True)
     rig.outbox.on_connected()
     rig.batch()
     rig.reopen()
@@ -351,7 +380,7 @@ def test_unacked_rows_survive_a_restart_and_are_sent_again(rig: Rig) -> None:
 
 def test_publisher_returning_none_stops_the_drain(rig: Rig) -> None:
     for i in range(3):
-        rig.outbox.emit("door", NORMAL, {"n": i})
+        rig.outbox.emit("door", Normal(n=i))
     rig.outbox.on_connected()
     rig.pub.up = False
     rig.batch()
@@ -366,7 +395,7 @@ def test_window_limits_in_flight(tmp_path: Path) -> None:
     r.outbox.window = 3
     try:
         for i in range(10):
-            r.outbox.emit("door", NORMAL, {"n": i})
+            r.outbox.emit("door", Normal(n=i))
         r.outbox.on_connected()
         r.batch()
         assert [s.event["data"]["n"] for s in r.pub.sent] == [0, 1, 2]
@@ -390,10 +419,10 @@ def test_alarm_emitted_while_window_full_goes_next(tmp_path: Path) -> None:
     r.outbox.window = 2
     try:
         for i in range(5):
-            r.outbox.emit("door", NORMAL, {"n": i})
+            r.outbox.emit("door", Normal(n=i))
         r.outbox.on_connected()
         r.batch()
-        r.outbox.emit("panic", ALARM, {"n": "alarm"}, alarm=True)
+        r.outbox.emit("panic", Alarm(n="alarm"), alarm=True)
         r.batch()
         assert len(r.pub.sent) == 2
         r.outbox.on_acked(r.pub.sent[0].mid, True)
@@ -414,9 +443,9 @@ def test_overflow_drops_the_two_oldest_and_records_their_seq_range(tmp_path: Pat
     r = Rig(tmp_path / "store.db", max_messages=100)
     try:
         for i in range(100):
-            r.outbox.emit("door", NORMAL, {"n": i})
+            r.outbox.emit("door", Normal(n=i))
         assert len(r.store) == 100 and overflow_events(r.stored()) == []
-        r.outbox.emit("door", NORMAL, {"n": 100})  # seq 101: one over the bound
+        r.outbox.emit("door", Normal(n=100))  # seq 101: one over the bound
         rows = r.stored()
         assert len(r.store) == len(rows) == 100
         [ov] = overflow_events(rows)
@@ -432,7 +461,7 @@ def test_overflow_keeps_the_newest_normal_events(tmp_path: Path) -> None:
     try:
         emitted = []
         for i in range(150):
-            emitted.append(r.outbox.emit("door", NORMAL, {"n": i}).seq)
+            emitted.append(r.outbox.emit("door", Normal(n=i)).seq)
             assert len(r.store) <= 100
         rows = r.stored()
         kept = [row["seq"] for row in rows if row["type"] == NORMAL]
@@ -458,8 +487,8 @@ def test_overflow_never_drops_alarms(tmp_path: Path) -> None:
     try:
         alarms = []
         for i in range(60):
-            r.outbox.emit("door", NORMAL, {"n": i})
-            alarms.append(r.outbox.emit("panic", ALARM, {"n": i}, alarm=True).event_id)
+            r.outbox.emit("door", Normal(n=i))
+            alarms.append(r.outbox.emit("panic", Alarm(n=i), alarm=True).event_id)
         rows = r.stored()
         assert [row["event_id"] for row in rows if row["type"] == ALARM] == alarms
         assert len(r.store) <= 100
@@ -472,7 +501,7 @@ def test_alarms_alone_may_exceed_the_bound(tmp_path: Path) -> None:
     r = Rig(tmp_path / "store.db", max_messages=100)
     try:
         for i in range(150):
-            r.outbox.emit("panic", ALARM, {"n": i}, alarm=True)
+            r.outbox.emit("panic", Alarm(n=i), alarm=True)
         rows = r.stored()
         assert len(rows) == len(r.store) == 150
         assert [row["data"]["n"] for row in rows] == list(range(150))
@@ -486,7 +515,7 @@ def test_overflow_drops_results_before_normal_events(tmp_path: Path) -> None:
     r = Rig(tmp_path / "store.db", max_messages=100)
     try:
         for i in range(50):
-            r.outbox.emit("door", NORMAL, {"n": i})
+            r.outbox.emit("door", Normal(n=i))
         for i in range(51):
             r.outbox.put_result(json.dumps({"r": i}).encode())
         rows = r.store.pending(1000)
@@ -505,7 +534,7 @@ def test_overflow_drops_normal_events_once_no_result_is_left(tmp_path: Path) -> 
     try:
         r.outbox.put_result(b'{"r":0}')
         for i in range(100):
-            r.outbox.emit("door", NORMAL, {"n": i})
+            r.outbox.emit("door", Normal(n=i))
         rows = r.store.pending(1000)
         assert not [p for p in rows if p.topic.endswith("/results")]
         [ov] = overflow_events(r.stored())
@@ -520,8 +549,8 @@ def test_a_normal_event_when_alarms_fill_the_bound_does_not_break_the_outbox(
     r = Rig(tmp_path / "store.db", max_messages=100)
     try:
         for i in range(100):
-            r.outbox.emit("panic", ALARM, {"n": i}, alarm=True)
-        r.outbox.emit("door", NORMAL, {})  # raises RecursionError today
+            r.outbox.emit("panic", Alarm(n=i), alarm=True)
+        r.outbox.emit("door", Normal())  # raises RecursionError today
         r.outbox.put_result(b'{"ok":true}')
         rows = r.stored()
         assert [row["data"]["n"] for row in rows if row.get("type") == ALARM] == list(range(100))

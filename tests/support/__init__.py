@@ -1,0 +1,1 @@
+"""The one test toolkit, shared by tests/ and bench/ (import it as ``tests.support``)."""
