@@ -165,7 +165,7 @@ class LockerBank:
                         relays=mbb.locks,
                         pulse=mbb.pulse,
                         closed_bit=mbb.closed_bit,
-                        pulse_ms=min(cfg.pulse_ms, cfg.max_on_ms),
+                        pulse_ms=self.policy.pulse_ms,
                     )
                 )
             self.buses[mb.name] = hardware.modbus_bus(
@@ -175,7 +175,7 @@ class LockerBank:
                 parity=mb.parity,
                 boards=relay_boards,
                 poll_hz=mb.poll_hz,
-                max_pulse_ms=cfg.max_on_ms,
+                max_pulse_ms=self.policy.max_on_ms,
                 listener=_BusListener(self, mb.name),
             )
         self.doors: dict[int, DebouncedInput] = {}
