@@ -10,7 +10,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Literal
 
 from edge import __version__
 from edge.errors import AnsimError, ConfigError
@@ -35,6 +35,11 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--config", required=True, type=Path)
         s.add_argument("--broker", help="override broker.url, e.g. mqtt://host:1883")
         s.add_argument("--data-dir", type=Path, help="override data_dir")
+        s.add_argument(
+            "--force",
+            action="store_true",
+            help="use a data dir last used by `%s` anyway" % ("sim" if name == "run" else "run"),
+        )
         if name == "sim":
             s.add_argument(
                 "--control",
@@ -89,18 +94,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _check_config(path: Path) -> int:
-    from edge.commands import load_keys
-    from edge.config import load_config
+    from edge.config import check_files, config_warnings, load_config
 
     try:
         cfg = load_config(path)
-        load_keys(cfg.keys)
+        check_files(cfg, path)
     except AnsimError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_INVALID
     print(f"{path}: ok (site {cfg.site.id}, {len(cfg.keys)} trusted key(s))")
     if not cfg.keys:
         print("note: no trusted keys: `run` will refuse to start; `sim` creates a development key")
+    for where, msg in config_warnings(cfg):
+        print(f"warning: {where}: {msg}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -141,7 +147,8 @@ def _sign(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, *, simulated: bool) -> int:
     import structlog
 
-    from edge.config import load_config, with_overrides
+    from edge.config import check_files, config_warnings, load_config, with_overrides
+    from edge.datadir import check_mode, record_mode
     from edge.runtime import tune_interpreter
     from edge.site import Site
 
@@ -149,15 +156,23 @@ def _run(args: argparse.Namespace, *, simulated: bool) -> int:
     cfg = load_config(args.config)
     tune_interpreter()
     cfg = with_overrides(cfg, broker_url=args.broker, data_dir=args.data_dir)
+    if not simulated and not cfg.keys:
+        raise ConfigError(
+            f"{args.config}: keys: at least one trusted command key is required for `run` "
+            "(make one with `ansim-edge keygen`); only `sim` creates a development key"
+        )
+    # Everything the config names that would otherwise fail deep inside the start, with a
+    # traceback. `sim` without --broker runs its own broker: the TLS files are not used.
+    check_files(cfg, args.config, broker_files=not simulated or args.broker is not None)
+    for where, msg in config_warnings(cfg):
+        log.warning("config_warning", field=where, problem=msg)
+    mode: Literal["run", "sim"] = "sim" if simulated else "run"
+    check_mode(cfg.data_dir, mode, force=args.force)
     if not simulated:
-        if not cfg.keys:
-            raise ConfigError(
-                f"{args.config}: keys: at least one trusted command key is required for `run` "
-                "(make one with `ansim-edge keygen`); only `sim` creates a development key"
-            )
         from drivers.gpio import GpioHardware, real_pin_factory
 
         hardware: Any = GpioHardware(real_pin_factory())
+        record_mode(cfg.data_dir, mode)
         site = Site(cfg, hardware)
         return _serve(site, hardware, log)
 
@@ -166,6 +181,7 @@ def _run(args: argparse.Namespace, *, simulated: bool) -> int:
     runner = SimRunner(
         cfg, broker_url=args.broker, control=args.control, embedded_port=args.embedded_port
     )
+    record_mode(cfg.data_dir, mode)
     return _serve(runner, None, log)
 
 

@@ -6,22 +6,76 @@ One place for every setting. ``load_config`` fails fast with every error's field
 
 from __future__ import annotations
 
+import fnmatch
+import io
+import ssl
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from edge import pickup
 from edge.coils import CoilPolicy
-from edge.errors import ConfigError
+from edge.datadir import data_dir_problem
+from edge.errors import ConfigError, KeyFileError
+from edge.models import COMMAND_ARGS
+from edge.published_keys import fingerprint, published_where
+from edge.signing import load_public_key
 
 SITE_ID_RE = r"^[a-z0-9-]{1,64}$"
 NAME_RE = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
 DeviceName = Annotated[str, Field(pattern=NAME_RE)]
-Pin = Annotated[int, Field(ge=0, le=53)]
+
+# Pins are BCM GPIO numbers. The 40-pin header of every Raspberry Pi since the B+ carries
+# GPIO 0-27; higher numbers exist only on boards such as the Compute Modules, so a number
+# above 27 is almost always a physical header pin number typed by mistake.
+HEADER_MAX_GPIO = 27
+# physical header pin -> the BCM GPIO on it (the pins that carry a GPIO)
+HEADER_PIN_TO_GPIO = {
+    3: 2, 5: 3, 7: 4, 8: 14, 10: 15, 11: 17, 12: 18, 13: 27, 15: 22, 16: 23, 18: 24, 19: 10,
+    21: 9, 22: 25, 23: 11, 24: 8, 26: 7, 27: 0, 28: 1, 29: 5, 31: 6, 32: 12, 33: 13, 35: 19,
+    36: 16, 37: 26, 38: 20, 40: 21,
+}  # fmt: skip
+ALLOW_ANY_PIN = "allow_any_pin"  # validation-context flag, from devices.allow_any_pin
+
+
+def on_header(v: int, info: ValidationInfo) -> int:
+    context = info.context if isinstance(info.context, dict) else {}
+    if v <= HEADER_MAX_GPIO or context.get(ALLOW_ANY_PIN):
+        return v
+    physical = HEADER_PIN_TO_GPIO.get(v)
+    hint = f" (physical pin {v} is GPIO {physical})" if physical is not None else ""
+    raise ValueError(
+        f"GPIO {v} is not on the 40-pin header: pins are BCM GPIO numbers 0-27, not "
+        f"physical pin numbers{hint}; for a board with more GPIOs (a Compute Module) set "
+        "devices.allow_any_pin: true"
+    )
+
+
+Pin = Annotated[int, Field(ge=0, le=53), AfterValidator(on_header)]
+
+
+def _known_command(pattern: str) -> str:
+    if not any(fnmatch.fnmatchcase(name, pattern) for name in COMMAND_ARGS):
+        raise ValueError(
+            f"{pattern!r} matches no command (commands: {', '.join(sorted(COMMAND_ARGS))})"
+        )
+    return pattern
+
+
+CommandPattern = Annotated[str, AfterValidator(_known_command)]
 
 
 class _Model(BaseModel):
@@ -140,8 +194,8 @@ class CommandsConfig(_Model):
 class TrustedKey(_Model):
     key_id: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
     public_key: Path = Field(description="Ed25519 public key, PEM (as `ansim-edge keygen` writes).")
-    commands: list[str] = Field(
-        default_factory=lambda: ["*"],
+    commands: list[CommandPattern] = Field(
+        min_length=1,
         description="Command names this key may issue; shell-style patterns ('*', 'locker.*').",
     )
 
@@ -431,6 +485,10 @@ class DevicesConfig(_Model):
     modem: ModemDeviceConfig | None = Field(
         None, description="GSM/LTE modem: the alarm's second channel (SMS, voice call)."
     )
+    allow_any_pin: bool = Field(
+        False,
+        description="Accept BCM GPIO numbers above 27 (boards with more GPIOs than the header).",
+    )
 
     @model_validator(mode="after")
     def _unique(self) -> DevicesConfig:
@@ -493,22 +551,46 @@ class SiteConfig(_Model):
         return self
 
 
+PIN_FIELDS = ("pin", "solenoid_pin", "door_pin")
+MISSING_HINTS = {
+    "commands": 'list the commands this key may issue, e.g. ["alarm.*"] (["*"] for all)',
+}
+
+
+def format_problems(source: Path, problems: list[tuple[str, str]]) -> str:
+    """``<file>: N error(s) in the configuration:`` and one ``  path: message`` line each."""
+    lines = [f"{source}: {len(problems)} error(s) in the configuration:"]
+    lines += [f"  {where}: {msg}" for where, msg in problems]
+    return "\n".join(lines)
+
+
 def _format_errors(path: Path, exc: ValidationError) -> str:
-    lines = [f"{path}: {exc.error_count()} error(s) in the configuration:"]
+    problems: list[tuple[str, str]] = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
         msg = err["msg"]
+        last = err["loc"][-1] if err["loc"] else None
         if err["type"] == "extra_forbidden":
             msg = "unknown field (check the spelling against docs/config.md)"
-        lines.append(f"  {loc}: {msg}")
-    return "\n".join(lines)
+        elif err["type"] == "missing" and last in MISSING_HINTS:
+            msg = f"{msg}: {MISSING_HINTS[str(last)]}"
+        elif last in PIN_FIELDS and "BCM" not in msg:
+            msg = f"{msg} (pins are BCM GPIO numbers)"
+        problems.append((loc, msg))
+    return format_problems(path, problems)
+
+
+def _context(data: dict[Any, Any]) -> dict[str, Any]:
+    devices = data.get("devices")
+    allow = isinstance(devices, dict) and devices.get("allow_any_pin") is True
+    return {ALLOW_ANY_PIN: allow}
 
 
 def parse_config(data: object, source: Path = Path("<config>")) -> SiteConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the file must be a YAML mapping (site:, broker:, ...)")
     try:
-        cfg = SiteConfig.model_validate(data)
+        cfg = SiteConfig.model_validate(data, context=_context(data))
     except ValidationError as exc:
         raise ConfigError(_format_errors(source, exc)) from None
     base = source.parent if source.name != "<config>" else Path.cwd()
@@ -522,8 +604,12 @@ def load_config(path: str | Path) -> SiteConfig:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read the config file ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    stream = io.StringIO(text)
+    stream.name = str(p)  # the parser's messages name the file, not "<unicode string>"
     try:
-        data = yaml.safe_load(text)
+        data = yaml.safe_load(stream)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: not valid YAML: {exc}") from None
     return parse_config(data, p)
@@ -563,6 +649,113 @@ def with_overrides(
     if data_dir is not None:
         data["data_dir"] = data_dir.resolve()
     try:
-        return SiteConfig.model_validate(data)
+        return SiteConfig.model_validate(data, context=_context(data))
     except ValidationError as exc:
         raise ConfigError(_format_errors(Path("<command line>"), exc)) from None
+
+
+# --------------------------------------------------------------------------- beyond the file
+
+
+def file_problems(
+    cfg: SiteConfig, *, broker_files: bool = True, data_dir: bool = True
+) -> list[tuple[str, str]]:
+    """What the files the config names would make ``run`` fail on: (field path, message).
+
+    Every trusted key file (readable, an Ed25519 PEM public key, not a published example
+    key); with ``broker_files`` the password file and the TLS files; with ``data_dir``
+    whether the data dir can be created and written by this user.
+    """
+    problems: list[tuple[str, str]] = []
+    for i, k in enumerate(cfg.keys):
+        where = f"keys.{i}.public_key"
+        try:
+            key = load_public_key(k.public_key)
+        except KeyFileError as exc:
+            problems.append((where, str(exc)))
+            continue
+        published = published_where(key)
+        if published is not None:
+            problems.append(
+                (
+                    where,
+                    f"{k.public_key} is the example key of {published} (fingerprint "
+                    f"{fingerprint(key)}): its private key is public, anyone could sign "
+                    "commands with it; make your own with `ansim-edge keygen`",
+                )
+            )
+    b = cfg.broker
+    if broker_files and b.username and b.password_file is not None:
+        try:
+            b.password_file.read_text(encoding="utf-8")
+        except OSError as exc:
+            problems.append(
+                ("broker.password_file", f"cannot read {b.password_file} ({exc.strerror})")
+            )
+        except UnicodeDecodeError:
+            problems.append(("broker.password_file", f"{b.password_file} is not UTF-8 text"))
+    if broker_files and b.tls is not None:
+        problems += _tls_problems(b.tls)
+    if data_dir:
+        problem = data_dir_problem(cfg.data_dir)
+        if problem is not None:
+            problems.append(("data_dir", problem))
+    return problems
+
+
+def _tls_problems(tls: TlsConfig) -> list[tuple[str, str]]:
+    """Load the TLS files the way the MQTT client will (an ssl context), so a file that
+    would stop ``run`` is named here instead."""
+    ctx = ssl.create_default_context()
+    try:
+        ctx.load_verify_locations(cafile=str(tls.ca))
+    except OSError as exc:
+        return [("broker.tls.ca", f"cannot read {tls.ca} ({exc.strerror or exc})")]
+    except ssl.SSLError as exc:
+        return [("broker.tls.ca", f"{tls.ca} is not a PEM CA certificate bundle ({exc})")]
+    if tls.cert is None or tls.key is None:
+        return []
+    for where, path in (("broker.tls.cert", tls.cert), ("broker.tls.key", tls.key)):
+        try:
+            path.read_bytes()
+        except OSError as exc:
+            return [(where, f"cannot read {path} ({exc.strerror})")]
+    try:
+        ctx.load_cert_chain(str(tls.cert), str(tls.key))
+    except (OSError, ssl.SSLError) as exc:
+        return [
+            (
+                "broker.tls.cert",
+                f"{tls.cert} with {tls.key} is not a usable client certificate and "
+                f"unencrypted private key ({exc})",
+            )
+        ]
+    return []
+
+
+def check_files(
+    cfg: SiteConfig, source: Path, *, broker_files: bool = True, data_dir: bool = True
+) -> None:
+    """Raise ConfigError listing every :func:`file_problems` at once."""
+    problems = file_problems(cfg, broker_files=broker_files, data_dir=data_dir)
+    if problems:
+        raise ConfigError(format_problems(source, problems))
+
+
+def config_warnings(cfg: SiteConfig) -> list[tuple[str, str]]:
+    """Valid but risky settings: (field path, message)."""
+    out: list[tuple[str, str]] = []
+    for i, button in enumerate(cfg.devices.panic_buttons):
+        if button.contact == "no" and button.supervision is None:
+            out.append(
+                (
+                    f"devices.panic_buttons.{i}",
+                    f'{button.name}: contact "no" without supervision: a cut or unplugged '
+                    "wire looks exactly like an idle button and nothing reports it; wire the "
+                    "button nc, or add supervision",
+                )
+            )
+    b = cfg.broker
+    if b.password_file is not None and not b.username:
+        out.append(("broker.password_file", "set without broker.username: no credentials are sent"))
+    return out

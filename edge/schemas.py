@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import annotated_types
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel
 from pydantic.fields import FieldInfo
 
-from edge.config import SiteConfig
+from edge.config import HEADER_MAX_GPIO, SiteConfig, on_header
 from edge.models import COMMAND_ARGS, EVENT_DATA, Command, Event, Result, Status
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -239,8 +239,8 @@ CONFIG_NOTES: dict[str, str] = {
     "keys": "Trusted command keys. run refuses to start with none; sim then makes a dev key.",
     "keys[].key_id": "The key_id commands name; unique in the list.",
     "keys[].commands": (
-        "Command names this key may issue: case-sensitive shell-style patterns "
-        "(*, ?, [...]), e.g. *, alarm.*, alarm.ack."
+        "Command names this key may issue, at least one: case-sensitive shell-style patterns "
+        "(*, ?, [...]), e.g. *, alarm.*, alarm.ack; each must match a known command."
     ),
     "devices": "The site's devices. A device left out is simply not there.",
     "devices.panic_buttons": "Panic buttons; names unique, and not a built-in device name.",
@@ -288,6 +288,10 @@ CONFIG_NOTES: dict[str, str] = {
         "true: contact to ground, internal pull-up; false: contact to 3.3 V, pull-down."
     ),
     "devices.reset_key.debounce_ms": "A level counts once stable this long.",
+    "devices.allow_any_pin": (
+        "false: every pin must be on the 40-pin header (BCM GPIO 0-27); true: accept BCM "
+        "numbers up to 53 (boards with more GPIOs, such as a Compute Module)."
+    ),
 }
 
 
@@ -351,6 +355,10 @@ def _constraints(field: FieldInfo) -> str:
             out.append(f"length ≤ {m.max_length}")
         elif getattr(m, "pattern", None) is not None:
             out.append(f"matches `{m.pattern}`")
+        elif isinstance(m, AfterValidator) and m.func is on_header:
+            out[-1] = f"≤ {HEADER_MAX_GPIO} (≤ 53 with `devices.allow_any_pin`)"
+        elif isinstance(m, AfterValidator):
+            continue  # a check in code (e.g. known command names): the Meaning column says it
         else:
             raise TypeError(f"no table text for constraint {m!r}")
     return ", ".join(out)

@@ -75,7 +75,7 @@ class Rig:
         self.rogue = load_private_key(key_dir / "rogue.key")
         self.keys = load_keys(
             [
-                TrustedKey(key_id="centre", public_key=key_dir / "centre.pub"),
+                TrustedKey(key_id="centre", public_key=key_dir / "centre.pub", commands=["*"]),
                 TrustedKey(
                     key_id="tech",
                     public_key=key_dir / "tech.pub",

@@ -34,7 +34,7 @@ class Rig:
         generate_keypair(tmp_path / "c.key", tmp_path / "c.pub")
         self.key = load_private_key(tmp_path / "c.key")
         keys: dict[str, LoadedKey] = load_keys(
-            [TrustedKey(key_id="centre", public_key=tmp_path / "c.pub")]
+            [TrustedKey(key_id="centre", public_key=tmp_path / "c.pub", commands=["*"])]
         )
         self.store = Store(tmp_path / "s.db")
         self.jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()

@@ -125,7 +125,7 @@ def test_yaml_true_is_not_a_contact_type(tmp_path: Path) -> None:
 
 
 def test_relative_paths_resolve_against_the_config_files_directory(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     conf_dir = tmp_path / "etc" / "ansim"
     generate_keypair(conf_dir / "keys" / "centre.key", conf_dir / "keys" / "centre.pub")
@@ -136,10 +136,11 @@ def test_relative_paths_resolve_against_the_config_files_directory(
         data_dir: ../../var/data
         broker:
           url: mqtts://broker.example:8883
+          username: s1
           password_file: secrets/pw
           tls: {ca: tls/ca.pem, cert: tls/c.pem, key: /abs/c.key}
         keys:
-          - {key_id: centre, public_key: keys/centre.pub}
+          - {key_id: centre, public_key: keys/centre.pub, commands: ["*"]}
         """,
     )
     elsewhere = tmp_path / "somewhere" / "else"
@@ -149,7 +150,6 @@ def test_relative_paths_resolve_against_the_config_files_directory(
     cfg = load_config(path)
     assert cfg.data_dir == (tmp_path / "var" / "data").resolve()
     assert cfg.keys[0].public_key == (conf_dir / "keys" / "centre.pub").resolve()
-    assert cfg.keys[0].commands == ["*"]
     assert cfg.broker.password_file == (conf_dir / "secrets" / "pw").resolve()
     assert cfg.broker.tls is not None
     assert cfg.broker.tls.ca == (conf_dir / "tls" / "ca.pem").resolve()
@@ -157,8 +157,13 @@ def test_relative_paths_resolve_against_the_config_files_directory(
     assert cfg.broker.tls.key == Path("/abs/c.key")  # absolute paths are kept
     assert cfg.broker.uses_tls and cfg.broker.port == 8883
 
-    # and check-config (which loads the keys) is happy from that other cwd too
-    assert main(["check-config", str(path)]) == 0
+    # check-config loads the files from that other cwd too: the key is found; the password
+    # and TLS files (not made here) are named by their resolved paths
+    assert main(["check-config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "keys.0" not in err
+    assert f"broker.password_file: cannot read {conf_dir / 'secrets' / 'pw'}" in err
+    assert f"broker.tls.ca: cannot read {conf_dir / 'tls' / 'ca.pem'}" in err
 
 
 # --------------------------------------------------------------------------- error paths
@@ -329,7 +334,7 @@ def test_check_config_cli_exit_1_when_a_trusted_key_file_is_missing_or_bad(
 ) -> None:
     path = write(
         tmp_path / "site.yaml",
-        "site: {id: s1}\nkeys: [{key_id: centre, public_key: keys/centre.pub}]\n",
+        "site: {id: s1}\nkeys: [{key_id: centre, public_key: keys/centre.pub, commands: ['*']}]\n",
     )
     assert main(["check-config", str(path)]) == 1
     assert str(tmp_path / "keys" / "centre.pub") in capsys.readouterr().err
@@ -350,8 +355,8 @@ def test_check_config_cli_rejects_duplicate_key_ids(
     path = write(
         tmp_path / "site.yaml",
         "site: {id: s1}\nkeys:\n"
-        "  - {key_id: a, public_key: a.pub}\n"
-        "  - {key_id: a, public_key: b.pub}\n",
+        "  - {key_id: a, public_key: a.pub, commands: ['*']}\n"
+        "  - {key_id: a, public_key: b.pub, commands: ['*']}\n",
     )
     assert main(["check-config", str(path)]) == 1
     assert "key_id values must be unique" in capsys.readouterr().err

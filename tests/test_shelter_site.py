@@ -581,7 +581,7 @@ def test_press_longer_than_hold_raises(new_site: Callable[..., Harness]) -> None
 def centre(tmp_path: Path) -> tuple[Any, dict[str, LoadedKey]]:
     priv, pub = tmp_path / "keys" / "centre.key", tmp_path / "keys" / "centre.pub"
     generate_keypair(priv, pub)
-    keys = load_keys([TrustedKey(key_id="centre", public_key=pub)])
+    keys = load_keys([TrustedKey(key_id="centre", public_key=pub, commands=["*"])])
     return load_private_key(priv), keys
 
 

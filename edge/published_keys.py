@@ -1,0 +1,31 @@
+"""Public keys whose private half is published (examples in the docs): a site never trusts
+them. This is the one list; ``tests/test_published_keys.py`` fails when a key published in
+the docs is missing from it.
+
+A fingerprint is the SHA-256 of the raw 32-byte Ed25519 public key, in lowercase hex
+(``ansim-edge check-config`` names it when it refuses a key).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+# fingerprint -> where its private key is published
+PUBLISHED_KEYS: dict[str, str] = {
+    "340837c8656489d3793138c8d29e4832028623c7215fdf4d6d28117b2ce9dfec": (
+        "the first worked signing example of docs/mqtt-api.md"
+    ),
+}
+
+
+def fingerprint(key: Ed25519PublicKey) -> str:
+    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()
+
+
+def published_where(key: Ed25519PublicKey) -> str | None:
+    """Where the private half of ``key`` is published, or None for a key of one's own."""
+    return PUBLISHED_KEYS.get(fingerprint(key))
