@@ -5,6 +5,8 @@ Fixtures
 ``mosquitto``          a fresh plain broker per test (``mqtt://127.0.0.1:PORT``), killed after.
 ``mosquitto_tls``      same with mutual TLS (``mqtts://``; ``.ca_path``, ``.client_cert_path``,
                        ``.client_key_path``).
+``mosquitto_factory``  ``factory(**Mosquitto kwargs) -> Mosquitto``: a started broker with its own
+                       settings (e.g. ``password_file=``, ``acl_file=``), killed after.
 ``subscriber_factory`` ``factory(topics="#", *, broker=None, protocol=None, client_cert=True,
                        **Subscriber kwargs) -> Subscriber``; ``broker`` defaults to ``mosquitto``,
                        ``protocol`` to ``mqtt_protocol`` when the test uses it, else "3.1.1".
@@ -20,7 +22,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -58,7 +60,7 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 REQUIRE_ENV = "ANSIM_REQUIRE_MOSQUITTO"
-BROKER_FIXTURES = ("mosquitto", "mosquitto_tls")
+BROKER_FIXTURES = ("mosquitto", "mosquitto_tls", "mosquitto_factory")
 
 
 def _mosquitto_required() -> bool:
@@ -164,6 +166,22 @@ def mosquitto(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Mosqui
 def mosquitto_tls(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Mosquitto]:
     """A real mosquitto with mutual TLS (client certificate required, TLS >= 1.2)."""
     yield from _broker(request, tmp_path, tls=True)
+
+
+@pytest.fixture
+def mosquitto_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[..., Mosquitto]:
+    """Start a real mosquitto with the given :class:`Mosquitto` settings; killed at teardown."""
+    binary = _require_mosquitto_binary()
+    count = 0
+
+    def factory(**kwargs: Any) -> Mosquitto:
+        nonlocal count
+        count += 1
+        broker = Mosquitto(tmp_path / f"mosquitto-{count}", binary=binary, **kwargs)
+        request.addfinalizer(broker.close)
+        return broker.start()
+
+    return factory
 
 
 @pytest.fixture(params=["3.1.1", "5"], ids=["mqtt311", "mqtt5"])
