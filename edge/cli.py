@@ -6,6 +6,7 @@ import argparse
 import json
 import signal
 import sys
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -186,15 +187,32 @@ def _run(args: argparse.Namespace, *, simulated: bool) -> int:
 
 
 def _serve(target: Any, hardware: Any, log: Any) -> int:
+    # The handler only records the signal and sets an event: it runs on the main thread
+    # between two bytecodes, possibly while that thread holds the log writer's lock (or a
+    # queue's), so logging or posting from it could deadlock. A helper thread does both.
+    received: list[int] = []
+    wake = threading.Event()
+    done = False
+
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        log.info("signal", signal=signal.Signals(signum).name)
+        received.append(signum)
+        wake.set()
+
+    def stopper() -> None:
+        wake.wait()
+        if done:
+            return
+        log.info("signal", signal=signal.Signals(received[0]).name)
         target.stop_soon()
 
+    threading.Thread(target=stopper, name="ansim-signal", daemon=True).start()
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
         target.run()
     finally:
+        done = True
+        wake.set()
         if hardware is not None:
             hardware.close()
     return EXIT_OK
