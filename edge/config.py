@@ -709,10 +709,10 @@ def _tls_problems(tls: TlsConfig) -> list[tuple[str, str]]:
     ctx = ssl.create_default_context()
     try:
         ctx.load_verify_locations(cafile=str(tls.ca))
-    except OSError as exc:
-        return [("broker.tls.ca", f"cannot read {tls.ca} ({exc.strerror or exc})")]
-    except ssl.SSLError as exc:
+    except ssl.SSLError as exc:  # (an OSError too)
         return [("broker.tls.ca", f"{tls.ca} is not a PEM CA certificate bundle ({exc})")]
+    except OSError as exc:
+        return [("broker.tls.ca", f"cannot read {tls.ca} ({exc.strerror})")]
     if tls.cert is None or tls.key is None:
         return []
     for where, path in (("broker.tls.cert", tls.cert), ("broker.tls.key", tls.key)):
