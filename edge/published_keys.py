@@ -16,7 +16,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 # fingerprint -> where its private key is published
 PUBLISHED_KEYS: dict[str, str] = {
     "340837c8656489d3793138c8d29e4832028623c7215fdf4d6d28117b2ce9dfec": (
-        "the first worked signing example of docs/mqtt-api.md"
+        "the worked signing example of docs/mqtt-api.md before commands named their site"
+    ),
+    "57eeb4c47f3cefdd05b776f9583c8f3a47ab3a10f97782eac4b60e47aa53ec4c": (
+        "the worked signing example of docs/mqtt-api.md"
     ),
 }
 

@@ -124,9 +124,8 @@ def test_a_real_site_works_under_the_acl(acl_broker: Mosquitto, tmp_path: Path) 
         rs.press()
         raised = centre.wait_for(f"{ROOT}/site-a/events/alarm.raised").json
         wait_until(lambda: rs.output("sent_led"), message="sent lamp after PUBACK")
-        ack = command(
-            "alarm.ack", {"alarm_id": raised["data"]["alarm_id"], "by": "centre"}, keys.centre
-        )
+        args = {"alarm_id": raised["data"]["alarm_id"], "by": "centre"}
+        ack = command("alarm.ack", args, keys.centre, site="site-a")
         centre.publish(f"{ROOT}/site-a/commands/alarm.ack", ack)
         result = centre.wait_for(
             lambda m: (

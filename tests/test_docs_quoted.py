@@ -343,3 +343,31 @@ def test_sim_ready_line_on_a_terminal_is_as_documented(tmp_path: Path) -> None:
     [line] = [ln for ln in seen.decode("utf-8", "replace").splitlines() if " sim_ready " in ln]
     assert not line.lstrip().startswith("{"), line  # the console format, not JSON
     assert wanted.search(line), line
+
+
+# --------------------------------------------------------------------------- links
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a Markdown heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def _anchors(doc: Path) -> set[str]:
+    text = doc.read_text(encoding="utf-8")
+    text = re.sub(r"```.*?```", "", text, flags=re.S)  # '# comments' in code are no headings
+    return {_slug(m.group(1)) for m in re.finditer(r"^#+ (.+)$", text, re.M)}
+
+
+@pytest.mark.parametrize("doc", [DOCS / "security.md", REPO / "README.md"], ids=lambda p: p.name)
+def test_relative_links_and_anchors_resolve(doc: Path) -> None:
+    text = doc.read_text(encoding="utf-8")
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"[a-z]+://", target):
+            continue
+        path, _, anchor = target.partition("#")
+        dest = (doc.parent / path).resolve() if path else doc
+        assert dest.exists(), f"{doc.name}: link to missing {target}"
+        if anchor:
+            assert anchor in _anchors(dest), f"{doc.name}: no heading for {target}"
