@@ -149,7 +149,7 @@ def _run(args: argparse.Namespace, *, simulated: bool) -> int:
     import structlog
 
     from edge.config import check_files, config_warnings, load_config, with_overrides
-    from edge.datadir import check_mode, record_mode
+    from edge.datadir import check_mode
     from edge.runtime import tune_interpreter
     from edge.site import Site
 
@@ -164,7 +164,10 @@ def _run(args: argparse.Namespace, *, simulated: bool) -> int:
         )
     # Everything the config names that would otherwise fail deep inside the start, with a
     # traceback. `sim` without --broker runs its own broker: the TLS files are not used.
-    check_files(cfg, args.config, broker_files=not simulated or args.broker is not None)
+    # An unusable data dir is not among them: the site starts degraded and reports it.
+    check_files(
+        cfg, args.config, broker_files=not simulated or args.broker is not None, data_dir=False
+    )
     for where, msg in config_warnings(cfg):
         log.warning("config_warning", field=where, problem=msg)
     mode: Literal["run", "sim"] = "sim" if simulated else "run"
@@ -173,7 +176,7 @@ def _run(args: argparse.Namespace, *, simulated: bool) -> int:
         from drivers.gpio import GpioHardware, real_pin_factory
 
         hardware: Any = GpioHardware(real_pin_factory())
-        record_mode(cfg.data_dir, mode)
+        _record_mode(cfg.data_dir, mode, log)
         site = Site(cfg, hardware)
         return _serve(site, hardware, log)
 
@@ -182,8 +185,16 @@ def _run(args: argparse.Namespace, *, simulated: bool) -> int:
     runner = SimRunner(
         cfg, broker_url=args.broker, control=args.control, embedded_port=args.embedded_port
     )
-    record_mode(cfg.data_dir, mode)
+    _record_mode(cfg.data_dir, mode, log)
     return _serve(runner, None, log)
+
+
+def _record_mode(data_dir: Path, mode: Literal["run", "sim"], log: Any) -> None:
+    from edge.datadir import record_mode
+
+    problem = record_mode(data_dir, mode)
+    if problem is not None:
+        log.warning("data_dir_mode_not_recorded", data_dir=str(data_dir), error=problem)
 
 
 def _serve(target: Any, hardware: Any, log: Any) -> int:

@@ -59,9 +59,16 @@ def check_mode(path: Path, mode: Mode, *, force: bool) -> None:
     )
 
 
-def record_mode(path: Path, mode: Mode) -> None:
-    """Remember that ``mode`` uses the data dir (atomically: a crash leaves old or new)."""
-    path.mkdir(parents=True, exist_ok=True)
+def record_mode(path: Path, mode: Mode) -> str | None:
+    """Remember that ``mode`` uses the data dir (atomically: a crash leaves old or new).
+
+    Returns why it could not (the data dir is unusable: the site then runs degraded), or
+    None."""
     tmp = path / f".{MODE_FILE}.tmp"
-    tmp.write_text(mode + "\n", encoding="utf-8")
-    os.replace(tmp, path / MODE_FILE)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(mode + "\n", encoding="utf-8")
+        os.replace(tmp, path / MODE_FILE)
+    except OSError as exc:
+        return f"{exc.strerror or exc}"
+    return None

@@ -55,10 +55,6 @@ def broken(tmp_path: Path, case: str) -> tuple[dict[str, Any], str, str]:
     if case == "password_file":
         d["broker"].update(username="guard-1", password_file=str(tmp_path / "no-such-pw"))
         return d, "broker.password_file", "cannot read"
-    if case == "data_dir":
-        (tmp_path / "a-file").write_text("x")
-        d["data_dir"] = str(tmp_path / "a-file")
-        return d, "data_dir", "is not a directory"
     if case == "key_file":
         d["keys"][1]["public_key"] = str(tmp_path / "keys" / "gone.pub")
         return d, "keys.1.public_key", "cannot read the public key"
@@ -72,7 +68,7 @@ def broken(tmp_path: Path, case: str) -> tuple[dict[str, Any], str, str]:
     raise AssertionError(case)
 
 
-CASES = ["password_file", "data_dir", "key_file", "example_key", "tls_ca"]
+CASES = ["password_file", "key_file", "example_key", "tls_ca"]
 
 
 def assert_clean_refusal(p: subprocess.CompletedProcess[str], where: str, fragment: str) -> None:
@@ -148,8 +144,8 @@ def run_in_process(cfg: Path, monkeypatch: pytest.MonkeyPatch, *extra: str) -> i
         structlog.configure(**saved)
 
 
-def start_sim(cfg: Path, broker: Mosquitto, tmp_path: Path, *extra: str) -> None:
-    """Start `sim`, wait for its control API, stop it with SIGTERM: exit 0."""
+def start_sim(cfg: Path, broker: Mosquitto, tmp_path: Path, *extra: str) -> str:
+    """Start `sim`, wait for its control API, stop it with SIGTERM: exit 0; its log."""
     port = free_port()
     log = tmp_path / f"sim-{port}.log"
     with log.open("wb") as out:
@@ -177,6 +173,7 @@ def start_sim(cfg: Path, broker: Mosquitto, tmp_path: Path, *extra: str) -> None
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
             assert proc.wait(20) == 0, log.read_text()
+    return log.read_text()
 
 
 def test_sim_refuses_a_data_dir_last_used_by_run_and_the_reverse_unless_forced(
@@ -217,6 +214,22 @@ def test_sim_refuses_a_data_dir_last_used_by_run_and_the_reverse_unless_forced(
     assert run_in_process(cfg, monkeypatch, "--force") == 0
     assert (data / MODE_FILE).read_text() == "run\n"
     assert run_in_process(cfg, monkeypatch) == 0  # run after run: fine
+
+
+def test_sim_with_an_unusable_data_dir_starts_degraded_and_says_so(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    # Not a config error for run/sim: the site starts in degraded mode (check-config
+    # reports it); the run/sim marker cannot be written and that is logged, not raised.
+    d = base_config(tmp_path)
+    (tmp_path / "a-file").write_text("x")
+    d["data_dir"] = str(tmp_path / "a-file")
+    cfg = tmp_path / "site.yaml"
+    cfg.write_text(json.dumps(d))
+    log = start_sim(cfg, mosquitto, tmp_path)
+    assert "Traceback" not in log
+    assert "data_dir_mode_not_recorded" in log
+    assert "store_degraded" in log, log
 
 
 def test_a_run_that_cannot_get_gpio_does_not_claim_the_data_dir(tmp_path: Path) -> None:
