@@ -143,7 +143,9 @@ class Msg:
 def centre(tmp_path: Path) -> tuple[Any, dict[str, LoadedKey]]:
     priv, pub = tmp_path / "keys" / "centre.key", tmp_path / "keys" / "centre.pub"
     generate_keypair(priv, pub)
-    return load_private_key(priv), load_keys([TrustedKey(key_id="centre", public_key=pub)])
+    return load_private_key(priv), load_keys(
+        [TrustedKey(key_id="centre", public_key=pub, commands=["*"])]
+    )
 
 
 @pytest.fixture
