@@ -172,7 +172,13 @@ def start_sim(cfg: Path, broker: Mosquitto, tmp_path: Path, *extra: str) -> str:
         finally:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-            assert proc.wait(20) == 0, log.read_text()
+            try:
+                code = proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()  # never leave a hung sim behind
+                proc.wait(10)
+                raise
+            assert code == 0, log.read_text()
     return log.read_text()
 
 

@@ -254,7 +254,12 @@ def sim(cfg: Path, control: int, *, stderr: int | None) -> Iterator[subprocess.P
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
-        proc.wait(20)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # never leave a hung sim behind; the test fails on the exit code
+            proc.wait(10)
+            raise
 
 
 def http(port: int, method: str, path: str, body: Any = None) -> Any:
