@@ -174,11 +174,13 @@ def _run(args: argparse.Namespace, *, simulated: bool) -> int:
     check_mode(cfg.data_dir, mode, force=args.force)
     if not simulated:
         from drivers.gpio import GpioHardware, real_pin_factory
+        from edge.service import attach
 
         hardware: Any = GpioHardware(real_pin_factory())
         _record_mode(cfg.data_dir, mode, log)
         site = Site(cfg, hardware)
-        return _serve(site, hardware, log)
+        # Under systemd: READY, watchdog pings, STATUS, STOPPING (no-op elsewhere).
+        return _serve(attach(site) or site, hardware, log)
 
     from simulator.runner import SimRunner
 

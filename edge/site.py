@@ -169,6 +169,7 @@ class Site(UplinkListener):
                 cfg.devices.lockers, self.hardware, self.coils, self.ports, cfg.self_check_s
             )
         self.connect_failures = ConnectFailures()
+        self.uplink_checked_at = self.clock.monotonic()  # last run of the uplink supervisor
         self.loop.after_batch.append(self._after_batch)
         self._store_fault_reported = False
         self._store_retry: Timer | None = None
@@ -229,8 +230,9 @@ class Site(UplinkListener):
         self.log.info("site_started", version=__version__, pending=len(self.store))
 
     def _watchdog(self) -> None:
+        self.loop.call_later(WATCHDOG_S, self._watchdog)  # first: a failure must not end it
         self.uplink.check()
-        self.loop.call_later(WATCHDOG_S, self._watchdog)
+        self.uplink_checked_at = self.clock.monotonic()  # edge.service: supervisor alive
 
     def _flush_deletes(self) -> None:
         """PUBACK deletes wait for the next real commit; at most this long."""
