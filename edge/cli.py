@@ -55,6 +55,12 @@ def _parser() -> argparse.ArgumentParser:
                 "(default 1883, or a free port when 1883 is taken; 0 = any free port)",
             )
 
+    o = sub.add_parser(
+        "safe-outputs",
+        help="drive every configured solenoid, lamp and buzzer output off (no daemon)",
+    )
+    o.add_argument("--config", required=True, type=Path)
+
     c = sub.add_parser("check-config", help="validate a config file (exit 0 valid, 1 invalid)")
     c.add_argument("file", type=Path)
 
@@ -88,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args, simulated=False)
         if args.cmd == "sim":
             return _run(args, simulated=True)
+        if args.cmd == "safe-outputs":
+            return _safe_outputs(args.config)
     except AnsimError as exc:
         print(f"ansim-edge: {exc}", file=sys.stderr)
         return EXIT_INVALID
@@ -229,6 +237,22 @@ def _serve(target: Any, hardware: Any, log: Any) -> int:
         if hardware is not None:
             hardware.close()
     return EXIT_OK
+
+
+def _safe_outputs(config: Path) -> int:
+    from drivers.gpio import real_pin_factory
+    from edge.config import load_config
+    from edge.safe_outputs import configured_outputs, describe, drive_off
+
+    cfg = load_config(config)
+    outputs = configured_outputs(cfg)
+    if not outputs:
+        print(f"{config}: no GPIO outputs configured (CU16 boards time their own pulses)")
+        return EXIT_OK
+    results = drive_off(outputs, real_pin_factory())
+    for result in results:
+        print(describe(result), file=sys.stdout if result.error is None else sys.stderr)
+    return EXIT_INVALID if any(r.error is not None for r in results) else EXIT_OK
 
 
 if __name__ == "__main__":
