@@ -176,6 +176,10 @@ def _run(args: argparse.Namespace, *, simulated: bool) -> int:
     check_files(
         cfg, args.config, broker_files=not simulated or args.broker is not None, data_dir=False
     )
+    if not simulated:
+        from edge.filemodes import check_file_modes
+
+        check_file_modes(cfg, args.config)  # secrets others can read, keys they can write
     for where, msg in config_warnings(cfg):
         log.warning("config_warning", field=where, problem=msg)
     mode: Literal["run", "sim"] = "sim" if simulated else "run"
