@@ -246,17 +246,38 @@ def _serve(target: Any, hardware: Any, log: Any) -> int:
 def _safe_outputs(config: Path) -> int:
     from drivers.gpio import real_pin_factory
     from edge.config import load_config
-    from edge.safe_outputs import configured_outputs, describe, drive_off
+    from edge.errors import GpioUnavailableError
+    from edge.safe_outputs import (
+        configured_outputs,
+        describe,
+        describe_board,
+        drive_off,
+        modbus_off,
+    )
 
     cfg = load_config(config)
     outputs = configured_outputs(cfg)
-    if not outputs:
-        print(f"{config}: no GPIO outputs configured (CU16 boards time their own pulses)")
-        return EXIT_OK
-    results = drive_off(outputs, real_pin_factory())
-    for result in results:
-        print(describe(result), file=sys.stdout if result.error is None else sys.stderr)
-    return EXIT_INVALID if any(r.error is not None for r in results) else EXIT_OK
+    failed = False
+    if outputs:  # GPIO first: instant, and the Modbus pass below takes up to seconds
+        try:
+            factory = real_pin_factory()
+        except GpioUnavailableError as exc:
+            print(f"ansim-edge: {exc}", file=sys.stderr)
+            failed = True
+        else:
+            for result in drive_off(outputs, factory):
+                failed |= result.error is not None
+                print(describe(result), file=sys.stderr if result.error else sys.stdout)
+    boards = modbus_off(cfg)
+    for board in boards:
+        failed |= board.error is not None
+        print(describe_board(board), file=sys.stderr if board.error else sys.stdout)
+    if not outputs and not boards:
+        print(
+            f"{config}: no GPIO outputs or Modbus relay boards configured "
+            "(CU16 boards time their own pulses)"
+        )
+    return EXIT_INVALID if failed else EXIT_OK
 
 
 if __name__ == "__main__":

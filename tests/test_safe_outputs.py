@@ -11,13 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import serial
 import structlog
 from gpiozero.pins.mock import MockFactory
 
 from drivers.gpio import GpioHardware
+from drivers.modbus_protocol import coil_request, encode
 from edge import cli
 from edge.config import parse_config
-from edge.safe_outputs import OutputPin, configured_outputs, drive_off
+from edge.safe_outputs import BoardResult, OutputPin, configured_outputs, drive_off, modbus_off
+from simulator.modbus_device import SimulatedModbusBus
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -182,7 +185,7 @@ def test_a_site_without_gpio_outputs_needs_no_gpio(tmp_path: Path) -> None:
     cfg.write_text(json.dumps(cu16_only))
     p = _run(["safe-outputs", "--config", str(cfg)], tmp_path)
     assert p.returncode == 0, p.stderr
-    assert "no GPIO outputs configured" in p.stdout
+    assert "no GPIO outputs or Modbus relay boards configured" in p.stdout
 
 
 def test_the_example_in_docs_cli_md(
@@ -200,3 +203,84 @@ def test_the_example_in_docs_cli_md(
     finally:
         factory.close()
     assert capsys.readouterr().out.splitlines() == expected
+
+
+# ----------------------------------------------------------------- Modbus relay boards
+
+
+def modbus_site(port: str) -> dict[str, Any]:
+    return {
+        "site": {"id": "safe-modbus"},
+        "broker": {"url": "mqtt://127.0.0.1:1"},
+        "devices": {
+            "lockers": {
+                "modbus_buses": [
+                    {
+                        "name": "relays-0",
+                        "url": port,
+                        "poll_hz": 20,
+                        "boards": [
+                            {"slave_id": 1, "first_locker": 1, "locks": 8, "pulse": "driver"},
+                            {"slave_id": 2, "first_locker": 9, "locks": 8, "pulse": "board"},
+                        ],
+                    }
+                ]
+            }
+        },
+    }
+
+
+def leave_relay_on(port: str, slave: int, relay: int) -> None:
+    """What a daemon killed mid-pulse leaves: the relay switched on, never off."""
+    line = serial.serial_for_url(port, baudrate=9600, timeout=1)
+    try:
+        line.write(encode(coil_request(slave, relay, True)))
+        assert len(line.read(8)) == 8
+    finally:
+        line.close()
+
+
+@pytest.fixture
+def relays() -> Any:
+    dev = SimulatedModbusBus([1, 2], flash=True)
+    try:
+        yield dev
+    finally:
+        dev.close()
+
+
+def test_modbus_relays_left_on_are_switched_off(relays: SimulatedModbusBus) -> None:
+    leave_relay_on(relays.port, 1, 6)
+    leave_relay_on(relays.port, 2, 3)
+    assert relays.relay_on(1, 6) and relays.relay_on(2, 3)
+    results = modbus_off(parse_config(modbus_site(relays.port)), reply_timeout=0.1)
+    assert results == [BoardResult("relays-0", 1, None), BoardResult("relays-0", 2, None)]
+    assert not relays.relay_on(1, 6)
+    assert not relays.relay_on(2, 3)
+    assert all(p["end"] is not None for p in relays.pulses())
+
+
+def test_a_silent_modbus_board_is_reported_and_the_other_still_switched_off(
+    relays: SimulatedModbusBus,
+) -> None:
+    leave_relay_on(relays.port, 1, 2)
+    relays.set_silent(2)
+    results = modbus_off(parse_config(modbus_site(relays.port)), reply_timeout=0.05)
+    assert results[0] == BoardResult("relays-0", 1, None)
+    assert results[1].slave_id == 2 and results[1].error is not None
+    assert not relays.relay_on(1, 2)
+
+
+def test_the_command_switches_modbus_relays_off_without_gpio(
+    tmp_path: Path, relays: SimulatedModbusBus
+) -> None:
+    leave_relay_on(relays.port, 1, 4)
+    cfg = tmp_path / "site.yaml"
+    cfg.write_text(json.dumps(modbus_site(relays.port)))
+    p = _run(["safe-outputs", "--config", str(cfg)], tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines() == [
+        "modbus relays-0 slave 1: relays off",
+        "modbus relays-0 slave 2: relays off",
+    ]
+    assert not relays.relay_on(1, 4)
