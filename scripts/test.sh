@@ -3,12 +3,13 @@
 #
 #   scripts/test.sh [pytest args]
 #
-# Installs mosquitto if missing (apt-get), bootstraps the venv, then runs - all gating -
-# ruff check, ruff format --check, mypy, and pytest with ANSIM_REQUIRE_MOSQUITTO=1 (the
-# broker tests fail instead of skipping when mosquitto is missing). Every step runs even if
-# an earlier one failed, so one run shows every problem; the exit code is non-zero if any did.
-# Tests start their own brokers on free 127.0.0.1 ports, so a system mosquitto service
-# (started by the Debian package on 1883) does not matter and is left alone.
+# Installs mosquitto and nats-server if missing (apt-get), bootstraps the venv, then runs - all
+# gating - ruff check, ruff format --check, mypy, and pytest with ANSIM_REQUIRE_MOSQUITTO=1 and
+# ANSIM_REQUIRE_BROKERS=1 (the broker tests fail instead of skipping when a broker is missing;
+# docs/brokers.md lists the brokers). Every step runs even if an earlier one failed, so one run
+# shows every problem; the exit code is non-zero if any did. Tests start their own brokers on
+# free 127.0.0.1 ports, so system services the Debian packages start (mosquitto on 1883,
+# nats-server on 4222) do not matter and are left alone.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -45,6 +46,26 @@ if ! mosquitto_bin="$(find_mosquitto)"; then
 fi
 log "mosquitto: $mosquitto_bin ($("$mosquitto_bin" -h 2>/dev/null | head -n 1 || true))"
 
+find_nats_server() {
+    if [ -n "${ANSIM_NATS_SERVER:-}" ]; then
+        [ -x "$ANSIM_NATS_SERVER" ] && { echo "$ANSIM_NATS_SERVER"; return 0; }
+        return 1
+    fi
+    command -v nats-server 2>/dev/null && return 0
+    local candidate
+    for candidate in /usr/sbin/nats-server /usr/local/bin/nats-server /usr/bin/nats-server; do
+        [ -x "$candidate" ] && { echo "$candidate"; return 0; }
+    done
+    return 1
+}
+
+if ! nats_bin="$(find_nats_server)"; then
+    # Debian 12 ships nats-server 2.9 (JetStream + MQTT 3.1.1); the tests run a 3-node cluster.
+    apt_install nats-server || log "warning: apt-get reported an error (checking for the binary anyway)"
+    nats_bin="$(find_nats_server)" || die "nats-server is still missing after apt-get install"
+fi
+log "nats-server: $nats_bin ($("$nats_bin" --version 2>/dev/null || true))"
+
 bash scripts/bootstrap.sh
 
 failed=()
@@ -64,7 +85,7 @@ run_step() {
 run_step "ruff check" "$VENV/bin/ruff" check .
 run_step "ruff format" "$VENV/bin/ruff" format --check .
 run_step "mypy" "$VENV/bin/mypy"
-run_step "pytest" env ANSIM_REQUIRE_MOSQUITTO=1 "$VENV/bin/pytest" -q "$@"
+run_step "pytest" env ANSIM_REQUIRE_MOSQUITTO=1 ANSIM_REQUIRE_BROKERS=1 "$VENV/bin/pytest" -q "$@"
 
 if [ "${#failed[@]}" -gt 0 ]; then
     printf '[test] FAILED steps: %s\n' "${failed[*]}" >&2

@@ -11,9 +11,19 @@ Fixtures
                        **Subscriber kwargs) -> Subscriber``; ``broker`` defaults to ``mosquitto``,
                        ``protocol`` to ``mqtt_protocol`` when the test uses it, else "3.1.1".
 ``mqtt_protocol``      parametrised ``"3.1.1"`` / ``"5"``.
+``nats_cluster``       a 3-node NATS JetStream cluster with MQTT on every node (``.nodes[i]``:
+                       ``.url``, ``.kill()``, ``.restart()``), ready to carry MQTT QoS 1 traffic.
+``amqtt_broker``       the embedded amqtt broker of ``ansim-edge sim`` in a subprocess.
+``tcp_proxy``          ``factory(upstream_host, upstream_port) -> TcpProxy`` (``freeze()``,
+                       ``unfreeze()``, ``cut()``); all closed at teardown.
+``broker_matrix``      parametrised over mosquitto MQTT 3.1.1, mosquitto MQTT 5, the NATS cluster
+                       (site on node 1, centre on node 2) and amqtt: a ``BrokerHandle`` with
+                       ``.url_for_site``, ``.url_for_centre``, ``.urls``, ``.protocol``,
+                       ``.kill(role)``, ``.restart(role)``, ``.subscriber(topics)``.
 
-Without a mosquitto binary the broker fixtures skip, unless ``ANSIM_REQUIRE_MOSQUITTO`` is set
-(CI and ``scripts/test.sh`` set it), in which case they fail.
+Without a mosquitto (or nats-server) binary the broker fixtures skip, unless
+``ANSIM_REQUIRE_MOSQUITTO`` or ``ANSIM_REQUIRE_BROKERS`` is set (CI and ``scripts/test.sh`` set
+them), in which case they fail. See tests/brokers.py and docs/brokers.md.
 """
 
 from __future__ import annotations
@@ -33,6 +43,14 @@ TESTS_DIR = Path(__file__).resolve().parent
 if str(TESTS_DIR) not in sys.path:
     sys.path.insert(0, str(TESTS_DIR))
 
+from brokers import (  # noqa: E402
+    AmqttBroker,
+    BrokerHandle,
+    NatsCluster,
+    TcpProxy,
+    find_nats_server,
+    kill_all_processes,
+)
 from hypothesis import settings as hypothesis_settings  # noqa: E402
 from mqtt_helpers import (  # noqa: E402  (needs the sys.path entry above)
     Mosquitto,
@@ -60,11 +78,41 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 REQUIRE_ENV = "ANSIM_REQUIRE_MOSQUITTO"
-BROKER_FIXTURES = ("mosquitto", "mosquitto_tls", "mosquitto_factory")
+REQUIRE_BROKERS_ENV = "ANSIM_REQUIRE_BROKERS"
+BROKER_FIXTURES = (
+    "mosquitto",
+    "mosquitto_tls",
+    "mosquitto_factory",
+    "nats_cluster",
+    "amqtt_broker",
+    "broker_matrix",
+    "nats_server_binary",
+)
+
+
+def _env_set(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() not in {"", "0", "false", "no"}
 
 
 def _mosquitto_required() -> bool:
-    return os.environ.get(REQUIRE_ENV, "").strip().lower() not in {"", "0", "false", "no"}
+    return _env_set(REQUIRE_ENV) or _env_set(REQUIRE_BROKERS_ENV)
+
+
+def _require_nats_binary() -> str:
+    binary = find_nats_server()
+    if binary is not None:
+        return binary
+    if _mosquitto_required():
+        pytest.fail(
+            f"{REQUIRE_ENV} or {REQUIRE_BROKERS_ENV} is set but no nats-server binary was found "
+            "on PATH or in /usr/sbin (apt-get install nats-server, or run scripts/test.sh "
+            "which installs it)",
+            pytrace=False,
+        )
+    pytest.skip(
+        "nats-server binary not found on PATH or in /usr/sbin (install it, or run "
+        f"scripts/test.sh; set {REQUIRE_BROKERS_ENV}=1 to make this an error)"
+    )
 
 
 def _require_mosquitto_binary() -> str:
@@ -90,6 +138,7 @@ _previous_sigterm: Any = None
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     kill_all_brokers()
+    kill_all_processes()
     signal.signal(signal.SIGTERM, _previous_sigterm or signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
 
@@ -106,6 +155,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     kill_all_brokers()
+    kill_all_processes()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -127,6 +177,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 def _kill_leftover_brokers() -> Iterator[None]:
     yield
     kill_all_brokers()
+    kill_all_processes()
 
 
 @pytest.fixture(autouse=True)
@@ -222,3 +273,89 @@ def subscriber_factory(request: pytest.FixtureRequest) -> Iterator[SubscriberFac
         yield factory
     finally:
         close_all(reversed(created))
+
+
+# --------------------------------------------------------------------------- other brokers
+
+
+def _dump_log_on_failure(request: pytest.FixtureRequest, what: str, tail: str) -> None:
+    call_report = getattr(request.node, "_ansim_rep_call", None)
+    if call_report is not None and call_report.failed:
+        sys.stderr.write(f"\n--- {what} ---\n{tail}\n")
+
+
+@pytest.fixture
+def nats_server_binary() -> str:
+    """Path of nats-server (skips without one, fails when brokers are required)."""
+    return _require_nats_binary()
+
+
+@pytest.fixture
+def nats_cluster(
+    request: pytest.FixtureRequest, tmp_path: Path, nats_server_binary: str
+) -> Iterator[NatsCluster]:
+    """A 3-node NATS JetStream cluster with MQTT on every node, each with its own store in
+    ``tmp_path``; yielded once every node carries MQTT QoS 1 traffic; SIGKILLed at teardown."""
+    cluster = NatsCluster(tmp_path / "nats", binary=nats_server_binary)
+    request.addfinalizer(cluster.close)  # registered before start(): a failed start is cleaned up
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        tail = cluster.log_tail()
+        cluster.kill()
+        _dump_log_on_failure(request, f"{cluster!r} logs", tail)
+
+
+@pytest.fixture
+def amqtt_broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AmqttBroker]:
+    """The embedded amqtt broker (simulator/broker.py) on a free port, in a subprocess."""
+    broker = AmqttBroker(tmp_path / "amqtt")
+    request.addfinalizer(broker.close)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.kill()
+        _dump_log_on_failure(request, f"{broker!r} log", broker.log_tail())
+
+
+@pytest.fixture
+def tcp_proxy() -> Iterator[Callable[[str, int], TcpProxy]]:
+    """``factory(upstream_host, upstream_port) -> TcpProxy`` (started); all closed at teardown."""
+    created: list[TcpProxy] = []
+
+    def factory(upstream_host: str, upstream_port: int) -> TcpProxy:
+        proxy = TcpProxy(upstream_host, upstream_port).start()
+        created.append(proxy)
+        return proxy
+
+    try:
+        yield factory
+    finally:
+        for proxy in reversed(created):
+            proxy.close()
+
+
+#: The broker matrix: (test id, kind, MQTT protocol).
+BROKER_MATRIX = (
+    ("mosquitto311", "mosquitto", "3.1.1"),
+    ("mosquitto5", "mosquitto", "5"),
+    ("nats", "nats", "3.1.1"),
+    ("amqtt", "amqtt", "3.1.1"),
+)
+
+
+@pytest.fixture(params=BROKER_MATRIX, ids=[row[0] for row in BROKER_MATRIX])
+def broker_matrix(request: pytest.FixtureRequest) -> BrokerHandle:
+    """Each broker set-up the site must work with, as a :class:`BrokerHandle`.
+
+    mosquitto (MQTT 3.1.1 and 5), a 3-node NATS JetStream cluster with MQTT on every node
+    (MQTT 3.1.1 only; site on node 1, centre on node 2, node 3 spare) and the embedded amqtt
+    broker (3.1.1). ``handle.kill(role)`` / ``handle.restart(role)`` act on the broker (the
+    NATS node) that role is connected to.
+    """
+    name, kind, protocol = request.param
+    target_fixture = {"mosquitto": "mosquitto", "nats": "nats_cluster", "amqtt": "amqtt_broker"}
+    target = request.getfixturevalue(target_fixture[kind])
+    return BrokerHandle(name=name, kind=kind, protocol=protocol, _target=target)
