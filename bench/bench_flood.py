@@ -100,7 +100,7 @@ def junk_payloads(site_id: str, per_kind: int, rng: random.Random) -> list[bytes
     """Junk for ``commands/alarm.clear``, the kinds interleaved: garbage bytes (bad_json),
     JSON that is no command (bad_schema), a command from an unknown key (unknown_key), a
     command naming the trusted key ``centre`` with a random signature (bad_signature)."""
-    from edge.clock import rfc3339
+    from edge.core.clock import rfc3339
     from edge.models import Command
 
     expires = rfc3339(datetime.now(UTC) + timedelta(seconds=300))
@@ -435,9 +435,9 @@ def vm_kb(pid: int, field: str) -> int:
 def signed_clear(keydir: Path, site_id: str) -> bytes:
     """A well-signed ``alarm.clear`` for an idle site: answered ``wrong_state`` (a handler
     refusal, which every version answers one by one)."""
-    from edge.clock import rfc3339
+    from edge.core.clock import rfc3339
+    from edge.core.signing import load_private_key, sign_command
     from edge.models import Command
-    from edge.signing import load_private_key, sign_command
 
     cmd: dict[str, Any] = {
         "command_id": str(uuid.uuid4()),
@@ -548,7 +548,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rng = random.Random(args.seed)
     results: dict[str, Any] = {}
     with work_dir("ansim-bench-fl-", args.keep) as workdir:
-        from edge.signing import generate_keypair
+        from edge.core.signing import generate_keypair
 
         t_start = time.monotonic()
         (workdir / "keys").mkdir()

@@ -146,7 +146,7 @@ class Centre:
     """The centre: an Ed25519 key and a paho client (QoS 1, TCP_NODELAY) in this process."""
 
     def __init__(self, host: str, port: int, keydir: Path) -> None:
-        from edge.signing import generate_keypair, load_private_key
+        from edge.core.signing import generate_keypair, load_private_key
 
         keydir.mkdir(parents=True, exist_ok=True)
         self.pub = keydir / "centre.pub"
@@ -155,8 +155,8 @@ class Centre:
         self.client = BareClient(host, port, True, "bench-centre")
 
     def signed(self, site: str, name: str, args: dict[str, Any]) -> bytes:
-        from edge.clock import rfc3339
-        from edge.signing import sign_command
+        from edge.core.clock import rfc3339
+        from edge.core.signing import sign_command
 
         cmd = {
             "command_id": str(uuid.uuid4()),
@@ -351,7 +351,7 @@ def driver_latency(n: int, poll_hz: float, rng: random.Random) -> dict[str, Any]
 def command_latency(
     url: str, centre: Centre, workdir: Path, n: int, pulse_ms: int, rng: random.Random
 ) -> dict[str, Any]:
-    from edge.coils import SETTLE_S
+    from edge.machines.coils import SETTLE_S
 
     site_id = "bench-lk-lat"
     ls = LockerSite(locker_config(site_id, url, workdir / "lat", centre.pub, pulse_ms))
@@ -405,7 +405,7 @@ def command_latency(
 def open_all(
     url: str, centre: Centre, sub: RemoteSubscriber, workdir: Path, pulse_ms: int
 ) -> dict[str, Any]:
-    from edge.coils import SETTLE_S
+    from edge.machines.coils import SETTLE_S
 
     site_id = "bench-lk-all"
     cfg = locker_config(site_id, url, workdir / "all", centre.pub, pulse_ms)

@@ -1,8 +1,8 @@
 """The root of ansim-edge's exception hierarchy and the errors drivers raise.
 
 It lives here, below both ``drivers/`` and ``edge/``, because drivers import nothing from
-``edge/`` (tests/test_driver_imports.py enforces it). ``edge.errors`` re-exports every name
-below and adds the core's own errors, so ``from edge.errors import X`` works for all of them.
+``edge/`` (tests/test_driver_imports.py enforces it). ``edge.core.errors`` re-exports every name
+below and adds the core's own errors, so ``from edge.core.errors import X`` works for all of them.
 Every message says what to do about it.
 """
 

@@ -14,7 +14,7 @@ from types import FrameType
 from typing import Any, Literal
 
 from edge import __version__
-from edge.errors import AnsimError, ConfigError
+from edge.core.errors import AnsimError, ConfigError
 from edge.logs import configure
 
 EXIT_OK = 0
@@ -120,7 +120,7 @@ def _check_config(path: Path) -> int:
 
 
 def _keygen(prefix: Path) -> int:
-    from edge.signing import generate_keypair
+    from edge.core.signing import generate_keypair
 
     priv, pub = prefix.with_name(prefix.name + ".key"), prefix.with_name(prefix.name + ".pub")
     generate_keypair(priv, pub)
@@ -129,8 +129,8 @@ def _keygen(prefix: Path) -> int:
 
 
 def _sign(args: argparse.Namespace) -> int:
-    from edge.clock import rfc3339
-    from edge.signing import DuplicateKeyError, load_private_key, loads_strict, sign_command
+    from edge.core.clock import rfc3339
+    from edge.core.signing import DuplicateKeyError, load_private_key, loads_strict, sign_command
 
     key = load_private_key(args.key)
     try:
@@ -246,7 +246,7 @@ def _serve(target: Any, hardware: Any, log: Any) -> int:
 def _safe_outputs(config: Path) -> int:
     from drivers.gpio import real_pin_factory
     from edge.config import load_config
-    from edge.errors import GpioUnavailableError
+    from edge.core.errors import GpioUnavailableError
     from edge.safe_outputs import (
         configured_outputs,
         describe,

@@ -25,13 +25,13 @@ from pydantic import (
     model_validator,
 )
 
-from edge import pickup
-from edge.coils import CoilPolicy
+from edge.core.errors import ConfigError, KeyFileError
+from edge.core.signing import load_public_key
 from edge.datadir import data_dir_problem
-from edge.errors import ConfigError, KeyFileError
+from edge.devices.lockers import pickup
+from edge.machines.coils import CoilPolicy
 from edge.models import COMMAND_ARGS
 from edge.published_keys import fingerprint, published_where
-from edge.signing import load_public_key
 
 SITE_ID_RE = r"^[a-z0-9-]{1,64}$"
 NAME_RE = r"^[a-z0-9][a-z0-9_-]{0,63}$"

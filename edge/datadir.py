@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from edge.errors import ConfigError
+from edge.core.errors import ConfigError
 
 Mode = Literal["run", "sim"]
 MODE_FILE = "ansim-edge.mode"  # holds "run" or "sim": the command that last used the dir

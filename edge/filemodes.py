@@ -18,7 +18,7 @@ import stat
 from pathlib import Path
 
 from edge.config import SiteConfig
-from edge.errors import ConfigError
+from edge.core.errors import ConfigError
 
 SECRET_BITS = 0o077
 PUBLIC_BITS = 0o022

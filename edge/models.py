@@ -10,8 +10,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from edge import pickup
-from edge.clock import rfc3339
+from edge.core.clock import rfc3339
+from edge.devices.lockers import pickup
 
 
 class _Payload(BaseModel):

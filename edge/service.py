@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from edge.loop import CoreLoop, Timer
+from edge.core.loop import CoreLoop, Timer
 
 if TYPE_CHECKING:
     from edge.site import Site

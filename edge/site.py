@@ -13,12 +13,19 @@ import structlog
 
 from drivers.base import Coil, DigitalOutput, Hardware
 from edge import __version__
-from edge.clock import Clock, SystemClock, rfc3339
-from edge.commands import CommandProcessor, LoadedKey, load_keys
 from edge.config import SiteConfig
-from edge.fallback import ModemFallback
-from edge.lockers import LockerBank
-from edge.loop import CoreLoop, Timer
+from edge.core.clock import Clock, SystemClock, rfc3339
+from edge.core.commands import CommandProcessor, LoadedKey, load_keys
+from edge.core.loop import CoreLoop, Timer
+from edge.core.outbox import Outbox, Publisher
+from edge.core.ports import Ports
+from edge.core.state import StateBoard
+from edge.core.store import Store
+from edge.core.topics import Topics
+from edge.core.uplink import ConnectFailures, Uplink, UplinkListener
+from edge.devices.lockers.controller import LockerBank
+from edge.devices.modem.controller import ModemFallback
+from edge.devices.panic.controller import ShelterAlarm
 from edge.models import (
     CommandsShed,
     ModemStatus,
@@ -28,13 +35,6 @@ from edge.models import (
     StoreRecovered,
     StoreReset,
 )
-from edge.outbox import Outbox, Publisher
-from edge.ports import Ports
-from edge.shelter import ShelterAlarm
-from edge.state import StateBoard
-from edge.store import Store
-from edge.topics import Topics
-from edge.uplink import ConnectFailures, Uplink, UplinkListener
 
 log = structlog.get_logger(__name__)
 

@@ -8,7 +8,7 @@ import socket
 import threading
 from typing import Any
 
-from edge.errors import AnsimError
+from edge.core.errors import AnsimError
 
 
 def _free_port(host: str) -> int:

@@ -17,7 +17,7 @@ from drivers.cu16 import BoardSettings, Cu16Bus, Cu16Listener
 from drivers.gpio import GpioCoil, GpioInput, GpioOutput
 from drivers.modbus import ModbusBoardSettings, ModbusBus
 from drivers.modem import ModemListener
-from edge.clock import rfc3339
+from edge.core.clock import rfc3339
 from simulator.cu16_device import SimulatedCu16Bus
 from simulator.modbus_device import SimulatedModbusBus
 

@@ -10,8 +10,8 @@ from typing import Any
 import structlog
 
 from edge.config import SiteConfig, TrustedKey
-from edge.errors import AnsimError, ConfigError
-from edge.signing import generate_keypair
+from edge.core.errors import AnsimError, ConfigError
+from edge.core.signing import generate_keypair
 from edge.site import Site
 from simulator.broker import EmbeddedBroker, port_free
 from simulator.control import ApiError, ControlApi, require_bool

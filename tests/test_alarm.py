@@ -1,4 +1,4 @@
-"""The shelter alarm state machine (edge.alarm.AlarmMachine): plain logic, no I/O."""
+"""The shelter alarm state machine (edge.machines.alarm.AlarmMachine): plain logic, no I/O."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.alarm import AlarmMachine, AlarmState
-from edge.errors import CommandError
+from edge.core.errors import CommandError
+from edge.machines.alarm import AlarmMachine, AlarmState
 from edge.models import AlarmAcknowledged, AlarmCleared, AlarmRaised
 
 CAMERAS = ["cctv-1-counter", "cctv-1-door"]

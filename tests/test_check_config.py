@@ -14,9 +14,9 @@ import structlog
 
 from edge.cli import main as cli_main
 from edge.config import load_config
-from edge.errors import ConfigError
+from edge.core.errors import ConfigError
+from edge.core.signing import generate_keypair
 from edge.models import COMMAND_ARGS
-from edge.signing import generate_keypair
 
 REPO = Path(__file__).resolve().parents[1]
 MQTT_DOC = REPO / "docs" / "mqtt-api.md"

@@ -1,4 +1,4 @@
-"""CoilScheduler (edge/coils.py): pulse cap, per-lock cooldown, site-wide concurrency.
+"""CoilScheduler (edge/machines/coils.py): pulse cap, per-lock cooldown, site-wide concurrency.
 Time is a plain float passed in; nothing sleeps."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.coils import SETTLE_S, CoilPolicy, CoilScheduler, Pulse
-from edge.errors import CommandError
+from edge.core.errors import CommandError
+from edge.machines.coils import SETTLE_S, CoilPolicy, CoilScheduler, Pulse
 
 
 def sched(

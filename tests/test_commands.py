@@ -1,4 +1,4 @@
-"""Signed command intake (edge.commands.CommandProcessor) with a real Store and a FakeClock:
+"""Signed command intake (edge.core.commands.CommandProcessor) with a real Store and a FakeClock:
 every error code, handler isolation, persistent replay protection, one result per message."""
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict
 
-from edge.clock import FakeClock, rfc3339
-from edge.commands import (
+from edge.config import TrustedKey
+from edge.core.clock import FakeClock, rfc3339
+from edge.core.commands import (
     CLOCK_TOLERANCE_S,
     ERROR_CODES,
     REFUSED_BURST,
@@ -32,11 +33,10 @@ from edge.commands import (
     LoadedKey,
     load_keys,
 )
-from edge.config import TrustedKey
-from edge.errors import CommandError
+from edge.core.errors import CommandError
+from edge.core.signing import canonical_json, generate_keypair, load_private_key, sign_command
+from edge.core.store import Store
 from edge.models import AlarmAckArgs, CommandsRefused, Result
-from edge.signing import canonical_json, generate_keypair, load_private_key, sign_command
-from edge.store import Store
 
 CLOCK_START = FakeClock().now()
 EXPIRES = rfc3339(CLOCK_START + timedelta(minutes=5))

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from edge.clock import FakeClock
-from edge.commands import CommandProcessor, Deferred, LoadedKey, load_keys
 from edge.config import TrustedKey
-from edge.errors import CommandError
-from edge.signing import generate_keypair, load_private_key, sign_command
-from edge.store import Store
+from edge.core.clock import FakeClock
+from edge.core.commands import CommandProcessor, Deferred, LoadedKey, load_keys
+from edge.core.errors import CommandError
+from edge.core.signing import generate_keypair, load_private_key, sign_command
+from edge.core.store import Store
 
 EXPIRES = "2026-01-01T00:05:00Z"  # FakeClock starts at 2026-01-01T00:00:00Z
 

@@ -11,8 +11,8 @@ import structlog
 
 from edge.cli import main as cli_main
 from edge.config import load_config, parse_config
-from edge.errors import ConfigError
-from edge.signing import generate_keypair
+from edge.core.errors import ConfigError
+from edge.core.signing import generate_keypair
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "config" / "examples" / "shelter.yaml"

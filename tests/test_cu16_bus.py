@@ -19,7 +19,7 @@ import pytest
 
 from drivers.cu16 import BoardSettings, Cu16Bus
 from drivers.cu16_protocol import encode_status_query, encode_status_reply
-from edge.errors import CoilSafetyError
+from edge.core.errors import CoilSafetyError
 from simulator.cu16_device import SimulatedCu16Bus
 
 ALL_CLOSED = (True,) * 16

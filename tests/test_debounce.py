@@ -1,4 +1,4 @@
-"""Debounce logic (edge.debounce.Debouncer) and a DebouncedInput on a CoreLoop driven by a
+"""Debounce logic (edge.machines.debounce.Debouncer) and a DebouncedInput on a CoreLoop driven by a
 FakeClock and a simulated GPIO input: no threads, no sleeping."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drivers.base import InputListener
-from edge.clock import FakeClock
-from edge.debounce import Debouncer
-from edge.errors import InputFaultError
-from edge.inputs import DebouncedInput
-from edge.loop import CoreLoop
+from edge.core.clock import FakeClock
+from edge.core.errors import InputFaultError
+from edge.core.loop import CoreLoop
+from edge.devices.inputs import DebouncedInput
+from edge.machines.debounce import Debouncer
 from simulator.hardware import SimHardware
 
 # --------------------------------------------------------------------------- Debouncer

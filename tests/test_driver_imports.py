@@ -48,11 +48,11 @@ def test_the_check_sees_every_form_of_import(tmp_path: Path) -> None:
     sample = tmp_path / "sample.py"
     sample.write_text(
         "import edge\n"
-        "import edge.errors as e\n"
-        "from edge.errors import AnsimError\n"
+        "import edge.core.errors as e\n"
+        "from edge.core.errors import AnsimError\n"
         "from typing import TYPE_CHECKING\n"
         "if TYPE_CHECKING:\n"
-        "    from edge.loop import CoreLoop\n"
+        "    from edge.core.loop import CoreLoop\n"
         "def f():\n"
         "    import importlib\n"
         "    return importlib.import_module('edge.site')\n"
@@ -62,18 +62,18 @@ def test_the_check_sees_every_form_of_import(tmp_path: Path) -> None:
     )
     assert edge_imports(sample) == [
         "1: edge",
-        "2: edge.errors",
-        "3: edge.errors",
-        "6: edge.loop",
+        "2: edge.core.errors",
+        "3: edge.core.errors",
+        "6: edge.core.loop",
         "9: edge.site",
     ]
 
 
 def test_edge_errors_re_exports_the_driver_errors() -> None:
     import drivers.errors
-    import edge.errors
+    import edge.core.errors
 
     for name in ("AnsimError", "HardwareError", "GpioUnavailableError", "InputFaultError"):
-        assert getattr(edge.errors, name) is getattr(drivers.errors, name)
-    assert edge.errors.CoilSafetyError is drivers.errors.CoilSafetyError
-    assert issubclass(edge.errors.ConfigError, drivers.errors.AnsimError)
+        assert getattr(edge.core.errors, name) is getattr(drivers.errors, name)
+    assert edge.core.errors.CoilSafetyError is drivers.errors.CoilSafetyError
+    assert issubclass(edge.core.errors.ConfigError, drivers.errors.AnsimError)

@@ -14,8 +14,8 @@ import pytest
 from mqtt_helpers import Mosquitto, Subscriber, wait_until
 from sitekit import Keys, SessionSubscriber, command, make_keys, persistent_broker
 
-from edge.clock import FakeClock
 from edge.config import parse_config
+from edge.core.clock import FakeClock
 from edge.site import Site
 from simulator.hardware import SimHardware
 

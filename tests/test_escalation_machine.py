@@ -1,4 +1,4 @@
-"""Alarm escalation over the modem (edge.escalation.Escalation) and its SMS text
+"""Alarm escalation over the modem (edge.machines.escalation.Escalation) and its SMS text
 (compose_sms): plain logic, no modem, no clock, no I/O."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge.config import EscalationConfig
-from edge.escalation import (
+from edge.machines.escalation import (
     GSM_LIMIT,
     RETRY_CALL_OUTCOMES,
     UCS2_LIMIT,

@@ -20,14 +20,14 @@ from mqtt_helpers import Mosquitto, Subscriber, wait_until
 from sitekit import command, make_keys, running_site, site_dict
 from test_shelter_site import BUTTON, make_config, signed
 
-from edge.clock import FakeClock
-from edge.commands import LoadedKey, load_keys
 from edge.config import BrokerConfig, TrustedKey
-from edge.loop import LOW_PER_BATCH, CoreLoop
-from edge.signing import generate_keypair, load_private_key
+from edge.core.clock import FakeClock
+from edge.core.commands import LoadedKey, load_keys
+from edge.core.loop import LOW_PER_BATCH, CoreLoop
+from edge.core.signing import generate_keypair, load_private_key
+from edge.core.store import PRIO_RESULT
+from edge.core.uplink import PACKET_HEADROOM, Uplink
 from edge.site import SHED_REPORT_S, Site
-from edge.store import PRIO_RESULT
-from edge.uplink import PACKET_HEADROOM, Uplink
 from simulator.hardware import SimHardware
 
 ROOT = "ansim/v1"

@@ -17,7 +17,7 @@ import yaml
 
 from edge.cli import main as cli_main
 from edge.config import load_config
-from edge.signing import generate_keypair
+from edge.core.signing import generate_keypair
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "scripts" / "install.sh"

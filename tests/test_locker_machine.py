@@ -1,4 +1,4 @@
-"""LockerMachine (edge/locker.py): the locker bank's state machine, driven with plain
+"""LockerMachine (edge/machines/locker.py): the locker bank's state machine, driven with plain
 numbers for the monotonic clock and explicit datetimes for the wall clock. No threads,
 no hardware, no sleeping."""
 
@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from edge.clock import rfc3339
-from edge.errors import CommandError
-from edge.locker import LockerMachine, fee_krw
+from edge.core.clock import rfc3339
+from edge.core.errors import CommandError
+from edge.machines.locker import LockerMachine, fee_krw
 from edge.models import Emit
 
 FORCED_WINDOW_S = 10.0

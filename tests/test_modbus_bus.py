@@ -16,7 +16,7 @@ from mqtt_helpers import wait_until
 
 from drivers.modbus import ModbusBoardSettings, ModbusBus
 from drivers.modbus_protocol import coil_request, encode
-from edge.errors import CoilSafetyError
+from edge.core.errors import CoilSafetyError
 from simulator.modbus_device import SimulatedModbusBus
 
 CLOSED = (True,) * 8

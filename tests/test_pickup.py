@@ -1,6 +1,6 @@
-"""Offline pickup (edge/pickup.py): the per-code salted scrypt hash, its bounds, the stored
-format (with the upgrade of the old site-wide hashes), the hash threads, the documented
-centre-side snippet, and the wrong-code lockout."""
+"""Offline pickup (edge/devices/lockers/pickup.py): the per-code salted scrypt hash, its
+bounds, the stored format (with the upgrade of the old site-wide hashes), the hash threads,
+the documented centre-side snippet, and the wrong-code lockout."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from edge import pickup
+from edge.devices.lockers import pickup
+from edge.devices.lockers.pickup import CodeGuard, CodeHash, CodeHasher, hash_code, verify
 from edge.models import LockerAssignArgs, PickupCodeHash
-from edge.pickup import CodeGuard, CodeHash, CodeHasher, hash_code, verify
 
 CHEAP = {"n": 1024, "r": 8, "p": 1}  # the lowest cost allowed: keeps the tests fast
 SALT_A = bytes.fromhex("00112233445566778899aabbccddeeff")

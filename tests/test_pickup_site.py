@@ -20,10 +20,10 @@ import structlog
 from mqtt_helpers import free_port, wait_until
 from sitekit import Keys, command, make_keys
 
-from edge.clock import FakeClock
 from edge.config import parse_config
+from edge.core.clock import FakeClock
+from edge.core.store import Store
 from edge.site import Site
-from edge.store import Store
 from simulator.hardware import SimHardware
 
 CHEAP = {"n": 1024, "r": 8, "p": 1}  # the lowest cost allowed: keeps the tests fast

@@ -28,8 +28,8 @@ import pytest
 from mqtt_helpers import Mosquitto, Subscriber, SubscriberFactory, free_port, wait_until
 from sitekit import Keys, command, make_keys, site_dict
 
-from edge.clock import FakeClock
 from edge.config import parse_config
+from edge.core.clock import FakeClock
 from edge.site import Site
 from simulator.hardware import SimHardware
 from simulator.modem_device import SimTimings

@@ -13,7 +13,7 @@ import pytest
 from sitekit import make_keys, site_dict
 
 from edge.config import parse_config
-from edge.errors import ConfigError
+from edge.core.errors import ConfigError
 from edge.filemodes import check_file_modes
 
 REPO = Path(__file__).resolve().parent.parent

@@ -26,10 +26,10 @@ from pydantic import BaseModel
 
 from edge import schemas
 from edge.cli import _parser
-from edge.commands import ERROR_CODES
 from edge.config import parse_config
+from edge.core.commands import ERROR_CODES
+from edge.core.signing import signed_bytes, verify_command
 from edge.models import COMMAND_ARGS, EVENT_DATA, Command, Event, Result, Status
-from edge.signing import signed_bytes, verify_command
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"

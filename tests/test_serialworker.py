@@ -14,7 +14,7 @@ import pytest
 import structlog
 
 from drivers.serialworker import Backoff, PortFailure, SerialWorker
-from edge.clock import FakeClock
+from edge.core.clock import FakeClock
 
 TIMEOUT = 3.0
 

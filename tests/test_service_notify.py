@@ -19,9 +19,9 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 from drivers.gpio import GpioHardware
-from edge.clock import FakeClock
 from edge.config import parse_config
-from edge.loop import CoreLoop
+from edge.core.clock import FakeClock
+from edge.core.loop import CoreLoop
 from edge.service import (
     PINGS_PER_PERIOD,
     SUPERVISOR_STALE_S,

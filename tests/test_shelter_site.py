@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import yaml
 
-from edge.clock import FakeClock, rfc3339
-from edge.commands import REFUSED_BURST, REPORT_S, LoadedKey, load_keys
 from edge.config import SiteConfig, TrustedKey, parse_config
-from edge.signing import generate_keypair, load_private_key, sign_command
+from edge.core.clock import FakeClock, rfc3339
+from edge.core.commands import REFUSED_BURST, REPORT_S, LoadedKey, load_keys
+from edge.core.signing import generate_keypair, load_private_key, sign_command
 from edge.site import COMMANDS_TICK_S, Site
 from simulator.hardware import SimHardware
 
@@ -44,7 +44,7 @@ class Published:
 
 
 class FakeUplink:
-    """Stands in for edge.uplink.Uplink: records publishes, returns mids while connected."""
+    """Stands in for edge.core.uplink.Uplink: records publishes, returns mids while connected."""
 
     def __init__(
         self,

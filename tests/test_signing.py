@@ -17,11 +17,10 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from edge.cli import main as cli_main
-from edge.clock import FakeClock
-from edge.commands import CommandProcessor, LoadedKey
-from edge.errors import KeyFileError
-from edge.models import AlarmAckArgs
-from edge.signing import (
+from edge.core.clock import FakeClock
+from edge.core.commands import CommandProcessor, LoadedKey
+from edge.core.errors import KeyFileError
+from edge.core.signing import (
     canonical_json,
     generate_keypair,
     load_private_key,
@@ -30,7 +29,8 @@ from edge.signing import (
     signed_bytes,
     verify_command,
 )
-from edge.store import Store
+from edge.core.store import Store
+from edge.models import AlarmAckArgs
 
 PRIVATE = Ed25519PrivateKey.generate()
 PUBLIC = PRIVATE.public_key()

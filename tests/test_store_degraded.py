@@ -21,14 +21,14 @@ from typing import Any
 
 import pytest
 
-from edge.clock import FakeClock, rfc3339
-from edge.commands import load_keys
 from edge.config import SiteConfig, parse_config
-from edge.outbox import Outbox
-from edge.signing import generate_keypair, load_private_key, sign_command
+from edge.core.clock import FakeClock, rfc3339
+from edge.core.commands import load_keys
+from edge.core.outbox import Outbox
+from edge.core.signing import generate_keypair, load_private_key, sign_command
+from edge.core.store import PRIO_ALARM, PRIO_EVENT, PRIO_RESULT, Store
+from edge.core.topics import Topics
 from edge.site import STORE_RETRY_MAX_S, Site
-from edge.store import PRIO_ALARM, PRIO_EVENT, PRIO_RESULT, Store
-from edge.topics import Topics
 from simulator.hardware import SimHardware
 from tests.support.events import TEST_EVENTS, Alarm, Normal
 

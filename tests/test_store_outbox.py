@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from edge.clock import FakeClock
+from edge.core.clock import FakeClock
+from edge.core.outbox import Outbox, UnknownEventError
+from edge.core.store import PRIO_ALARM, PRIO_EVENT, PRIO_RESULT, Store
+from edge.core.topics import Topics
 from edge.models import EVENT_DATA, AlarmRaised
-from edge.outbox import Outbox, UnknownEventError
-from edge.store import PRIO_ALARM, PRIO_EVENT, PRIO_RESULT, Store
-from edge.topics import Topics
 from tests.support.events import ALARM, NORMAL, TEST_EVENTS, Alarm, Normal, Note
 
 TOPICS = Topics("ansim/v1", "shelter-1")

@@ -11,7 +11,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from edge.config import BrokerConfig
-from edge.uplink import ConnectFailures, Uplink, backoff_delay
+from edge.core.uplink import ConnectFailures, Uplink, backoff_delay
 
 
 def test_full_jitter_backoff_bounds_and_spread() -> None:

@@ -23,8 +23,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from edge.clock import rfc3339
 from edge.config import BrokerConfig
+from edge.core.clock import rfc3339
 
 log = structlog.get_logger(__name__)
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from edge.clock import Clock, rfc3339
-from edge.outbox import Publisher
-from edge.topics import Topics
+from edge.core.clock import Clock, rfc3339
+from edge.core.outbox import Publisher
+from edge.core.topics import Topics
 
 
 class StateBoard:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from edge.clock import Clock
+from edge.core.clock import Clock
 
 log = structlog.get_logger(__name__)
 

@@ -8,10 +8,11 @@ from typing import Any
 
 import structlog
 
-from drivers.base import Hardware, Modem
-from drivers.modem import CallOutcome, ModemHealth
+from drivers.base import CallOutcome, Hardware, Modem, ModemHealth
 from edge.config import SiteConfig
-from edge.escalation import (
+from edge.core.loop import Timer
+from edge.core.ports import Ports
+from edge.machines.escalation import (
     Cancel,
     Effect,
     Escalation,
@@ -21,9 +22,7 @@ from edge.escalation import (
     Wake,
     compose_sms,
 )
-from edge.loop import Timer
 from edge.models import Emit, ModemFault, ModemRecovered
-from edge.ports import Ports
 
 log = structlog.get_logger(__name__)
 STATE_KEY = "escalation"

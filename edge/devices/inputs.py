@@ -7,9 +7,9 @@ from collections.abc import Callable
 import structlog
 
 from drivers.base import DigitalInput
-from edge.debounce import Debouncer
-from edge.errors import InputFaultError
-from edge.loop import CoreLoop, Timer
+from edge.core.errors import InputFaultError
+from edge.core.loop import CoreLoop, Timer
+from edge.machines.debounce import Debouncer
 
 log = structlog.get_logger(__name__)
 

@@ -16,14 +16,16 @@ from pydantic import BaseModel
 from drivers.base import Coil, Hardware, LockBus, Startable
 from drivers.cu16 import BoardSettings
 from drivers.modbus import ModbusBoardSettings
-from edge import pickup
-from edge.clock import rfc3339
-from edge.coils import CoilScheduler
-from edge.commands import CommandContext, Deferred
 from edge.config import Cu16BoardConfig, LockersConfig, ModbusBoardConfig
-from edge.errors import CommandError
-from edge.inputs import DebouncedInput
-from edge.locker import LockerMachine, OpenReason
+from edge.core.clock import rfc3339
+from edge.core.commands import CommandContext, Deferred
+from edge.core.errors import CommandError
+from edge.core.ports import Ports
+from edge.devices.inputs import DebouncedInput
+from edge.devices.lockers import pickup
+from edge.devices.lockers.pickup import CodeGuard, CodeHash, CodeHasher
+from edge.machines.coils import CoilScheduler
+from edge.machines.locker import LockerMachine, OpenReason
 from edge.models import (
     COMMAND_ARGS,
     BoardFault,
@@ -42,8 +44,6 @@ from edge.models import (
     PickupLockedOut,
     PickupRejected,
 )
-from edge.pickup import CodeGuard, CodeHash, CodeHasher
-from edge.ports import Ports
 
 log = structlog.get_logger(__name__)
 

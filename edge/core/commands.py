@@ -19,12 +19,12 @@ import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ValidationError
 
-from edge.clock import Clock, rfc3339
 from edge.config import TrustedKey
-from edge.errors import CommandError
+from edge.core.clock import Clock, rfc3339
+from edge.core.errors import CommandError
+from edge.core.signing import DuplicateKeyError, load_public_key, loads_strict, verify_command
+from edge.core.store import Store
 from edge.models import Command, CommandsRefused, Result, make_result
-from edge.signing import DuplicateKeyError, load_public_key, loads_strict, verify_command
-from edge.store import Store
 
 log = structlog.get_logger(__name__)
 

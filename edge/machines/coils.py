@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from edge.errors import CommandError
+from edge.core.errors import CommandError
 
 # Margin added to each pulse before the next coil may start (driver and bus latency).
 SETTLE_S = 0.05

@@ -15,12 +15,13 @@ from typing import Any
 import structlog
 
 from drivers.base import DigitalOutput, Hardware
-from edge.alarm import AlarmMachine
-from edge.clock import rfc3339
-from edge.commands import CommandContext
 from edge.config import PanicButtonConfig, SiteConfig
-from edge.fallback import ModemFallback
-from edge.inputs import DebouncedInput
+from edge.core.clock import rfc3339
+from edge.core.commands import CommandContext
+from edge.core.ports import Ports
+from edge.devices.inputs import DebouncedInput
+from edge.devices.modem.controller import ModemFallback
+from edge.machines.alarm import AlarmMachine
 from edge.models import (
     AlarmAckArgs,
     AlarmClearArgs,
@@ -31,7 +32,6 @@ from edge.models import (
     WiringFault,
     WiringRestored,
 )
-from edge.ports import Ports
 
 log = structlog.get_logger(__name__)
 STATE_KEY = "alarm"

@@ -2,7 +2,7 @@
 
 Runs on the core thread only. ``drain`` is called after every core batch (after the
 batch's commit, so nothing is published before it is on disk; while the store is degraded
-it publishes from memory, see edge.store).
+it publishes from memory, see edge.core.store).
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from typing import Any, Protocol
 import structlog
 from pydantic import BaseModel
 
-from edge.clock import Clock, rfc3339
+from edge.core.clock import Clock, rfc3339
+from edge.core.store import PRIO_ALARM, PRIO_EVENT, PRIO_RESULT, Store
+from edge.core.topics import Topics
 from edge.models import EVENT_DATA, Emit, Event, EventData, OutboxOverflow
-from edge.store import PRIO_ALARM, PRIO_EVENT, PRIO_RESULT, Store
-from edge.topics import Topics
 
 log = structlog.get_logger(__name__)
 

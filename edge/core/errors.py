@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 # The root and the driver-level errors live in drivers.errors (drivers import nothing from
-# edge/); they are re-exported here so `from edge.errors import X` works for every error.
+# edge/); they are re-exported here so `from edge.core.errors import X` works for every error.
 from drivers.errors import (
     AnsimError,
     CoilSafetyError,

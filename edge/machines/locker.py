@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from edge.clock import rfc3339
-from edge.errors import CommandError
+from edge.core.clock import rfc3339
+from edge.core.errors import CommandError
 from edge.models import (
     DoorClosed,
     DoorForced,
@@ -38,7 +38,7 @@ class LockerRec:
     occupancy: Occupancy = "free"
     in_service: bool = True
     parcel_id: str | None = None
-    # The stored pickup-code hash (edge.pickup.CodeHash.to_json()); opaque here.
+    # The stored pickup-code hash (edge.devices.lockers.pickup.CodeHash.to_json()); opaque here.
     code_hash: dict[str, Any] | None = None
     deposited_at: str | None = None  # RFC 3339, wall clock
     overdue_reported: bool = False
@@ -169,7 +169,7 @@ class LockerMachine:
     ) -> None:
         """Validate, then set. A code_hash equal to another locker's (the same salt and
         hash: the same pre-hashed code sent twice) is a duplicate; codes hashed with
-        different salts are compared by the caller (edge.lockers), which knows the code."""
+        different salts are compared by the caller (the locker controller), which knows the code."""
         lk = self.check_assign(locker, parcel_id)
         for other in self.lockers.values():
             if other.id != locker and other.code_hash == code_hash:

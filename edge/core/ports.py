@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edge.clock import Clock
-from edge.commands import CommandProcessor
-from edge.loop import CoreLoop
-from edge.outbox import Outbox
-from edge.state import StateBoard
-from edge.store import Store
+from edge.core.clock import Clock
+from edge.core.commands import CommandProcessor
+from edge.core.loop import CoreLoop
+from edge.core.outbox import Outbox
+from edge.core.state import StateBoard
+from edge.core.store import Store
 
 
 @dataclass(frozen=True)

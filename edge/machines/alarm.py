@@ -14,7 +14,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from edge.errors import CommandError
+from edge.core.errors import CommandError
 from edge.models import AlarmAcknowledged, AlarmCleared, AlarmRaised, Emit
 
 State = Literal["idle", "active", "acknowledged"]

@@ -1,0 +1,1 @@
+"""Device kinds, one package each (docs/architecture.md)."""

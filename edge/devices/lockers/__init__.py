@@ -1,0 +1,1 @@
+"""The parcel-locker bank: CU16 and Modbus buses, GPIO lockers, offline pickup."""

@@ -1,0 +1,1 @@
+"""The alarm's second channel: escalation over SMS and voice calls."""

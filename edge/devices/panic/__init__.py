@@ -1,0 +1,1 @@
+"""Panic buttons, reset key, lamps, buzzer and walk test: the shelter store's alarm."""

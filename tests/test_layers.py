@@ -1,0 +1,113 @@
+"""The house's import rules (docs/architecture.md, "Who may import whom"), read from the
+source with ast: a module importing across a wall fails here, naming file and line."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+# The composition roots: `run` builds the real hardware, `sim` the simulator, `safe-outputs`
+# drives the real outputs and Modbus relays off without a site (nothing else in edge/ may
+# name a concrete driver or the simulator).
+COMPOSITION_ROOTS = ("edge.cli", "edge.safe_outputs")
+
+# Concrete driver modules edge/ still imports, with the reason; the list may only shrink.
+DRIVER_EXCEPTIONS = {
+    # the board settings passed to Hardware.lock_bus / modbus_bus live with their drivers
+    ("edge.devices.lockers.controller", "drivers.cu16"),
+    ("edge.devices.lockers.controller", "drivers.modbus"),
+}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path) -> list[tuple[int, str]]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    out: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.append((node.lineno, node.module))
+            out += [(node.lineno, f"{node.module}.{a.name}") for a in node.names]
+    return out
+
+
+def modules(package: str) -> list[Path]:
+    return sorted((REPO / package.replace(".", "/")).rglob("*.py"))
+
+
+def under(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def violations(package: str, forbidden: tuple[str, ...]) -> list[str]:
+    bad = []
+    for path in modules(package):
+        if module_name(path) in COMPOSITION_ROOTS:
+            continue
+        for line, name in imports(path):
+            if any(under(name, f) for f in forbidden):
+                bad.append(f"{path.relative_to(REPO)}:{line}: {name}")
+    return sorted(set(bad))
+
+
+@pytest.mark.parametrize(
+    ("package", "forbidden"),
+    [
+        # The spine knows no device, no machine, no site.
+        ("edge.core", ("edge.machines", "edge.devices", "edge.site", "edge.cli", "simulator")),
+        # Machines are pure: no devices, no drivers, no threads or I/O.
+        (
+            "edge.machines",
+            (
+                "edge.devices",
+                "edge.site",
+                "edge.cli",
+                "drivers",
+                "simulator",
+                "threading",
+                "socket",
+                "sqlite3",
+                "serial",
+                "paho",
+            ),
+        ),
+        # Nothing in edge/ runs simulated hardware or test code.
+        ("edge", ("simulator", "tests", "bench")),
+        # The simulator never imports tests.
+        ("simulator", ("tests", "bench")),
+    ],
+)
+def test_no_import_crosses_a_wall(package: str, forbidden: tuple[str, ...]) -> None:
+    assert violations(package, forbidden) == []
+
+
+def test_edge_sees_only_driver_interfaces() -> None:
+    bad = []
+    for path in modules("edge"):
+        mod = module_name(path)
+        if mod in COMPOSITION_ROOTS:
+            continue
+        for line, name in imports(path):
+            if not under(name, "drivers") or name in ("drivers",):
+                continue
+            top = ".".join(name.split(".")[:2])
+            if top in ("drivers.base", "drivers.errors") or (mod, top) in DRIVER_EXCEPTIONS:
+                continue
+            bad.append(f"{path.relative_to(REPO)}:{line}: {name}")
+    assert sorted(set(bad)) == []
+
+
+def test_the_rule_checker_sees_a_crossing(tmp_path: Path) -> None:
+    """The checker itself: a machine importing a driver is reported with its line."""
+    src = tmp_path / "m.py"
+    src.write_text("import json\nfrom drivers.base import Coil\n", encoding="utf-8")
+    assert (2, "drivers.base") in imports(src)
