@@ -61,6 +61,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     o.add_argument("--config", required=True, type=Path)
 
+    st = sub.add_parser(
+        "status",
+        help="print the running daemon's status from its status file (no broker needed)",
+    )
+    st.add_argument("--config", required=True, type=Path)
+    st.add_argument("--data-dir", type=Path, help="override data_dir")
+    st.add_argument("--file", type=Path, help="read this status file instead")
+    st.add_argument("--json", action="store_true", help="print the status file as it is")
+
     c = sub.add_parser("check-config", help="validate a config file (exit 0 valid, 1 invalid)")
     c.add_argument("file", type=Path)
 
@@ -96,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args, simulated=True)
         if args.cmd == "safe-outputs":
             return _safe_outputs(args.config)
+        if args.cmd == "status":
+            return _status(args)
     except AnsimError as exc:
         print(f"ansim-edge: {exc}", file=sys.stderr)
         return EXIT_INVALID
@@ -190,7 +201,9 @@ def _run(args: argparse.Namespace, *, simulated: bool) -> int:
 
         hardware: Any = GpioHardware(real_pin_factory())
         _record_mode(cfg.data_dir, mode, log)
-        site = Site(cfg, hardware)
+        from edge.health import status_file_path
+
+        site = Site(cfg, hardware, status_file=status_file_path(cfg.data_dir))
         # Under systemd: READY, watchdog pings, STATUS, STOPPING (no-op elsewhere).
         return _serve(attach(site) or site, hardware, log)
 
@@ -278,6 +291,58 @@ def _safe_outputs(config: Path) -> int:
             "(CU16 boards time their own pulses)"
         )
     return EXIT_INVALID if failed else EXIT_OK
+
+
+RUNTIME_DIR = Path("/run/ansim-edge")  # systemd/ansim-edge.service: RuntimeDirectory=
+
+
+def _status(args: argparse.Namespace) -> int:
+    import time
+
+    from edge.config import load_config, with_overrides
+    from edge.health import STALE_S, render_status, status_candidates
+
+    if args.file is not None:
+        candidates = [args.file]
+    else:
+        cfg = with_overrides(load_config(args.config), data_dir=args.data_dir)
+        candidates = status_candidates(cfg.data_dir, RUNTIME_DIR)
+    found = []
+    for path in candidates:
+        try:
+            found.append((path.stat().st_mtime, path))
+        except OSError:
+            continue
+    if not found:
+        looked = ", ".join(str(p) for p in candidates)
+        print(
+            f"ansim-edge: no status file ({looked}): the daemon is not running "
+            "(see `systemctl status ansim-edge`)",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
+    mtime, path = max(found)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except PermissionError:
+        print(f"ansim-edge: cannot read {path}: permission denied (use sudo)", file=sys.stderr)
+        return EXIT_INVALID
+    except (OSError, ValueError) as exc:
+        print(f"ansim-edge: cannot read {path}: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    age = max(0.0, time.time() - mtime)
+    if args.json:
+        print(json.dumps(doc, ensure_ascii=False))
+    else:
+        print("\n".join(render_status(doc, path, age)))
+    if age > STALE_S:
+        print(
+            f"ansim-edge: {path} is {age:.0f} s old (rewritten every 5 s while the daemon "
+            "runs): the daemon is hung or was killed",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -67,6 +67,19 @@ class ModemStatus(_Payload):
     last_error: str | None
 
 
+class Fault(_Payload):
+    kind: Literal["board", "input", "wiring", "modem", "store"] = Field(
+        description="board: a lock board stopped answering (board.fault); input: a door "
+        "switch, a button or the code reader cannot be read (input.fault); wiring: a panic "
+        "button's supervision, chatter or stuck_active fault (wiring.fault); modem: the "
+        "escalation modem stopped answering (modem.fault); store: the durable store is "
+        "degraded (store.fault)."
+    )
+    device: str = Field(description="The device of the fault's event ('site' for the store).")
+    reason: str = Field(description="The reason from the fault's event.")
+    since: str = Field(description="When it was first reported (the event's ts).")
+
+
 class Status(_Payload):
     """Retained on ``{root}/{site}/status``; the last will sets state offline."""
 
@@ -90,6 +103,28 @@ class Status(_Payload):
     )
     store_error: str | None = Field(
         None, description="While degraded: the store's latest error, e.g. disk full."
+    )
+    outbox_depth: int = Field(
+        0,
+        ge=0,
+        description="Messages (events and results) in the outbox not yet acknowledged by "
+        "the broker when this status was made.",
+    )
+    uptime_s: int | None = Field(
+        None, description="Seconds the site had run when this status was made (null offline)."
+    )
+    oldest_pending_s: float | None = Field(
+        None,
+        description="Age in seconds of the oldest message in the outbox, from its ts; null "
+        "when the outbox is empty (and offline).",
+    )
+    broker: str | None = Field(
+        None, description="The broker this status went to (broker.url); null offline."
+    )
+    faults: list[Fault] | None = Field(
+        None,
+        description="Every active fault, oldest first; [] when none; null offline. A "
+        "change re-publishes the online status.",
     )
 
 

@@ -14,7 +14,7 @@ build on the Pi).
   process. The same timer withholds the ping when the uplink's thread supervisor
   (``Site._watchdog``) has not run for ``SUPERVISOR_STALE_S``.
 - ``STATUS=`` (shown by ``systemctl status``) is sent with READY and whenever it changes,
-  e.g. ``online, 0 pending`` or ``offline, 12 pending, store degraded``.
+  e.g. ``online, 0 pending`` or ``offline, 12 pending, store degraded, 2 faults``.
 - ``STOPPING=1`` when a stop is requested (SIGTERM/SIGINT).
 
 Without ``$NOTIFY_SOCKET`` (not started by systemd) nothing is sent and nothing runs.
@@ -181,8 +181,11 @@ class Heartbeat:
 def site_status(site: Site) -> str:
     """The one-line STATUS= of a site, e.g. ``online, 0 pending``."""
     parts = ["online" if site.outbox.online else "offline", f"{len(site.store)} pending"]
-    if getattr(site.store, "degraded", False):
+    if site.store.degraded:
         parts.append("store degraded")
+    faults = len(site.faults.active())
+    if faults:
+        parts.append(f"{faults} fault{'s' if faults > 1 else ''}")
     return ", ".join(parts)
 
 

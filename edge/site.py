@@ -3,6 +3,7 @@ controllers, wired together. No global state: a process may hold many sites."""
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -26,6 +27,7 @@ from edge.core.uplink import ConnectFailures, Uplink, UplinkListener
 from edge.devices.lockers.controller import LockerBank
 from edge.devices.modem.controller import ModemFallback
 from edge.devices.panic.controller import ShelterAlarm
+from edge.health import FaultBoard, StatusFile, oldest_pending_age
 from edge.models import (
     CommandsShed,
     ModemStatus,
@@ -46,6 +48,8 @@ DELETE_FLUSH_S = 1.0
 STORE_RETRY_MIN_S = 1.0
 STORE_RETRY_MAX_S = 30.0
 SHED_REPORT_S = 10.0  # at most one commands.shed event per this many seconds
+STATUS_REFRESH_S = 10.0  # the online status is re-published when outbox_depth changed
+STATUS_FILE_S = 5.0  # the status file (ansim-edge status) is rewritten this often
 TIMESYNC = Path("/run/systemd/timesync")
 
 
@@ -81,8 +85,10 @@ class Site(UplinkListener):
         uplink_factory: UplinkFactory = Uplink,  # type: ignore[assignment]
         rng: random.Random | None = None,
         store_factory: StoreFactory = Store,
+        status_file: Path | None = None,
     ) -> None:
         self.cfg = cfg
+        self.status_file_path = status_file
         self.clock = clock or SystemClock()
         self.hardware = hardware
         self.log = log.bind(site=cfg.site.id)
@@ -136,6 +142,8 @@ class Site(UplinkListener):
         self.outbox = Outbox(
             self.store, self.topics, self.clock, self.uplink, window=cfg.broker.max_inflight
         )
+        self.faults = FaultBoard()  # every active fault, from the events as they are recorded
+        self.outbox.observers.append(self.faults.observe)
         self.states = StateBoard(self.topics, self.clock, self.uplink)
         self.commands = CommandProcessor(
             keys if keys is not None else load_keys(cfg.keys),
@@ -178,6 +186,10 @@ class Site(UplinkListener):
         self._shed_count = 0  # commands shed, not yet reported
         self._shed_reported_at: float | None = None
         self._shed_timer_set = False
+        self._status_depth = -1  # outbox_depth in the last online status published
+        self._status_faults = -1  # FaultBoard.changes when the last one was published
+        self.started_at: float | None = None
+        self.status_file = StatusFile(self.status_file_path) if self.status_file_path else None
         self._thread: threading.Thread | None = None
         self._started = False
         self._stopping = False
@@ -198,14 +210,56 @@ class Site(UplinkListener):
                 else None,
                 store="degraded" if self.store.degraded else "ok",
                 store_error=self.store.error if self.store.degraded else None,
+                outbox_depth=len(self.store),
+                **(self._health() if state == "online" else {}),
             )
             .model_dump_json()
             .encode("utf-8")
         )
 
+    def _health(self) -> dict[str, object]:
+        """The health fields of the online status (issue 11.5)."""
+        now = self.clock.monotonic()
+        return {
+            "uptime_s": int(now - self.started_at) if self.started_at is not None else 0,
+            "oldest_pending_s": oldest_pending_age(self.store, self.clock.now()),
+            "broker": self.cfg.broker.url,
+            "faults": self.faults.active(),
+        }
+
     def _publish_status(self) -> None:
         if self.outbox.online:
+            self._status_depth = len(self.store)
+            self._status_faults = self.faults.changes
             self.uplink.publish(self.topics.status, self._status("online"), qos=1, retain=True)
+
+    def _status_tick(self) -> None:
+        """The online status again when the outbox depth changed or a fault came or went
+        (uptime and the oldest message's age are as of its ts)."""
+        self.loop.call_later(STATUS_REFRESH_S, self._status_tick)
+        if len(self.store) != self._status_depth or self.faults.changes != self._status_faults:
+            self._publish_status()
+
+    def _status_file_tick(self) -> None:
+        self.loop.call_later(STATUS_FILE_S, self._status_file_tick)  # first: never lost
+        self._write_status_file()
+
+    def status_document(self) -> dict[str, object]:
+        """What the status file holds (``ansim-edge status``): the status the site would
+        publish now (``state`` online: the daemon runs) and the broker link."""
+        return {
+            "written_at": rfc3339(self.clock.now()),
+            "link": {
+                "connected": self.outbox.online,
+                "broker": self.cfg.broker.url,
+                **self.connect_failures.snapshot(),
+            },
+            "status": json.loads(self._status("online")),
+        }
+
+    def _write_status_file(self) -> None:
+        if self.status_file is not None:
+            self.status_file.put(self.status_document())
 
     # ---- lifecycle ----
     def start(self) -> None:
@@ -226,7 +280,12 @@ class Site(UplinkListener):
         self.loop.call_later(1.0, self._purge)
         self.loop.call_later(COMMANDS_TICK_S, self._commands_tick)
         self.loop.call_later(DELETE_FLUSH_S, self._flush_deletes)
+        self.loop.call_later(STATUS_REFRESH_S, self._status_tick)
+        self.started_at = self.clock.monotonic()
+        if self.status_file is not None:
+            self.loop.call_later(STATUS_FILE_S, self._status_file_tick)
         self._started = True
+        self._write_status_file()
         self.log.info("site_started", version=__version__, pending=len(self.store))
 
     def _watchdog(self) -> None:
@@ -398,6 +457,8 @@ class Site(UplinkListener):
                 try:
                     self.store.close()
                 finally:
+                    if self.status_file is not None:
+                        self.status_file.close()  # no status left behind that looks current
                     self.log.info("site_stopped", pending=len(self.store))
 
     def _outputs_off(self) -> None:

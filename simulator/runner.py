@@ -12,6 +12,7 @@ import structlog
 from edge.config import SiteConfig, TrustedKey
 from edge.core.errors import AnsimError, ConfigError
 from edge.core.signing import generate_keypair
+from edge.health import status_file_path
 from edge.site import Site
 from simulator.broker import EmbeddedBroker, port_free
 from simulator.control import ApiError, ControlApi, require_bool
@@ -91,7 +92,7 @@ class SimRunner:
             )
         self.cfg = ensure_dev_key(cfg)
         self.hardware = SimHardware()
-        self.site = Site(self.cfg, self.hardware)
+        self.site = Site(self.cfg, self.hardware, status_file=status_file_path(self.cfg.data_dir))
         add_site_routes(self.api, self.site, self.hardware)
 
     def run(self) -> None:

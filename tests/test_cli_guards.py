@@ -124,7 +124,7 @@ def test_sim_with_its_embedded_broker_does_not_need_the_configs_tls_files(
 
 
 class _NoSite:
-    def __init__(self, cfg: Any, hardware: Any) -> None:
+    def __init__(self, cfg: Any, hardware: Any, **kw: Any) -> None:
         self.cfg = cfg
 
 

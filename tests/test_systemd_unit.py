@@ -79,6 +79,7 @@ def test_watchdog_safe_outputs_and_devices() -> None:
     assert s["CapabilityBoundingSet"] == [""]
     assert s["RestrictAddressFamilies"] == ["AF_UNIX AF_INET AF_INET6"]
     assert s["ProtectSystem"] == ["strict"]
+    assert s["RuntimeDirectory"] == ["ansim-edge"]  # the status file (ansim-edge status)
     assert s["StartLimitIntervalSec"] == ["0"]  # in [Unit], where systemd reads it
     unit_section = UNIT.read_text().split("[Service]")[0]
     assert "StartLimitIntervalSec=0" in unit_section

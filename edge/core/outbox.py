@@ -24,6 +24,8 @@ from edge.models import EVENT_DATA, Emit, Event, EventData, OutboxOverflow
 log = structlog.get_logger(__name__)
 
 DeliveredListener = Callable[[str], None]
+# Called with (device, data, ts) for every event recorded (e.g. edge.health.FaultBoard).
+EventObserver = Callable[[str, EventData, str], None]
 
 
 class UnknownEventError(LookupError):
@@ -71,6 +73,7 @@ class Outbox:
         self._inflight_rows: set[int] = set()
         self._sent_upto: dict[int, int] = {}  # priority -> highest row id in flight
         self.delivered_listeners: list[DeliveredListener] = []
+        self.observers: list[EventObserver] = []
         self.published = 0
         self.acked = 0
 
@@ -114,6 +117,11 @@ class Outbox:
         (log.info if alarm else log.debug)(
             "event", type=type_, device=device, seq=event.seq, event_id=event.event_id
         )
+        for observe in self.observers:
+            try:
+                observe(device, data, event.ts)
+            except Exception:
+                log.exception("event_observer_failed", type=type_)
         if type_ != "outbox.overflow":  # reporting an overflow must not start another
             self._check_overflow()
         return event
