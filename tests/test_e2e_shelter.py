@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import sqlite3
@@ -310,6 +311,8 @@ def test_sigkill_during_burst_loses_nothing_persisted(
     sub = Subscriber.for_broker(mosquitto, [f"{ROOT}/{site}/events/+"])
     proc = SimProcess(cfg, tmp_path, mosquitto.url)
     stop = threading.Event()
+    killed = threading.Event()
+    failures: list[Exception] = []
 
     def burst() -> None:
         while not stop.is_set():
@@ -321,7 +324,11 @@ def test_sigkill_during_burst_loses_nothing_persisted(
                     ("reset_key", False),
                 ):
                     proc.post(f"/inputs/{name}", {"active": level})
-            except OSError:
+            except (OSError, http.client.HTTPException) as exc:
+                # SIGKILL lands mid-request: refused, reset, or a reply cut short
+                # (http.client.IncompleteRead). Before the kill, any of these is a failure.
+                if not killed.is_set():
+                    failures.append(exc)
                 return
 
     t = threading.Thread(target=burst)
@@ -329,9 +336,11 @@ def test_sigkill_during_burst_loses_nothing_persisted(
         sub.wait_for(f"{ROOT}/{site}/events/site.started")
         t.start()
         sub.wait_count(f"{ROOT}/{site}/events/alarm.cleared", 20, timeout=30)
+        killed.set()
         proc.kill()  # mid-burst
         stop.set()
         t.join(10)
+        assert not t.is_alive() and failures == [], failures
         db = sqlite3.connect(tmp_path / "d" / "ansim-edge.db")
         persisted = db.execute("SELECT value FROM meta WHERE key='seq'").fetchone()[0]
         db.close()
