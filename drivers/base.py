@@ -82,7 +82,9 @@ class Cu16Listener(Protocol):
         ...
 
     def on_unlock_sent(self, board: int, lock: int, t: float) -> None:
-        """An unlock frame for ``lock`` (1-16) was written to the port."""
+        """An unlock for ``lock`` (1-16) went out and its coil is on: called once the board
+        answered it (or the wait for its answer is over), right after the write when the
+        board does not answer unlocks. Coil spacing counts from here."""
         ...
 
     def on_board_fault(self, board: int, reason: str) -> None:

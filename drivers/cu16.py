@@ -131,9 +131,10 @@ class Cu16Bus(SerialWorker):
     costs almost no CPU.
 
     Safety: unlocks are spaced so that no two coils on the bus are energised at once (the
-    board's pulse time plus ``coil_gap``); an unlock not sent within ``command_ttl`` seconds
-    (e.g. the port is down) is dropped and logged, never sent late; ``set_unlock_time``
-    refuses pulses above ``max_pulse_ms``.
+    board's pulse time plus ``coil_gap``, counted from the board's answer to the unlock when
+    it answers: a board may fire well after the write); an unlock not sent within
+    ``command_ttl`` seconds (e.g. the port is down) is dropped and logged, never sent late;
+    ``set_unlock_time`` refuses pulses above ``max_pulse_ms``.
 
     Failures: a board that misses ``fault_after`` consecutive replies is reported once with
     ``on_board_fault`` and keeps being polled every cycle; its misses cost only its own
@@ -230,7 +231,8 @@ class Cu16Bus(SerialWorker):
     def unlock(self, board: int, lock: int) -> None:
         """Queue an unlock of ``lock`` (1-16) on ``board``. Returns at once; the bus thread
         sends it before the next poll, but never while another coil on the bus is still
-        energised. ``on_unlock_sent`` confirms the write; the door state follows via
+        energised. ``on_unlock_sent`` confirms the write (with ``unlock_replies``, once the board
+        answered or ``reply_timeout`` passed: the coil is on by then); the door state follows via
         ``on_status`` (a jammed lock fires but reports no change). An unlock that cannot be
         sent within ``command_ttl`` (port down, long coil queue) is dropped and logged, never
         sent late. Raises ValueError for a bad or unconfigured board/lock, RuntimeError after
@@ -434,13 +436,21 @@ class Cu16Bus(SerialWorker):
         st = self._boards[board]
         self._send(encode_unlock(board, lock))
         sent = time.monotonic()
-        self._coil_free_at = sent + st.pulse_ms / 1000.0 + self._coil_gap
+        pulse_s = st.pulse_ms / 1000.0
+        self._coil_free_at = sent + pulse_s + self._coil_gap
         self._stats.unlocks_sent += 1
-        t = self._monotonic()
         self._log.info("cu16_unlock_sent", board=board, lock=lock, pulse_ms=st.pulse_ms)
-        self._emit("on_unlock_sent", lambda: self._listener.on_unlock_sent(board, lock, t))
+        replied: tuple[Frame | None, bool] | None = None
         if st.settings.unlock_replies:
-            frame, garbled = self._await(REPLY_STATUS, board)
+            # The board answers after it has fired the coil, which may be well after the
+            # write (a slow board, adapter or line). Once its answer is in (or the wait for
+            # it is over) the coil is on: coil spacing and on_unlock_sent count from then.
+            replied = self._await(REPLY_STATUS, board)
+            self._coil_free_at = time.monotonic() + pulse_s + self._coil_gap
+        t = self._monotonic()
+        self._emit("on_unlock_sent", lambda: self._listener.on_unlock_sent(board, lock, t))
+        if replied is not None:
+            frame, garbled = replied
             self._handle_reply(board, st, frame, garbled)
             if frame is not None:
                 return

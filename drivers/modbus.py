@@ -455,12 +455,18 @@ class ModbusBus(SerialWorker):
             deadline = min(deadline, off.due)
         self._coil_free_at = sent + ms / 1000.0 + self._coil_gap
         self._stats["unlocks_sent"] += 1
-        t = self._monotonic()
         self._log.info(
             "modbus_unlock_sent", board=slave, lock=relay, pulse_ms=ms, pulse=st.settings.pulse
         )
+        refused = self._reply(slave, request, deadline) is None and by_board
+        if by_board:
+            # The board answers after it switched the relay on, which may be well after the
+            # write (a slow board or line): its own timer runs from then, and so does the
+            # spacing to the next coil.
+            self._coil_free_at = time.monotonic() + ms / 1000.0 + self._coil_gap
+        t = self._monotonic()
         self._emit("on_unlock_sent", lambda: self._listener.on_unlock_sent(slave, relay, t))
-        if self._reply(slave, request, deadline) is None and by_board:
+        if refused:
             self._stats["unlocks_refused"] += 1
 
     def _switch_off(self, slave: int, relay: int, off: _Off) -> bool:

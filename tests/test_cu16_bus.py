@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from drivers.cu16 import BoardSettings, Cu16Bus
-from drivers.cu16_protocol import encode_status_query, encode_status_reply
+from drivers.cu16_protocol import encode_status_query, encode_status_reply, encode_unlock
 from edge.core.errors import CoilSafetyError
 from simulator.cu16_device import SimulatedCu16Bus
 
@@ -184,6 +184,40 @@ def test_unlocks_are_spaced_so_coils_never_overlap(device: SimulatedCu16Bus, mak
     assert device.snapshot()["overlapping_pulses"] == 0
     wait_for(lambda: len(rec.of("unlock_sent")) == 3, what="three on_unlock_sent")
     assert [e[1:3] for e in rec.of("unlock_sent")] == [(0, 1), (1, 2), (0, 3)]
+
+
+class SlowToFire(SimulatedCu16Bus):
+    """Board 0 fires (and answers) an unlock of lock 1 only ``LATENCY_S`` after it arrives,
+    like a slow board or USB adapter; board 1 is quick. The latency is the simulated board's
+    own processing time, spent in its serving thread."""
+
+    LATENCY_S = 0.3
+
+    def _on_input(self, data: bytes) -> None:
+        if encode_unlock(0, 1) in data:
+            threading.Event().wait(self.LATENCY_S)
+        super()._on_input(data)
+
+
+def test_a_board_slow_to_fire_delays_the_next_coil_on_the_bus(make_bus: Any) -> None:
+    """Regression: coil spacing counted from the write, so the quick board fired while the
+    slow board's coil (fired 0.3 s after the write) was still on. It counts from the slow
+    board's answer now, and on_unlock_sent (the site's coil scheduler) comes no earlier."""
+    dev = SlowToFire([0, 1])
+    try:
+        bus, rec = make_bus(dev.port, poll_hz=20.0, reply_timeout=1.0)
+        wait_for(lambda: len(rec.of("status")) == 2, what="first readings")
+        bus.unlock(0, 1)
+        bus.unlock(1, 2)
+        wait_for(lambda: len(dev.snapshot()["unlocks"]) == 2, what="two pulses")
+        first, second = dev.snapshot()["unlocks"]
+        assert (first["board"], second["board"]) == (0, 1)
+        assert second["t_monotonic"] >= first["t_monotonic"] + first["pulse_ms"] / 1000
+        assert dev.snapshot()["overlapping_pulses"] == 0
+        wait_for(lambda: len(rec.of("unlock_sent")) == 2, what="two on_unlock_sent")
+        assert rec.of("unlock_sent", 0)[0][3] >= first["t_monotonic"]
+    finally:
+        dev.close()
 
 
 def test_silent_board_faults_once_and_recovers_once(

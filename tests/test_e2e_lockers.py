@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mqtt_helpers import Mosquitto, Subscriber, wait_until
+from mqtt_helpers import Mosquitto, Subscriber, free_port, wait_until
 from sitekit import Keys, SessionSubscriber, command, make_keys, persistent_broker
 
 from edge.config import parse_config
@@ -154,7 +154,9 @@ def test_open_pulses_the_right_lock_once(mosquitto: Mosquitto, keys: Keys, tmp_p
         wait_until(lambda: any(c["name"] == "coil-34" and c["end"] for c in b.hw.coil_intervals()))
         gpio = [c for c in b.hw.coil_intervals() if c["name"] == "coil-34"]
         assert len(gpio) == 1
-        assert PULSE_MS / 1000 * 0.8 <= gpio[0]["end"] - gpio[0]["start"] <= PULSE_MS / 1000 + 0.1
+        # gpiozero's blink thread waits pulse_ms before the off; on a busy machine the off can
+        # come late (how late is scheduling, not behaviour), but the coil was pulsed, not left on.
+        assert PULSE_MS / 1000 * 0.8 <= gpio[0]["end"] - gpio[0]["start"] < 1.0
     sub.close()
 
 
@@ -174,6 +176,54 @@ def test_open_all_never_energises_two_coils(
             assert a["end"] is not None and nxt["start"] >= a["end"], (a, nxt)
         assert b.bus.snapshot()["overlapping_pulses"] == 0  # type: ignore[union-attr]
     sub.close()
+
+
+class LateOffCoil:
+    """A GPIO coil whose off comes late (gpiozero's blink thread on a busy machine): it stays
+    on until the test switches it off."""
+
+    name = "coil-33"
+
+    def __init__(self) -> None:
+        self.on = False
+
+    def pulse(self, seconds: float) -> None:
+        self.on = True
+
+    @property
+    def is_on(self) -> bool:
+        return self.on
+
+    def close(self) -> None:
+        self.on = False
+
+
+def test_a_gpio_coil_switched_off_late_holds_the_next_coil(keys: Keys, tmp_path: Path) -> None:
+    """Regression: the scheduler freed the slot pulse + settle after the fire, whether or not
+    the coil was off by then, so the next coil could fire while this one was still on."""
+    clock = FakeClock(start=datetime.now(UTC))
+    dead = f"mqtt://127.0.0.1:{free_port()}"
+    with bank(locker_dict("lk-late-off", dead, tmp_path / "d", keys), clock) as b:
+        lockers = b.site.lockers
+        assert lockers is not None
+        late = LateOffCoil()
+        b.site.call(lambda: lockers.coils.__setitem__(33, late))
+        b.site.call(lambda: lockers.open(33, "service", "centre"))
+        b.site.call(lambda: lockers.open(34, "service", "centre"))
+        assert late.is_on
+        clock.advance(1.0)  # long past pulse + settle: the off is late
+        b.site.call(lambda: None)  # the core loop runs its due timers
+        b.site.call(lambda: None)
+        assert "coil-34" not in [c["name"] for c in b.hw.coil_intervals()]
+        late.on = False
+        clock.advance(0.1)
+        wait_until(
+            lambda: (
+                b.site.call(lambda: None) is None
+                and "coil-34" in [c["name"] for c in b.hw.coil_intervals()]
+            ),
+            message="coil 34 fires once coil 33 is off",
+        )
 
 
 def test_forced_and_jammed_doors(mosquitto: Mosquitto, keys: Keys, tmp_path: Path) -> None:

@@ -49,6 +49,9 @@ log = structlog.get_logger(__name__)
 
 STATE_KEY = "lockers"
 BUS_HOLD_S = 5.5  # Cu16Bus drops an unlock not sent within 5 s (command_ttl)
+# A GPIO coil still on when its time is up (gpiozero's blink thread turns it off late on a
+# busy machine) counts as energised; looked at again this often until it is off.
+COIL_RECHECK_S = 0.01
 # The one site-wide salt of the hashes stored before each code had its own: read only to
 # upgrade those hashes (they keep verifying); new sites never create it.
 SALT_KEY = "pickup_salt"
@@ -283,6 +286,9 @@ class LockerBank:
 
     def _pump(self) -> None:
         now = self.p.clock.monotonic()
+        for locker, coil in self.coils.items():
+            if coil.is_on:  # the next coil waits until this one is really off
+                self.sched.hold(locker, now + COIL_RECHECK_S)
         for pulse in self.sched.due(now):
             try:
                 self._fire(pulse.locker, pulse.seconds)
