@@ -15,7 +15,7 @@ import serial
 from mqtt_helpers import wait_until
 
 from drivers.modbus import ModbusBoardSettings, ModbusBus
-from drivers.modbus_protocol import coil_request, encode
+from drivers.modbus_protocol import coil_request, encode, flash_request
 from edge.core.errors import CoilSafetyError
 from simulator.modbus_device import SimulatedModbusBus
 
@@ -30,6 +30,7 @@ class Recorder:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.events: list[tuple[Any, ...]] = []
+        self.unlock_sent_at: list[float] = []
 
     def _add(self, *event: Any) -> None:
         with self._lock:
@@ -41,6 +42,7 @@ class Recorder:
         self._add("status", board, closed, items)
 
     def on_unlock_sent(self, board: int, lock: int, t: float) -> None:
+        self.unlock_sent_at.append(t)
         self._add("unlock_sent", board, lock)
 
     def on_board_fault(self, board: int, reason: str) -> None:
@@ -139,6 +141,39 @@ def test_board_timed_unlock_is_one_flash_of_the_pulse_time(
     wait_until(lambda: rec.closed(2) and not rec.closed(2)[4], 5, 0.005)
     assert rec.closed(2) == (*CLOSED[:4], False, *CLOSED[5:])
     assert bus.stats()["offs_sent"] == 0, "the board switched it off itself"
+
+
+class SlowToFlash(SimulatedModbusBus):
+    """Board 1 acts on (and answers) a 500 ms flash of relay 1 only ``LATENCY_S`` after it
+    arrives, like a slow board or USB adapter; board 2 is quick. The latency is the simulated
+    board's own processing time, spent in its serving thread."""
+
+    LATENCY_S = 0.3
+
+    def _on_input(self, data: bytes) -> None:
+        if encode(flash_request(1, 1, 500)) in data:
+            threading.Event().wait(self.LATENCY_S)
+        super()._on_input(data)
+
+
+def test_a_board_slow_to_flash_delays_the_next_coil_on_the_bus(make_bus: Factory) -> None:
+    """Regression: coil spacing counted from the write, so the quick board switched on while
+    the slow board's relay (on 0.3 s after the write) was still on. It counts from the slow
+    board's answer now, and on_unlock_sent (the site's coil scheduler) comes no earlier."""
+    dev = SlowToFlash([1, 2])
+    try:
+        bus, rec = make_bus(dev.port, reply_timeout=1.0)
+        wait_until(lambda: rec.closed(1) and rec.closed(2), 5, 0.005)
+        bus.unlock(1, 1)
+        bus.unlock(2, 2)
+        first, second = finished(dev, 2)
+        assert (first["board"], second["board"]) == (1, 2)
+        assert second["start"] >= first["end"]
+        assert dev.snapshot()["overlapping_pulses"] == 0
+        wait_until(lambda: len(rec.of("unlock_sent")) == 2, 5, 0.005)
+        assert rec.unlock_sent_at[0] >= first["start"]
+    finally:
+        dev.close()
 
 
 def test_driver_timed_unlock_is_switched_off_after_the_pulse(
