@@ -97,7 +97,7 @@ SUBSCRIBER_TOPICS = (f"{ROOT}/+/events/#", "bench/#")
 
 
 def junk_payloads(site_id: str, per_kind: int, rng: random.Random) -> list[bytes]:
-    """Junk for ``commands/alarm.clear``, the kinds interleaved: garbage bytes (bad_json),
+    """Junk for ``commands/alarm/clear``, the kinds interleaved: garbage bytes (bad_json),
     JSON that is no command (bad_schema), a command from an unknown key (unknown_key), a
     command naming the trusted key ``centre`` with a random signature (bad_signature)."""
     from edge.core.clock import rfc3339
@@ -131,7 +131,7 @@ def flood_child(host: str, port: int, site_id: str) -> int:
     from paho.mqtt.enums import CallbackAPIVersion
 
     payloads = junk_payloads(site_id, 250, random.Random(7))
-    topic = f"{ROOT}/{site_id}/commands/alarm.clear"
+    topic = f"{ROOT}/{site_id}/commands/alarm/clear"
     connected = threading.Event()
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-flood-{os.getpid()}")
     client.max_inflight_messages_set(1000)
@@ -278,7 +278,7 @@ class FloodSite(ShelterSite):
             _, t = sub.wait_done(timeout)
         except TimeoutError as exc:
             raise TimeoutError(f"{exc}; site: {self.diagnose()}") from None
-        sub.arm(1, self.alarm_topic.replace("alarm.raised", "alarm.cleared"))
+        sub.arm(1, self.alarm_topic.replace("alarm/raised", "alarm/cleared"))
         self.hw.set_input("reset_key", True)
         sub.wait_done(timeout)
         self.hw.set_input("reset_key", False)
@@ -491,7 +491,7 @@ def oversized_one(
         daemon.wait_online_idle()
         pause(0.5)
         before_kb = vm_kb(daemon.proc.pid, "VmHWM")
-        topic = f"{ROOT}/{site_id}/commands/alarm.clear"
+        topic = f"{ROOT}/{site_id}/commands/alarm/clear"
         results.client.publish(topic, big, qos=1)
         results.client.publish(topic, signed_clear(workdir / "keys", site_id), qos=1)
         wait_for(lambda: "wrong_state" in results.seen(), 60, "the small command's result", 0.01)

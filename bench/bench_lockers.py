@@ -358,7 +358,7 @@ def command_latency(
     machine = ls.bank.machine
     bus = ls.bus
     poll_s = 1 / float(example_config()["devices"]["lockers"]["buses"][0]["poll_hz"])
-    topic = f"{ROOT}/{site_id}/commands/locker.open"
+    topic = f"{ROOT}/{site_id}/commands/locker/open"
     samples: list[float] = []
     try:
         for i in range(WARMUP + n):
@@ -411,13 +411,13 @@ def open_all(
     cfg = locker_config(site_id, url, workdir / "all", centre.pub, pulse_ms)
     lcfg = cfg["devices"]["lockers"]
     ls = LockerSite(cfg)
-    topic = f"{ROOT}/{site_id}/commands/locker.open"
+    topic = f"{ROOT}/{site_id}/commands/locker/open"
     try:
         payloads = [
             centre.signed(site_id, "locker.open", {"locker": n, "reason": "service"})
             for n in range(1, ALL_LOCKERS + 1)
         ]
-        sub.arm(ALL_LOCKERS, f"/{site_id}/events/door.opened")
+        sub.arm(ALL_LOCKERS, f"/{site_id}/events/door/opened")
         t0 = time.monotonic()
         for p in payloads:
             centre.publish(topic, p)

@@ -193,7 +193,7 @@ def outbox_throughput(
         return run
 
     try:
-        sub.arm(n, f"/{site_id}/events/bench.tick")
+        sub.arm(n, f"/{site_id}/events/bench/tick")
         t0 = time.monotonic()
         for start in range(0, n, batch):
             credit.acquire()

@@ -426,7 +426,7 @@ class ShelterSite(ThreadedSite):
         self.shelter = shelter
         self.button = shelter.buttons["panic-1"].inp
         self.key = shelter.reset_key
-        self.alarm_topic = f"{ROOT}/{self.site.cfg.site.id}/events/alarm.raised"
+        self.alarm_topic = f"{ROOT}/{self.site.cfg.site.id}/events/alarm/raised"
 
     def state(self) -> str:
         m = self.shelter.machine

@@ -27,6 +27,7 @@ from pydantic import (
 
 from edge.core.errors import ConfigError, KeyFileError
 from edge.core.signing import load_public_key
+from edge.core.topics import ROOT_RE
 from edge.datadir import data_dir_problem
 from edge.devices.lockers import pickup
 from edge.machines.coils import CoilPolicy
@@ -527,7 +528,7 @@ class DevicesConfig(_Model):
 class SiteConfig(_Model):
     site: SiteInfo
     broker: BrokerConfig = BrokerConfig()
-    topic_root: str = Field("ansim/v1", pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
+    topic_root: str = Field("ansim/v1", pattern=ROOT_RE)
     data_dir: Path = Path("/var/lib/ansim-edge")
     outbox: OutboxConfig = OutboxConfig()
     commands: CommandsConfig = CommandsConfig()

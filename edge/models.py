@@ -19,13 +19,17 @@ class _Payload(BaseModel):
 
 
 class Event(_Payload):
-    """Envelope of every event on ``{root}/{site}/events/{type}``."""
+    """Envelope of every event on ``{root}/{site}/events/{type}`` (each dot of the type a
+    topic level: ``events/alarm/raised``)."""
 
     event_id: str = Field(description="UUID, stable across retries: consumers dedup on it.")
     seq: int = Field(ge=1, description="Per-site sequence, +1 per event, never reused or skipped.")
     site: str
     device: str = Field(description="Device the event is about ('site' for the site itself).")
-    type: str = Field(description="Event type, also the last topic level, e.g. alarm.raised.")
+    type: str = Field(
+        description="Event type, e.g. alarm.raised; in the topic each dot is a level: "
+        "events/alarm/raised."
+    )
     ts: str = Field(description="When it happened: RFC 3339 UTC with milliseconds.")
     data: dict[str, Any] = Field(default_factory=dict)
 
@@ -46,14 +50,20 @@ class Result(_Payload):
 
 
 class Command(_Payload):
-    """A signed command on ``{root}/{site}/commands/{name}``."""
+    """A signed command on ``{root}/{site}/commands/{name}`` (each dot of the name a topic
+    level: ``commands/alarm/ack``)."""
 
     command_id: str = Field(min_length=1, max_length=64)
     site: str = Field(
         pattern=r"^[a-z0-9-]{1,64}$",
         description="The site.id of the one site it is for; any other site refuses it.",
     )
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
+    name: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$",
+        description="The command; the topic is commands/ + the name with each dot a level.",
+    )
     args: dict[str, Any]
     expires_at: AwareDatetime = Field(description="RFC 3339 with a zone; refused from then on.")
     key_id: str = Field(min_length=1, max_length=64)

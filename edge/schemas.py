@@ -32,6 +32,7 @@ from pydantic import AfterValidator, BaseModel
 from pydantic.fields import FieldInfo
 
 from edge.config import HEADER_MAX_GPIO, SiteConfig, on_header
+from edge.core.topics import name_levels
 from edge.models import COMMAND_ARGS, EVENT_DATA, Command, Event, Result, Status
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -96,7 +97,8 @@ def schemas() -> dict[str, dict[str, Any]]:
             title=f"{type_} event data",
             description=(
                 f"The data object of an event of type {type_} "
-                f"(topic {{root}}/{{site}}/events/{type_}); the envelope is event.json."
+                f"(topic {{root}}/{{site}}/events/{name_levels(type_)}); "
+                "the envelope is event.json."
             ),
         )
     for name, args_model in COMMAND_ARGS.items():
@@ -106,7 +108,8 @@ def schemas() -> dict[str, dict[str, Any]]:
             title=f"{name} command args",
             description=(
                 f"The args object of the {name} command "
-                f"(topic {{root}}/{{site}}/commands/{name}); the envelope is command.json."
+                f"(topic {{root}}/{{site}}/commands/{name_levels(name)}); "
+                "the envelope is command.json."
             ),
         )
     return dict(sorted(out.items()))

@@ -497,16 +497,16 @@ class Site(UplinkListener):
         self.outbox.on_acked(mid, ok)
 
     def uplink_message(self, topic: str, payload: bytes) -> None:
-        name = self.topics.command_name(topic)
-        if name is None:
+        levels = self.topics.command_levels(topic)
+        if levels is None:
             return
         if self._stopping:
             # No result: the centre retries with the same command_id after the restart,
             # which then runs it (a remembered "ok" for a command never carried out would
             # be a lie).
-            self.log.warning("command_ignored_shutting_down", command=name)
+            self.log.warning("command_ignored_shutting_down", topic=topic)
             return
-        self.commands.handle(name, payload)
+        self.commands.handle(levels, payload)
 
     # ---- introspection ----
     def snapshot(self) -> dict[str, object]:

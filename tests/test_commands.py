@@ -124,8 +124,8 @@ class Rig:
             payload = json.dumps(payload, ensure_ascii=False).encode("utf-8")
         else:
             name = None
-        if topic == "<name>":
-            topic = name if isinstance(name, str) else None
+        if topic == "<name>":  # the topic levels the centre publishes on: commands/alarm/ack
+            topic = name.replace(".", "/") if isinstance(name, str) else None
         before = len(self.results)
         self.proc.handle(topic, payload)
         assert len(self.results) == before + 1, "exactly one result per message"
@@ -202,7 +202,7 @@ def test_topic_none_skips_the_name_check(rig: Rig) -> None:
 def test_received_whitespace_and_key_order_do_not_matter(rig: Rig) -> None:
     cmd = command(rig.centre)
     wire = json.dumps(dict(reversed(list(cmd.items()))), indent=3).encode()
-    rig.proc.handle("alarm.ack", wire)
+    rig.proc.handle("alarm/ack", wire)
     assert json.loads(rig.results[-1])["ok"] is True
 
 
@@ -214,14 +214,14 @@ def test_too_large_is_refused_unread(rig: Rig) -> None:
     oversized = cmd + b" " * (MAX_PAYLOAD + 1 - len(cmd))
     assert len(oversized) == MAX_PAYLOAD + 1
     # Unread: a perfectly valid command, but even its command_id is not taken from it.
-    assert_rejected(rig, rig.send(oversized, topic="alarm.ack"), "too_large", None)
+    assert_rejected(rig, rig.send(oversized, topic="alarm/ack"), "too_large", None)
 
 
 def test_payload_of_exactly_the_limit_is_read(rig: Rig) -> None:
     cmd = json.dumps(command(rig.centre)).encode()
     exact = cmd + b" " * (MAX_PAYLOAD - len(cmd))
     assert len(exact) == MAX_PAYLOAD
-    assert rig.send(exact, topic="alarm.ack")["ok"] is True
+    assert rig.send(exact, topic="alarm/ack")["ok"] is True
 
 
 @pytest.mark.parametrize(
@@ -230,12 +230,12 @@ def test_payload_of_exactly_the_limit_is_read(rig: Rig) -> None:
     ids=["empty", "truncated", "text", "trailing-comma", "not-utf8", "utf8-surrogate"],
 )
 def test_bad_json(rig: Rig, payload: bytes) -> None:
-    assert_rejected(rig, rig.send(payload, topic="alarm.ack"), "bad_json", None)
+    assert_rejected(rig, rig.send(payload, topic="alarm/ack"), "bad_json", None)
 
 
 @pytest.mark.parametrize("payload", [b"[]", b'"alarm.ack"', b"42", b"null", b"true"])
 def test_bad_schema_non_object(rig: Rig, payload: bytes) -> None:
-    assert_rejected(rig, rig.send(payload, topic="alarm.ack"), "bad_schema", None)
+    assert_rejected(rig, rig.send(payload, topic="alarm/ack"), "bad_schema", None)
 
 
 @pytest.mark.parametrize(
@@ -244,7 +244,7 @@ def test_bad_schema_non_object(rig: Rig, payload: bytes) -> None:
 def test_bad_schema_missing_field(rig: Rig, field: str) -> None:
     cmd = command(rig.centre)
     del cmd[field]
-    result = rig.send(cmd, topic="alarm.ack")
+    result = rig.send(cmd, topic="alarm/ack")
     assert_rejected(rig, result, "bad_schema", None if field == "command_id" else "cmd-1")
     assert field in result["error"]["message"]
 
@@ -295,10 +295,21 @@ def test_bad_schema_bad_field_values(rig: Rig, changes: dict[str, Any], where: s
 
 
 def test_bad_schema_name_topic_mismatch(rig: Rig) -> None:
-    # Properly signed alarm.ack, but it arrived on the alarm.clear topic.
-    result = rig.send(command(rig.centre), topic="alarm.clear")
+    # Properly signed alarm.ack, but it arrived on the alarm/clear topic.
+    result = rig.send(command(rig.centre), topic="alarm/clear")
     assert_rejected(rig, result, "bad_schema", "cmd-1")
     assert "does not match topic" in result["error"]["message"]
+
+
+@pytest.mark.parametrize("levels", ["alarm.ack", "alarm/ack/x", "alarm", "alarm//ack", ""])
+def test_a_command_on_any_other_topic_levels_is_refused(rig: Rig, levels: str) -> None:
+    # The dotted topic of earlier versions (commands/alarm.ack) included: no topic level has
+    # a dot, and the message names the topic to use.
+    result = rig.send(command(rig.centre), topic=levels)
+    assert_rejected(rig, result, "bad_schema", "cmd-1")
+    assert result["error"]["message"] == (
+        f"name 'alarm.ack' does not match topic commands/{levels}: send it on commands/alarm/ack"
+    )
 
 
 def test_unknown_key(rig: Rig) -> None:
@@ -494,7 +505,7 @@ def test_deeply_nested_json_still_gets_one_result(rig: Rig) -> None:
         max_payload_bytes=16384,
         send_result=rig.results.append,
     )
-    proc.handle("alarm.ack", b"[" * 16384)
+    proc.handle("alarm/ack", b"[" * 16384)
     [body] = rig.results
     assert_rejected(rig, json.loads(body), "bad_json", None)
 
@@ -513,7 +524,7 @@ def test_args_nested_near_the_recursion_limit_still_get_one_result(rig: Rig) -> 
         assert len(payload) < MAX_PAYLOAD
         before = len(rig.results)
         try:
-            rig.proc.handle("alarm.ack", payload)
+            rig.proc.handle("alarm/ack", payload)
         except RecursionError as exc:
             frames = {f.name for f in traceback.extract_tb(exc.__traceback__)}
             if "verify_command" in frames:
@@ -526,7 +537,7 @@ def test_args_nested_near_the_recursion_limit_still_get_one_result(rig: Rig) -> 
 
 
 def test_lone_surrogate_command_id_still_gets_one_result(rig: Rig) -> None:
-    result = rig.send(b'{"command_id": "\\ud800"}', topic="alarm.ack")
+    result = rig.send(b'{"command_id": "\\ud800"}', topic="alarm/ack")
     assert result["ok"] is False
     assert result["error"]["code"] == "bad_schema"
     assert rig.handler_calls == 0
@@ -585,7 +596,7 @@ PAYLOADS = (
 )
 
 
-@given(PAYLOADS, st.sampled_from([None, "alarm.ack", "alarm.clear"]))
+@given(PAYLOADS, st.sampled_from([None, "alarm/ack", "alarm/clear", "alarm.ack"]))
 @settings(max_examples=250, deadline=None)
 def test_arbitrary_payloads_never_raise_and_yield_one_failed_result(
     payload: bytes, topic: str | None
@@ -617,7 +628,7 @@ def test_arbitrary_payloads_never_raise_and_yield_one_failed_result(
         }
     ),
     st.booleans(),
-    st.sampled_from([None, "alarm.ack", "alarm.clear"]),
+    st.sampled_from([None, "alarm/ack", "alarm/clear", "alarm.ack"]),
     st.one_of(st.none(), st.sampled_from(sorted(FIELD_VALUES))),
     st.data(),
 )
@@ -652,7 +663,7 @@ def test_ok_only_when_signed_unaltered_unexpired_known_and_valid(
         and cmd["site"] == SITE
         and cmd["expires_at"] == EXPIRES
         and cmd["name"] == "alarm.ack"
-        and topic in (None, "alarm.ack")
+        and topic in (None, "alarm/ack")
         and 1 <= len(cmd["args"]["by"]) <= 128
     )
     assert result.ok is should_run, result
@@ -768,7 +779,7 @@ def test_max_ttl_is_configurable(rig: Rig) -> None:
         send_result=rig.results.append,
     )
     proc.register("alarm.ack", AlarmAckArgs, rig.ack)
-    proc.handle("alarm.ack", json.dumps(command(rig.centre)).encode())  # 5 minutes ahead
+    proc.handle("alarm/ack", json.dumps(command(rig.centre)).encode())  # 5 minutes ahead
     assert json.loads(rig.results[-1])["error"]["code"] == "ttl_too_long"
 
 
@@ -809,7 +820,7 @@ def test_the_clock_change_is_told_once_each_way(tmp_path: Path) -> None:
 def test_duplicate_keys_are_bad_json(rig: Rig, dup: str) -> None:
     wire = json.dumps(command(rig.centre), ensure_ascii=False)
     payload = (wire[:-1] + dup + "}").encode("utf-8")
-    result = rig.send(payload, topic="alarm.ack")
+    result = rig.send(payload, topic="alarm/ack")
     assert_rejected(rig, result, "bad_json", None)
     assert "duplicate key" in result["error"]["message"]
 
@@ -820,7 +831,7 @@ def test_duplicate_keys_are_bad_json(rig: Rig, dup: str) -> None:
 def flood(rig: Rig, n: int, payload: bytes = b"junk") -> int:
     before = len(rig.results)
     for _ in range(n):
-        rig.proc.handle("alarm.ack", payload)
+        rig.proc.handle("alarm/ack", payload)
     return len(rig.results) - before
 
 

@@ -77,7 +77,7 @@ class Rig:
             "expires_at": EXPIRES,
             "key_id": "centre",
         }
-        self.proc.handle("site.slow", json.dumps(sign_command(cmd, self.key)).encode())
+        self.proc.handle("site/slow", json.dumps(sign_command(cmd, self.key)).encode())
 
     def run_core(self, jobs: int = 1) -> None:
         for _ in range(jobs):

@@ -95,7 +95,7 @@ def online(sub: Subscriber, site: str) -> None:
 def escalated(sub: Subscriber, **match: Any) -> list[dict[str, Any]]:
     return [
         m.json["data"]
-        for m in sub.messages(f"{ROOT}/+/events/alarm.escalated")
+        for m in sub.messages(f"{ROOT}/+/events/alarm/escalated")
         if all(m.json["data"].get(k) == v for k, v in match.items())
     ]
 
@@ -112,7 +112,7 @@ def test_no_ack_escalates_after_the_delay_with_sms_and_call(
         ).json
         assert status["modem"]["ok"] is True and isinstance(status["modem"]["signal_dbm"], int)
         s.hw.set_input("panic-1", True)
-        sub.wait_for(f"{ROOT}/{site}/events/alarm.raised")
+        sub.wait_for(f"{ROOT}/{site}/events/alarm/raised")
         s.advance(14.0)
         assert s.sms() == [] and s.calls() == []  # not yet: the centre has 15 s to ack
         s.advance(1.5)
@@ -164,13 +164,13 @@ def test_ack_during_escalation_stops_further_attempts(
         online(sub, site)
         s.modem.set_callee("busy")
         s.hw.set_input("panic-1", True)
-        sub.wait_for(f"{ROOT}/{site}/events/alarm.raised")
+        sub.wait_for(f"{ROOT}/{site}/events/alarm/raised")
         s.advance(16)
         wait_until(lambda: escalated(sub, channel="call", outcome="busy"), timeout=15)
         cmd = command(
             "alarm.ack", {"alarm_id": s.alarm_id(), "by": "officer"}, keys.centre, site=site
         )
-        sub.publish(f"{ROOT}/{site}/commands/alarm.ack", cmd)
+        sub.publish(f"{ROOT}/{site}/commands/alarm/ack", cmd)
         sub.wait_for(lambda m: m.topic.endswith("/results") and m.json["ok"])
         s.advance(6)  # the retry would have been due now
         s.advance(6)
@@ -185,7 +185,7 @@ def test_busy_is_retried_up_to_the_limit(mosquitto: Mosquitto, keys: Keys, tmp_p
         online(sub, site)
         s.modem.set_callee("busy")
         s.hw.set_input("panic-1", True)
-        sub.wait_for(f"{ROOT}/{site}/events/alarm.raised")
+        sub.wait_for(f"{ROOT}/{site}/events/alarm/raised")
         s.advance(16)
         wait_until(lambda: len(escalated(sub, channel="call", outcome="busy")) == 1, timeout=15)
         s.advance(6)
@@ -202,11 +202,11 @@ def test_walk_test_never_dials(mosquitto: Mosquitto, keys: Keys, tmp_path: Path)
     with store(shelter(site, mosquitto.url, tmp_path / "d", keys)) as s:
         online(sub, site)
         cmd = command("site.test_mode", {"on": True, "minutes": 10}, keys.tech, "tech", site=site)
-        sub.publish(f"{ROOT}/{site}/commands/site.test_mode", cmd)
+        sub.publish(f"{ROOT}/{site}/commands/site/test_mode", cmd)
         res = sub.wait_for(lambda m: m.topic.endswith("/results")).json
         assert res["ok"] is True and res["data"]["on"] is True
         s.hw.set_input("panic-1", True)
-        raised = sub.wait_for(f"{ROOT}/{site}/events/alarm.raised").json
+        raised = sub.wait_for(f"{ROOT}/{site}/events/alarm/raised").json
         assert raised["data"]["test"] is True
         wait_until(lambda: s.hw.snapshot()["outputs"]["sent_led"]["on"])
         s.advance(60)
@@ -215,7 +215,7 @@ def test_walk_test_never_dials(mosquitto: Mosquitto, keys: Keys, tmp_path: Path)
         # The walk test ends by itself.
         s.advance(10 * 60)
         ended = sub.wait_for(
-            lambda m: m.topic.endswith("/events/site.test_mode") and m.json["data"]["on"] is False
+            lambda m: m.topic.endswith("/events/site/test_mode") and m.json["data"]["on"] is False
         ).json
         assert ended["data"]["by"] == "timeout"
 
@@ -232,7 +232,7 @@ def test_key_sequence_starts_the_walk_test(
             s.sync()
             s.hw.set_input("reset_key", False)
             s.sync()
-        on = sub.wait_for(f"{ROOT}/{site}/events/site.test_mode").json
+        on = sub.wait_for(f"{ROOT}/{site}/events/site/test_mode").json
         assert on["data"]["on"] is True and on["data"]["by"] == "reset_key"
 
 
@@ -246,17 +246,17 @@ def test_cut_supervision_loop_raises_wiring_fault(
     with store(cfg) as s:
         online(sub, site)
         s.hw.set_input("panic-1-supervision", True)  # the supervision loop opens
-        fault = sub.wait_for(f"{ROOT}/{site}/events/wiring.fault").json
+        fault = sub.wait_for(f"{ROOT}/{site}/events/wiring/fault").json
         assert fault["data"] == {"button": "panic-1", "reason": "supervision", "loop_open": False}
         assert fault["seq"] > 0
         s.hw.set_input("panic-1-supervision", False)
-        restored = sub.wait_for(f"{ROOT}/{site}/events/wiring.restored").json
+        restored = sub.wait_for(f"{ROOT}/{site}/events/wiring/restored").json
         assert restored["data"]["reason"] == "supervision"
         # A cut NC loop: the alarm itself, plus the wiring fault.
         s.hw.set_input("panic-1-supervision", True)
         s.hw.set_input("panic-1", True)
-        sub.wait_for(f"{ROOT}/{site}/events/alarm.raised")
-        sub.wait_count(f"{ROOT}/{site}/events/wiring.fault", 2)
+        sub.wait_for(f"{ROOT}/{site}/events/alarm/raised")
+        sub.wait_count(f"{ROOT}/{site}/events/wiring/fault", 2)
     sub.close()
 
 
@@ -278,9 +278,9 @@ def test_chattering_button_is_one_fault_not_a_storm(
                 s.sync()
                 s.hw.set_input("reset_key", False)
         s.hw.set_input("panic-1", False)
-        sub.wait_for(f"{ROOT}/{site}/events/wiring.fault")
+        sub.wait_for(f"{ROOT}/{site}/events/wiring/fault")
         s.sync()
-        faults = sub.messages(f"{ROOT}/{site}/events/wiring.fault")
+        faults = sub.messages(f"{ROOT}/{site}/events/wiring/fault")
         assert len(faults) == 1 and faults[0].json["data"]["reason"] == "chatter"
-        assert len(sub.messages(f"{ROOT}/{site}/events/alarm.raised")) <= 2
+        assert len(sub.messages(f"{ROOT}/{site}/events/alarm/raised")) <= 2
     sub.close()

@@ -107,7 +107,7 @@ def send(sub: Subscriber, site: str, name: str, args: dict[str, Any], keys: Keys
     # it, the broker routes commands to the site.
     sub.wait_for(lambda m: m.topic == f"{ROOT}/{site}/status" and m.json["state"] == "online")
     cmd = command(name, args, keys.centre, site=site)
-    sub.publish(f"{ROOT}/{site}/commands/{name}", cmd)
+    sub.publish(f"{ROOT}/{site}/commands/{name.replace('.', '/')}", cmd)
     return sub.wait_for(
         lambda m: m.topic.endswith("/results") and m.json["command_id"] == cmd["command_id"]
     ).json
@@ -116,14 +116,14 @@ def send(sub: Subscriber, site: str, name: str, args: dict[str, Any], keys: Keys
 def ev(sub: Subscriber, type_: str, **match: Any) -> dict[str, Any]:
     return sub.wait_for(
         lambda m: (
-            m.topic.endswith(f"/events/{type_}")
+            m.topic.endswith(f"/events/{type_.replace('.', '/')}")
             and all(m.json["data"].get(k) == v for k, v in match.items())
         )
     ).json
 
 
 def count(sub: Subscriber, type_: str) -> int:
-    return len(sub.messages(f"{ROOT}/+/events/{type_}"))
+    return len(sub.messages(f"{ROOT}/+/events/{type_.replace('.', '/')}"))
 
 
 def test_open_pulses_the_right_lock_once(mosquitto: Mosquitto, keys: Keys, tmp_path: Path) -> None:
@@ -169,7 +169,7 @@ def test_open_all_never_energises_two_coils(
         for n in range(1, 37):
             res = send(sub, site, "locker.open", {"locker": n, "reason": "service"}, keys)
             assert res["ok"] is True, res
-        sub.wait_count(f"{ROOT}/{site}/events/door.opened", 36, timeout=60)
+        sub.wait_count(f"{ROOT}/{site}/events/door/opened", 36, timeout=60)
         coils = b.hw.coil_intervals()
         assert len(coils) == 36
         for a, nxt in itertools.pairwise(coils):
@@ -243,7 +243,7 @@ def test_forced_and_jammed_doors(mosquitto: Mosquitto, keys: Keys, tmp_path: Pat
         assert jammed["data"]["reason"] == "service"
         assert not [
             m
-            for m in sub.messages(f"{ROOT}/{site}/events/door.opened")
+            for m in sub.messages(f"{ROOT}/{site}/events/door/opened")
             if m.json["data"]["locker"] == 7
         ], "never 'opened' when only the coil fired"
         # A jammed locker says so (retained state and locker.status) and takes no parcel.
@@ -360,12 +360,12 @@ def test_five_wrong_codes_lock_the_reader_out(
         reader = b.hw.code_readers[0]
         for i in range(5):
             reader.type_code(f"00000{i}")
-        locked = sub.wait_for(f"{ROOT}/{site}/events/pickup.locked_out").json
+        locked = sub.wait_for(f"{ROOT}/{site}/events/pickup/locked_out").json
         assert locked["data"]["failures"] == 5
         assert count(sub, "pickup.rejected") == 5
         reader.type_code("777777")  # the right code, but the reader is locked out
-        sub.wait_count(f"{ROOT}/{site}/events/pickup.rejected", 6)
-        last = sub.messages(f"{ROOT}/{site}/events/pickup.rejected")[-1].json
+        sub.wait_count(f"{ROOT}/{site}/events/pickup/rejected", 6)
+        last = sub.messages(f"{ROOT}/{site}/events/pickup/rejected")[-1].json
         assert last["data"]["reason"] == "locked_out"
         assert not b.bus.snapshot()["boards"]["0"]["door_open"][3]
         assert b.bus.snapshot()["unlocks"] == []

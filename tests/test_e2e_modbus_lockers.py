@@ -96,7 +96,7 @@ def bank(cfg: dict[str, Any]) -> Iterator[Bank]:
 def send(sub: Subscriber, site: str, name: str, args: dict[str, Any], keys: Keys) -> dict[str, Any]:
     sub.wait_for(lambda m: m.topic == f"{ROOT}/{site}/status" and m.json["state"] == "online")
     cmd = command(name, args, keys.centre, site=site)
-    sub.publish(f"{ROOT}/{site}/commands/{name}", cmd)
+    sub.publish(f"{ROOT}/{site}/commands/{name.replace('.', '/')}", cmd)
     return sub.wait_for(
         lambda m: m.topic.endswith("/results") and m.json["command_id"] == cmd["command_id"]
     ).json
@@ -105,7 +105,7 @@ def send(sub: Subscriber, site: str, name: str, args: dict[str, Any], keys: Keys
 def ev(sub: Subscriber, type_: str, **match: Any) -> dict[str, Any]:
     return sub.wait_for(
         lambda m: (
-            m.topic.endswith(f"/events/{type_}")
+            m.topic.endswith(f"/events/{type_.replace('.', '/')}")
             and all(m.json["data"].get(k) == v for k, v in match.items())
         )
     ).json
@@ -151,7 +151,7 @@ def test_open_all_never_energises_two_coils(
         for n in range(1, 13):
             res = send(sub, site, "locker.open", {"locker": n, "reason": "service"}, keys)
             assert res["ok"] is True, res
-        sub.wait_count(f"{ROOT}/{site}/events/door.opened", 12, timeout=30)
+        sub.wait_count(f"{ROOT}/{site}/events/door/opened", 12, timeout=30)
         wait_until(lambda: all(p["end"] is not None for p in b.bus.pulses()))
         pulses = b.hw.coil_intervals()
         assert len(pulses) == 12
@@ -184,6 +184,6 @@ def test_a_silent_board_faults_once_and_recovers_once(
         ev(sub, "board.recovered", board=2)
         ev(sub, "door.forced", locker=12)  # reported once the board answers again
         wait_until(lambda: b.state(11)["door"] == "closed")
-        assert len(sub.messages(f"{ROOT}/{site}/events/board.fault")) == 1
-        assert len(sub.messages(f"{ROOT}/{site}/events/board.recovered")) == 1
+        assert len(sub.messages(f"{ROOT}/{site}/events/board/fault")) == 1
+        assert len(sub.messages(f"{ROOT}/{site}/events/board/recovered")) == 1
     sub.close()

@@ -33,7 +33,7 @@ def keys(tmp_path: Path) -> Any:
 
 
 def events(sub: Subscriber, site: str, type_: str | None = None) -> list[dict[str, Any]]:
-    flt = f"{ROOT}/{site}/events/{type_ or '+'}"
+    flt = f"{ROOT}/{site}/events/{type_.replace('.', '/') if type_ else '#'}"
     return [m.json for m in sub.messages(flt)]
 
 
@@ -42,7 +42,7 @@ def results_for(sub: Subscriber, site: str, cid: str | None) -> list[dict[str, A
 
 
 def send(sub: Subscriber, site: str, name: str, payload: Any) -> None:
-    sub.publish(f"{ROOT}/{site}/commands/{name}", payload)
+    sub.publish(f"{ROOT}/{site}/commands/{name.replace('.', '/')}", payload)
 
 
 def test_press_reaches_centre_and_ack_lights_lamp(
@@ -54,7 +54,7 @@ def test_press_reaches_centre_and_ack_lights_lamp(
     with running_site(cfg) as rs:
         sub.wait_for(lambda m: m.topic.endswith("/status") and m.json["state"] == "online")
         rs.press()
-        raised = sub.wait_for(f"{ROOT}/{site}/events/alarm.raised").json
+        raised = sub.wait_for(f"{ROOT}/{site}/events/alarm/raised").json
         assert set(raised) == {"event_id", "seq", "site", "device", "type", "ts", "data"}
         uuid.UUID(raised["event_id"])
         assert raised["site"] == site and raised["device"] == "panic-1"
@@ -90,7 +90,7 @@ def test_press_reaches_centre_and_ack_lights_lamp(
         ).json
         assert result["ok"] is True and result["error"] is None
         assert result["data"]["state"] == "acknowledged" and TS_RE.match(result["ts"])
-        acked = sub.wait_for(f"{ROOT}/{site}/events/alarm.acknowledged").json
+        acked = sub.wait_for(f"{ROOT}/{site}/events/alarm/acknowledged").json
         assert acked["data"] == {"alarm_id": data["alarm_id"], "by": "officer-7"}
         assert acked["seq"] == raised["seq"] + 1
         wait_until(lambda: rs.output("ack_led"), message="acknowledged lamp on")
@@ -120,7 +120,7 @@ def test_rejected_commands_change_nothing(
     with running_site(cfg) as rs:
         sub.wait_for(lambda m: m.topic.endswith("/status") and m.json["state"] == "online")
         rs.press()
-        alarm_id = sub.wait_for(f"{ROOT}/{site}/events/alarm.raised").json["data"]["alarm_id"]
+        alarm_id = sub.wait_for(f"{ROOT}/{site}/events/alarm/raised").json["data"]["alarm_id"]
         wait_until(lambda: rs.output("sent_led"))
         before = rs.alarm()
         args = {"alarm_id": alarm_id, "by": "x"}
@@ -176,10 +176,10 @@ def test_a_command_captured_at_one_site_is_refused_at_another(
         for site, rs in ((a, site_a), (b, site_b)):
             sub.wait_for(lambda m, s=site: m.topic == f"{ROOT}/{s}/status")
             rs.press()
-            sub.wait_for(f"{ROOT}/{site}/events/alarm.raised")
+            sub.wait_for(f"{ROOT}/{site}/events/alarm/raised")
         clear = command("alarm.clear", {}, keys.centre, site=a)
         send(sub, a, "alarm.clear", clear)
-        captured = sub.wait_for(f"{ROOT}/{a}/commands/alarm.clear").payload
+        captured = sub.wait_for(f"{ROOT}/{a}/commands/alarm/clear").payload
         assert sub.wait_for(f"{ROOT}/{a}/results").json["ok"] is True
         wait_until(lambda: site_a.alarm()["state"] == "idle")
 
@@ -200,7 +200,7 @@ def test_replayed_command_runs_once_and_repeats_its_result(
     with running_site(site_dict(site, mosquitto.url, tmp_path / "d", keys)) as rs:
         sub.wait_for(lambda m: m.topic.endswith("/status") and m.json["state"] == "online")
         rs.press()
-        alarm_id = sub.wait_for(f"{ROOT}/{site}/events/alarm.raised").json["data"]["alarm_id"]
+        alarm_id = sub.wait_for(f"{ROOT}/{site}/events/alarm/raised").json["data"]["alarm_id"]
         clear = command("alarm.clear", {"alarm_id": alarm_id}, keys.centre, site=site)
         send(sub, site, "alarm.clear", clear)
         first = sub.wait_for(f"{ROOT}/{site}/results")
@@ -209,7 +209,7 @@ def test_replayed_command_runs_once_and_repeats_its_result(
         rs.press(False)
         wait_until(lambda: rs.site.call(lambda: rs.site.states.get("panic-1"))["active"] is False)
         rs.press(True)  # a second alarm: a replayed clear must not clear it
-        sub.wait_count(f"{ROOT}/{site}/events/alarm.raised", 2)
+        sub.wait_count(f"{ROOT}/{site}/events/alarm/raised", 2)
         send(sub, site, "alarm.clear", clear)
         second = sub.wait_count(f"{ROOT}/{site}/results", 2)[1]
         assert second.payload == first.payload
@@ -248,7 +248,7 @@ def test_sigterm_flushes_and_exits_zero(mosquitto: Mosquitto, keys: Any, tmp_pat
     try:
         sub.wait_for(lambda m: m.topic.endswith("/status") and m.json["state"] == "online")
         proc.post("/inputs/panic-1", {"active": True})
-        sub.wait_for(f"{ROOT}/{site}/events/alarm.raised")
+        sub.wait_for(f"{ROOT}/{site}/events/alarm/raised")
         assert proc.terminate() == 0
         sub.wait_for(lambda m: m.topic.endswith("/status") and m.json["state"] == "offline")
     finally:
@@ -262,11 +262,11 @@ def test_broker_outage_50_presses_all_delivered_in_order(
 ) -> None:
     broker = persistent_broker(tmp_path)
     site = "outage"
-    sub = SessionSubscriber(broker, f"{ROOT}/{site}/events/+")
+    sub = SessionSubscriber(broker, f"{ROOT}/{site}/events/#")
     cfg = site_dict(site, broker.url, tmp_path / "d", keys, debounce_ms=0, protocol=protocol)
     try:
         with running_site(cfg) as rs:
-            sub.wait_for(f"{ROOT}/{site}/events/site.started")
+            sub.wait_for(f"{ROOT}/{site}/events/site/started")
             broker.stop()  # the broker goes away (graceful, so it keeps our session)
             wait_until(lambda: not rs.site.call(lambda: rs.site.outbox.online))
             for i in range(50):
@@ -308,7 +308,7 @@ def test_sigkill_during_burst_loses_nothing_persisted(
 ) -> None:
     site = "burst"
     cfg = site_dict(site, mosquitto.url, tmp_path / "d", keys, debounce_ms=0)
-    sub = Subscriber.for_broker(mosquitto, [f"{ROOT}/{site}/events/+"])
+    sub = Subscriber.for_broker(mosquitto, [f"{ROOT}/{site}/events/#"])
     proc = SimProcess(cfg, tmp_path, mosquitto.url)
     stop = threading.Event()
     killed = threading.Event()
@@ -333,9 +333,9 @@ def test_sigkill_during_burst_loses_nothing_persisted(
 
     t = threading.Thread(target=burst)
     try:
-        sub.wait_for(f"{ROOT}/{site}/events/site.started")
+        sub.wait_for(f"{ROOT}/{site}/events/site/started")
         t.start()
-        sub.wait_count(f"{ROOT}/{site}/events/alarm.cleared", 20, timeout=30)
+        sub.wait_count(f"{ROOT}/{site}/events/alarm/cleared", 20, timeout=30)
         killed.set()
         proc.kill()  # mid-burst
         stop.set()
@@ -375,7 +375,7 @@ def test_tls_with_client_certificate(mosquitto_tls: Mosquitto, keys: Any, tmp_pa
     with running_site(cfg) as rs:
         sub.wait_for(lambda m: m.topic.endswith("/status") and m.json["state"] == "online")
         rs.press()
-        sub.wait_for(f"{ROOT}/{site}/events/alarm.raised")
+        sub.wait_for(f"{ROOT}/{site}/events/alarm/raised")
         wait_until(lambda: rs.output("sent_led"))
     sub.close()
 
@@ -419,10 +419,10 @@ def test_cut_loop_cleared_by_the_key_stays_visible_at_the_centre(
     with running_site(site_dict(site, mosquitto.url, tmp_path / "data", keys)) as rs:
         sub.wait_for(lambda m: m.topic.endswith("/status") and m.json["state"] == "online")
         rs.press()  # NC loop cut, stays open
-        sub.wait_for(f"{ROOT}/{site}/events/alarm.raised")
+        sub.wait_for(f"{ROOT}/{site}/events/alarm/raised")
         rs.hw.set_input("reset_key", True)
-        cleared = sub.wait_for(f"{ROOT}/{site}/events/alarm.cleared").json
-        fault = sub.wait_for(f"{ROOT}/{site}/events/wiring.fault").json
+        cleared = sub.wait_for(f"{ROOT}/{site}/events/alarm/cleared").json
+        fault = sub.wait_for(f"{ROOT}/{site}/events/wiring/fault").json
         assert fault["data"] == {"button": "panic-1", "reason": "stuck_active", "loop_open": True}
         assert fault["seq"] == cleared["seq"] + 1
         rs.hw.set_input("reset_key", False)
@@ -437,9 +437,9 @@ def test_cut_loop_cleared_by_the_key_stays_visible_at_the_centre(
             late.close()
 
         rs.press(False)  # repaired
-        restored = sub.wait_for(f"{ROOT}/{site}/events/wiring.restored").json
+        restored = sub.wait_for(f"{ROOT}/{site}/events/wiring/restored").json
         assert restored["data"] == {"button": "panic-1", "reason": "stuck_active"}
         sub.wait_for(lambda m: m.topic.endswith("/state/alarm") and m.json["stuck_buttons"] is None)
         rs.press()
-        sub.wait_count(f"{ROOT}/{site}/events/alarm.raised", 2)
+        sub.wait_count(f"{ROOT}/{site}/events/alarm/raised", 2)
     sub.close()

@@ -127,8 +127,8 @@ def shelter(site: str, url: str, data: Path, keys: Keys) -> dict[str, Any]:
     return d
 
 
-def events(sub: Subscriber, site: str, type_: str = "+") -> list[dict[str, Any]]:
-    return [m.json for m in sub.messages(f"{ROOT}/{site}/events/{type_}")]
+def events(sub: Subscriber, site: str, type_: str = "#") -> list[dict[str, Any]]:
+    return [m.json for m in sub.messages(f"{ROOT}/{site}/events/{type_.replace('.', '/')}")]
 
 
 def status(sub: Subscriber, site: str, **match: Any) -> dict[str, Any]:
@@ -165,12 +165,12 @@ def test_disk_full_press_still_alarms_and_the_site_recovers_when_space_is_freed(
     sim = PipedSim(cfg, tmp_path / "w", mosquitto.url)
     sims.append(sim)
     assert status(sub, site)["store"] == "ok"
-    sub.wait_for(f"{ROOT}/{site}/events/site.started")
+    sub.wait_for(f"{ROOT}/{site}/events/site/started")
 
     sim.file_size_limit(1)  # the SD card is full
     sim.set_input("panic-1", True)
-    raised = sub.wait_for(f"{ROOT}/{site}/events/alarm.raised").json
-    fault = sub.wait_for(f"{ROOT}/{site}/events/store.fault").json
+    raised = sub.wait_for(f"{ROOT}/{site}/events/alarm/raised").json
+    fault = sub.wait_for(f"{ROOT}/{site}/events/store/fault").json
     assert fault["data"]["error"] and fault["data"]["at_start"] is False
     degraded = status(sub, site, store="degraded")
     assert degraded["store_error"] == fault["data"]["error"]
@@ -185,17 +185,17 @@ def test_disk_full_press_still_alarms_and_the_site_recovers_when_space_is_freed(
     # Retrying while still full fails and changes nothing (the site does not wedge).
     wait_until(lambda: "store_still_failing" in sim.log, timeout=10, message="a failed retry")
     sim.file_size_limit(resource.RLIM_INFINITY)  # space freed
-    recovered = sub.wait_for(f"{ROOT}/{site}/events/store.recovered", timeout=40).json
+    recovered = sub.wait_for(f"{ROOT}/{site}/events/store/recovered", timeout=40).json
     assert recovered["data"]["degraded_s"] > 0
     status(sub, site, store="ok", store_error=None)
     # A clear and a new alarm go through normally.
     sim.set_input("reset_key", True)
     sim.set_input("reset_key", False)
-    sub.wait_for(f"{ROOT}/{site}/events/alarm.cleared")
+    sub.wait_for(f"{ROOT}/{site}/events/alarm/cleared")
     sim.set_input("panic-1", False)
     wait_until(lambda: not sim.get("/state")["site"]["states"]["panic-1"]["active"])
     sim.set_input("panic-1", True)
-    second = sub.wait_count(f"{ROOT}/{site}/events/alarm.raised", 2)[-1].json
+    second = sub.wait_count(f"{ROOT}/{site}/events/alarm/raised", 2)[-1].json
     assert second["data"]["alarm_id"] != raised["data"]["alarm_id"]
     assert second["seq"] > recovered["seq"]
     seqs = gapless(events(sub, site))
@@ -206,7 +206,7 @@ def test_disk_full_press_still_alarms_and_the_site_recovers_when_space_is_freed(
     again = PipedSim(cfg, tmp_path / "w", mosquitto.url)
     sims.append(again)
     started = sub.wait_for(
-        lambda m: m.topic.endswith("/events/site.started") and m.json["seq"] > seqs[-1]
+        lambda m: m.topic.endswith("/events/site/started") and m.json["seq"] > seqs[-1]
     ).json
     assert started["data"]["restored_alarm"] == second["data"]["alarm_id"]
     gapless(events(sub, site))
@@ -228,10 +228,10 @@ def test_unusable_data_dir_at_start_runs_degraded_and_alarms(
     sims.append(sim)
     st = status(sub, site, store="degraded")
     assert "Not a directory" in st["store_error"]
-    fault = sub.wait_for(f"{ROOT}/{site}/events/store.fault").json
+    fault = sub.wait_for(f"{ROOT}/{site}/events/store/fault").json
     assert fault["data"]["at_start"] is True
     sim.set_input("panic-1", True)
-    raised = sub.wait_for(f"{ROOT}/{site}/events/alarm.raised").json
+    raised = sub.wait_for(f"{ROOT}/{site}/events/alarm/raised").json
     assert raised["data"]["button"] == "panic-1"
     wait_until(lambda: sim.get("/modem")["sms"], timeout=15, message="SMS at once")
     wait_until(lambda: sim.get("/state")["outputs"]["sent_led"]["on"], message="sent lamp")

@@ -320,7 +320,7 @@ def test_the_broker_never_forwards_an_oversized_command_under_mqtt5(
         seen: list[int] = []
         inner: Callable[[str, bytes], None] = rs.site.uplink_message
         rs.site.uplink_message = lambda t, p: (seen.append(len(p)), inner(t, p))  # type: ignore[method-assign,func-returns-value]
-        topic = f"{ROOT}/{site}/commands/alarm.clear"
+        topic = f"{ROOT}/{site}/commands/alarm/clear"
         big = b"x" * (1024 * 1024)
         small = [command("alarm.clear", {}, keys.centre, site=site) for _ in range(2)]
         sub.publish(topic, json.dumps(small[0]))

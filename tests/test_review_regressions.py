@@ -219,7 +219,7 @@ def caught_up(sub: Subscriber, r: Rig) -> None:
 def published_escalations(sub: Subscriber, **match: Any) -> list[dict[str, Any]]:
     return [
         m.json["data"]
-        for m in sub.messages(f"{ROOT}/+/events/alarm.escalated")
+        for m in sub.messages(f"{ROOT}/+/events/alarm/escalated")
         if all(m.json["data"].get(k) == v for k, v in match.items())
     ]
 
@@ -334,12 +334,12 @@ def test_ack_cancels_the_call_queued_behind_the_sms(
     with running(shelter(site, mosquitto.url, tmp_path / "d", keys), sms_delay_s=1.5) as r:
         online(sub, site)
         r.set(BUTTON, True)
-        raised = sub.wait_for(f"{ROOT}/{site}/events/alarm.raised").json
+        raised = sub.wait_for(f"{ROOT}/{site}/events/alarm/raised").json
         r.advance(15.5)  # no ack within escalate_after_s: SMS, then the call
         wait_for(lambda: len(r.sms()) == 1, "the SMS is being sent")
         alarm_id = raised["data"]["alarm_id"]
         ack = command("alarm.ack", {"alarm_id": alarm_id, "by": "officer"}, keys.centre, site=site)
-        sub.publish(f"{ROOT}/{site}/commands/alarm.ack", ack)
+        sub.publish(f"{ROOT}/{site}/commands/alarm/ack", ack)
         res = sub.wait_for(
             lambda m: m.topic.endswith("/results") and m.json["command_id"] == ack["command_id"]
         ).json
@@ -371,7 +371,7 @@ def test_link_lost_while_waiting_for_the_ack_calls_only_once(
     with running(shelter(site, mosquitto.url, tmp_path / "d", keys)) as r:
         online(sub, site)
         r.set(BUTTON, True)
-        sub.wait_for(f"{ROOT}/{site}/events/alarm.raised")
+        sub.wait_for(f"{ROOT}/{site}/events/alarm/raised")
         r.advance(1.0)
         assert r.sms() == []
         mosquitto.stop()  # the link goes down while the centre has 14 s left to ack
@@ -424,13 +424,13 @@ def test_restart_in_the_grace_period_waits_only_the_remaining_time(
     with running(cfg) as r1:
         online(sub, site)
         r1.set(BUTTON, True)
-        alarm_id = sub.wait_for(f"{ROOT}/{site}/events/alarm.raised").json["data"]["alarm_id"]
+        alarm_id = sub.wait_for(f"{ROOT}/{site}/events/alarm/raised").json["data"]["alarm_id"]
         r1.advance(100)
         later = r1.clock.now() + timedelta(seconds=5)  # 105 s of the 600 s gone
     with running(cfg, start=later) as r2:
         sub.wait_for(
             lambda m: (
-                m.topic.endswith("/events/site.started")
+                m.topic.endswith("/events/site/started")
                 and m.json["data"]["restored_alarm"] == alarm_id
             )
         )

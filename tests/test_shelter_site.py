@@ -398,7 +398,7 @@ def test_press_while_connected_publishes_after_commit(new_site: Callable[..., Ha
     [raised] = h.published_events("alarm.raised")
     [pub] = [p for p in h.uplink.published if p.json.get("event_id") == raised["event_id"]]
     assert pub.committed and pub.qos == 1 and not pub.retain
-    assert pub.topic == "ansim/v1/shelter-0001/events/alarm.raised"
+    assert pub.topic == "ansim/v1/shelter-0001/events/alarm/raised"
     assert h.outputs()["sent_led"] is False
     h.ack_mid(pub.mid)
     assert h.outputs()["sent_led"] is True
@@ -786,7 +786,9 @@ def stock_config(tmp_path: Path) -> SiteConfig:
 
 def priorities(h: Harness, type_: str) -> list[int]:
     return [
-        p.priority for p in h.site.store.pending(1_000_000) if p.topic.endswith(f"/events/{type_}")
+        p.priority
+        for p in h.site.store.pending(1_000_000)
+        if p.topic.endswith(f"/events/{type_.replace('.', '/')}")
     ]
 
 

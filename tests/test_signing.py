@@ -330,7 +330,7 @@ def test_sign_cli_fills_defaults_and_output_verifies(
         send_result=results.append,
     )
     proc.register("alarm.ack", AlarmAckArgs, lambda a, ctx: calls.append(a) or {"done": True})
-    proc.handle("alarm.ack", out.encode("utf-8"))
+    proc.handle("alarm/ack", out.encode("utf-8"))
     [result] = results
     assert json.loads(result)["ok"] is True
     assert calls == [AlarmAckArgs(alarm_id="a1", by="관제센터")]

@@ -137,7 +137,7 @@ def test_event_envelope(rig: Rig) -> None:
     data = {"alarm_id": "x", "button": "panic", "mode": "silent", "test": False, "cameras": []}
     ev = rig.outbox.emit("panic", AlarmRaised(**data), alarm=True, event_id="e-1")
     [p] = rig.store.pending(10)
-    assert p.topic == "ansim/v1/shelter-1/events/alarm.raised"
+    assert p.topic == "ansim/v1/shelter-1/events/alarm/raised"
     assert p.event_id == "e-1"
     assert json.loads(p.payload) == {
         "event_id": "e-1",

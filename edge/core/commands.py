@@ -24,6 +24,7 @@ from edge.core.clock import Clock, rfc3339
 from edge.core.errors import CommandError
 from edge.core.signing import DuplicateKeyError, load_public_key, loads_strict, verify_command
 from edge.core.store import Store
+from edge.core.topics import name_levels
 from edge.models import Command, CommandsRefused, Result, make_result
 
 log = structlog.get_logger(__name__)
@@ -239,10 +240,12 @@ class CommandProcessor:
     def clock_trusted(self) -> bool:
         return self.clock_mark.trusted
 
-    def handle(self, topic_name: str | None, payload: bytes) -> None:
+    def handle(self, topic_levels: str | None, payload: bytes) -> None:
         """Process one inbound command message and queue exactly one result (unless it
-        is refused or a replay and over the rate limit: then it is counted)."""
-        out = self._process(topic_name, payload)
+        is refused or a replay and over the rate limit: then it is counted).
+        ``topic_levels``: the topic's levels after ``commands/`` (``alarm/ack``), which
+        must be the command's name with each dot a level; None skips that check."""
+        out = self._process(topic_levels, payload)
         if out.limited and not self._limiter.take():
             code = "replay"
             if out.result is not None and out.result.error is not None:
@@ -375,7 +378,7 @@ class CommandProcessor:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
 
-    def _process(self, topic_name: str | None, payload: bytes) -> _Outcome:
+    def _process(self, topic_levels: str | None, payload: bytes) -> _Outcome:
         now = self.clock.now()
 
         def fail(cid: str | None, code: str, msg: str) -> _Outcome:
@@ -404,8 +407,13 @@ class CommandProcessor:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "(object)"
             return fail(cid, "bad_schema", f"{where}: {first['msg']}")
-        if topic_name is not None and topic_name != cmd.name:
-            return fail(cid, "bad_schema", f"name {cmd.name!r} does not match topic {topic_name!r}")
+        if topic_levels is not None and topic_levels != name_levels(cmd.name):
+            return fail(
+                cid,
+                "bad_schema",
+                f"name {cmd.name!r} does not match topic commands/{topic_levels}: "
+                f"send it on commands/{name_levels(cmd.name)}",
+            )
         key = self.keys.get(cmd.key_id)
         if key is None:
             return fail(cid, "unknown_key", f"key_id {cmd.key_id!r} is not trusted by this site")
