@@ -124,9 +124,9 @@ def test_nats_keeps_working_with_one_node_down(nats_cluster: NatsCluster) -> Non
 def test_nats_closes_the_connection_on_a_dot_or_space_in_a_topic(
     nats_cluster: NatsCluster,
 ) -> None:
-    """Today's topics (events/alarm.raised) are refused by NATS: the broker drops the
-    connection, and because the client re-sends the unacknowledged QoS 1 message after every
-    reconnect it is dropped again and again (issue 9, points 1 and 4)."""
+    """The dotted topics of earlier versions (events/alarm.raised) are refused by NATS: the
+    broker drops the connection, and because the client re-sends the unacknowledged QoS 1
+    message after every reconnect it is dropped again and again (issue 9, points 1 and 4)."""
     node = nats_cluster.node("site")
     centre = Subscriber.for_broker(nats_cluster.node("centre"), "ansim/#")
     for bad in ("ansim/site-1/events/alarm.raised", "ansim/site 1/events/alarm/raised"):
@@ -171,7 +171,7 @@ def test_nats_config_in_the_docs_is_valid(nats_server_binary: str, tmp_path: Pat
 
 
 def test_mosquitto_accepts_dots_and_spaces(mosquitto: Mosquitto) -> None:
-    # The contrast to NATS: what the site does today works on mosquitto.
+    # The contrast to NATS: the dotted topics of earlier versions worked on mosquitto.
     with Subscriber.for_broker(mosquitto, "#") as sub:
         sub.publish("ansim/site-1/events/alarm.raised", b"{}")
         sub.publish("ansim/site 1/x", b"{}")

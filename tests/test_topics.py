@@ -8,9 +8,9 @@ import re
 
 import paho.mqtt.client as mqtt
 import pytest
-from edge.errors import ConfigError
 
 from edge.config import NAME_RE, parse_config
+from edge.core.errors import ConfigError
 from edge.core.topics import LEVEL_RE, Topics
 from edge.models import COMMAND_ARGS, EVENT_DATA
 
