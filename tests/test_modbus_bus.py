@@ -22,6 +22,10 @@ from simulator.modbus_device import SimulatedModbusBus
 CLOSED = (True,) * 8
 FAST: dict[str, Any] = {"poll_hz": 20.0, "reply_timeout": 0.1}
 JITTER_S = 0.03  # scheduling and pty latency, either way
+# How late a driver-timed off may come on a loaded machine (the bus and simulator threads
+# wait for a CPU): scheduling, not behaviour. Upper bounds of measured on-times use it; the
+# bugs they guard against are larger (a poll of a silent board: up to its reply timeout).
+LATE_S = 0.3
 
 
 class Recorder:
@@ -186,7 +190,7 @@ def test_driver_timed_unlock_is_switched_off_after_the_pulse(
     bus.unlock(1, 3)
     (pulse,) = finished(sim)
     assert (pulse["board"], pulse["lock"], pulse["via"]) == (1, 3, "coil")
-    assert pulse["end"] - pulse["start"] == pytest.approx(0.25, abs=JITTER_S)
+    assert 0.25 - JITTER_S <= pulse["end"] - pulse["start"] <= 0.25 + LATE_S
     wait_until(lambda: rec.closed(1) and not rec.closed(1)[2], 5, 0.005)
     assert not sim.relay_on(1, 3)
     wait_until(lambda: bus.stats()["relays_on"] == [], 5, 0.005)
@@ -200,13 +204,15 @@ def test_a_silent_board_does_not_make_a_driver_timed_off_late(
     sim.set_flash(1, False)
     sim.set_silent(2)
     boards = [ModbusBoardSettings(1, pulse="driver", pulse_ms=200), ModbusBoardSettings(2)]
-    bus, rec = make_bus(sim.port, boards, poll_hz=50.0, reply_timeout=0.15)
-    wait_until(lambda: rec.of("fault", 2), 5, 0.005)
+    # A reply timeout well above LATE_S: a poll started before an off would make it late by
+    # up to 0.8 s, scheduling on a loaded machine by far less.
+    bus, rec = make_bus(sim.port, boards, poll_hz=50.0, reply_timeout=0.8)
+    wait_until(lambda: rec.of("fault", 2), 10, 0.005)
     for lock in (1, 2, 3):
         bus.unlock(1, lock)
     pulses = finished(sim, 3)
     for p in pulses:
-        assert p["end"] - p["start"] == pytest.approx(0.2, abs=JITTER_S), p
+        assert 0.2 - JITTER_S <= p["end"] - p["start"] <= 0.2 + LATE_S, p
     assert sim.snapshot()["overlapping_pulses"] == 0
 
 
