@@ -41,7 +41,6 @@ from bench.common import (
     bare_latency,
     broker,
     conclude,
-    mosquitto_class,
     option,
     p50_p99,
     pause,
@@ -52,10 +51,11 @@ from bench.common import (
     step,
     summary_ms,
     verdict,
-    wait_for,
     work_dir,
 )
 from edge.runtime import tune_interpreter
+from tests.support.mqtt import Mosquitto
+from tests.support.wait import wait_until
 
 SMS_TO = "+821011112222"
 ADDRESS = "서울특별시 강남구 테헤란로 123"  # Korean: the SMS goes out in UCS2, as in production
@@ -139,9 +139,9 @@ class EscSite(ShelterSite):
     def __init__(self, cfg_dict: dict[str, Any]) -> None:
         super().__init__(cfg_dict, bench_hardware(), keys={})
         self.fb = self.site.fallback
-        wait_for(lambda: self.hw.modem_sim is not None, 15, "simulated modem up", 0.005)
+        wait_until(lambda: self.hw.modem_sim is not None, 15, 0.005, "simulated modem up")
         self.modem = self.hw.modem_sim
-        wait_for(self._ready, 20, "site online, outbox empty, modem healthy", 0.01)
+        wait_until(self._ready, 20, 0.01, "site online, outbox empty, modem healthy")
 
     def _ready(self) -> bool:
         s, fb = self.site, self.fb
@@ -270,7 +270,9 @@ def driver_sms_latency(n: int, rng: random.Random) -> dict[str, Any]:
                 raise TimeoutError("driver SMS did not go out")
             failures += not listener.ok
             # its charset restore after a UCS2 text
-            wait_for(lambda: sim.stamps[-1][1].upper() == RESTORE_CHARSET.upper(), 10, "restore")
+            wait_until(
+                lambda: sim.stamps[-1][1].upper() == RESTORE_CHARSET.upper(), 10, 0.001, "restore"
+            )
             if i >= 2:
                 samples.append(sim.hit_t - t0)
     finally:
@@ -295,7 +297,7 @@ def sms_latency(
     try:
         es = EscSite(shelter_config("bench-esc-sms", own.url, workdir / "sms", 15))
         own.stop()
-        wait_for(lambda: not es.online(), 15, "site offline after the broker stopped", 0.01)
+        wait_until(lambda: not es.online(), 15, 0.01, "site offline after the broker stopped")
         modem = es.modem
         to_at, to_cmgs, to_submit = [], [], []
         failed = 0
@@ -310,7 +312,7 @@ def sms_latency(
             if not modem.hit.wait(10):
                 raise TimeoutError(f"no {FIRST_SMS_COMMAND} after the press (press {i})")
             t_at = modem.hit_t
-            wait_for(lambda s0=stamps0, m0=sms0: es.sms_done(s0, m0), 20, "SMS done", 0.005)
+            wait_until(lambda s0=stamps0, m0=sms0: es.sms_done(s0, m0), 20, 0.005, "SMS done")
             t_cmgs = next(t for t, x in modem.stamps[stamps0:] if x.upper().startswith("AT+CMGS="))
             record = modem.snapshot()["sms"][sms0]
             failed += not record.get("ok", False)
@@ -373,16 +375,16 @@ def press_latency(
                 samples.append(latency)
                 started += es.escalation_started()
             if wait_sms:
-                wait_for(lambda s0=stamps0, m0=sms0: es.sms_done(s0, m0), 20, "SMS done", 0.005)
+                wait_until(lambda s0=stamps0, m0=sms0: es.sms_done(s0, m0), 20, 0.005, "SMS done")
             if stall and i == 0:
                 # Clearing the alarm cancels SMS still queued: keep the first one until the
                 # driver has sent its first command, so the driver is stuck on the silent
                 # modem (command timeout, AT probe, fault, re-init) for the whole run.
-                wait_for(
+                wait_until(
                     lambda: modem.snapshot()["commands_received"] > received0,
                     10,
-                    "the driver writing to the silent modem",
                     0.002,
+                    "the driver writing to the silent modem",
                 )
             es.clear(drained=True, poll_s=0.002)
         span = time.monotonic() - t_stall
@@ -419,7 +421,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         t_start = time.monotonic()
 
         def own_broker() -> Any:
-            return mosquitto_class()(workdir / "broker-down").start()
+            return Mosquitto(workdir / "broker-down").start()
 
         with broker() as b:
             results["meta"] = run_meta(

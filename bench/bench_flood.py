@@ -63,10 +63,10 @@ from bench.common import (
     stop_process,
     summary_ms,
     verdict,
-    wait_for,
     work_dir,
 )
 from edge.runtime import tune_interpreter
+from tests.support.wait import wait_until
 
 # Target (issue 7): a press under a sustained flood of junk commands is published within
 # 50 ms p99.
@@ -247,7 +247,7 @@ class FloodSite(ShelterSite):
             inner(topic, payload)
 
         site.uplink_message = counting  # type: ignore[method-assign]
-        wait_for(lambda: self.call(lambda: site.outbox.online), 15, "site online", 0.005)
+        wait_until(lambda: self.call(lambda: site.outbox.online), 15, 0.005, "site online")
 
     def call(self, fn: Any) -> Any:
         # Behind a long core queue (a loop without a separate lane for inputs) an answer
@@ -283,7 +283,7 @@ class FloodSite(ShelterSite):
         sub.wait_done(timeout)
         self.hw.set_input("reset_key", False)
         self.hw.set_input("panic-1", False)
-        wait_for(lambda: self.idle(False), timeout, "site idle after a press", 0.001)
+        wait_until(lambda: self.idle(False), timeout, 0.001, "site idle after a press")
         return t - t0
 
 
@@ -324,7 +324,7 @@ def flood_round(
         h, s = bs.counts()
         return h - h0 + s - s0 >= sent
 
-    wait_for(received, max(60.0, sent / 200), "the flood's backlog drained", 0.01)
+    wait_until(received, max(60.0, sent / 200), 0.01, "the flood's backlog drained")
     t_drained = time.monotonic()
     h2, s2 = bs.counts()
     stats = {
@@ -338,7 +338,7 @@ def flood_round(
         "shed_total": s2 - s0,
         "seconds_to_drain_after_stop": round(t_drained - t1, 3),
     }
-    wait_for(lambda: bs.idle(True), 120, "outbox empty after the flood", 0.01)
+    wait_until(lambda: bs.idle(True), 120, 0.01, "outbox empty after the flood")
     return samples, queued, stats
 
 
@@ -494,7 +494,7 @@ def oversized_one(
         topic = f"{ROOT}/{site_id}/commands/alarm/clear"
         results.client.publish(topic, big, qos=1)
         results.client.publish(topic, signed_clear(workdir / "keys", site_id), qos=1)
-        wait_for(lambda: "wrong_state" in results.seen(), 60, "the small command's result", 0.01)
+        wait_until(lambda: "wrong_state" in results.seen(), 60, 0.01, "the small command's result")
         pause(0.5)  # a late too_large result would arrive meanwhile
         after_kb = vm_kb(daemon.proc.pid, "VmHWM")
         codes = results.seen()

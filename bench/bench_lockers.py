@@ -65,10 +65,10 @@ from bench.common import (
     stop_process,
     summary_ms,
     verdict,
-    wait_for,
     work_dir,
 )
 from edge.runtime import tune_interpreter
+from tests.support.wait import wait_until
 
 EXAMPLE = REPO / "config" / "examples" / "locker.yaml"
 BUS = "rs485-0"  # the bus name in locker.yaml
@@ -183,9 +183,9 @@ class LockerSite(ThreadedSite):
         bank = self.site.lockers
         assert bank is not None
         self.bank = bank
-        wait_for(lambda: BUS in self.hw.buses, 15, "simulated bus up", 0.005)
+        wait_until(lambda: BUS in self.hw.buses, 15, 0.005, "simulated bus up")
         self.bus = self.hw.buses[BUS]
-        wait_for(self._ready, 20, "site online, every door known, outbox empty", 0.01)
+        wait_until(self._ready, 20, 0.01, "site online, every door known, outbox empty")
 
     def _ready(self) -> bool:
         s, bank = self.site, self.bank
@@ -326,7 +326,7 @@ def driver_latency(n: int, poll_hz: float, rng: random.Random) -> dict[str, Any]
     bus.start()
     samples = []
     try:
-        wait_for(lambda: bus.stats()["polls"] >= 2, 10, "driver polling", 0.01)
+        wait_until(lambda: bus.stats()["polls"] >= 2, 10, 0.01, "driver polling")
         for i in range(10 + n):
             board, lock = i % 2, i % 16 + 1
             sim.close_door(board, lock)
@@ -365,7 +365,7 @@ def command_latency(
             locker = i % CU16_LOCKERS + 1  # rotate: every lock rests ~32 cycles (cooldown)
             board, lock = where(locker)
             payload = centre.signed(site_id, "locker.open", {"locker": locker, "reason": "service"})
-            wait_for(ls.coil_free, 10, "no coil energised or queued", 0.005)
+            wait_until(ls.coil_free, 10, 0.005, "no coil energised or queued")
             pause(rng.uniform(0, poll_s))  # random phase against the 4 Hz status poll
             bus.unlocked.clear()
             t0 = time.monotonic()
@@ -378,11 +378,11 @@ def command_latency(
             if i >= WARMUP:
                 samples.append(t - t0)
             # The site sees the door spring open; then it is pushed shut by hand.
-            wait_for(
+            wait_until(
                 lambda n=locker: ls.call(lambda: machine.lockers[n].door_open) is True,
                 10,
-                f"locker {locker} seen open",
                 0.005,
+                f"locker {locker} seen open",
             )
             bus.close_door(board, lock)
             # The bus and the scheduler keep the coil busy for pulse + settle after the send.
@@ -422,7 +422,12 @@ def open_all(
         for p in payloads:
             centre.publish(topic, p)
         t_first, t_last = sub.wait_done(60 + ALL_LOCKERS * 3 * pulse_ms / 1000)
-        wait_for(lambda: all(c["end"] is not None for c in ls.hw.coil_intervals()), 10, "coils off")
+        wait_until(
+            lambda: all(c["end"] is not None for c in ls.hw.coil_intervals()),
+            10,
+            0.001,
+            "coils off",
+        )
         coils = ls.hw.coil_intervals()
     finally:
         ls.stop()
@@ -524,7 +529,7 @@ def idle_cpu(broker_url: str, workdir: Path, window_s: float, settle_s: float) -
         assert proc.stdin is not None
         proc.stdin.write("dump\n")
         proc.stdin.flush()
-        wait_for(threads_path.exists, 10, "thread names from the daemon child", 0.01)
+        wait_until(threads_path.exists, 10, 0.01, "thread names from the daemon child")
         names = {int(k): v for k, v in json.loads(threads_path.read_text()).items()}
         polls0 = board_polls(daemon.state())
         # ---- the window: nobody talks to either process ----

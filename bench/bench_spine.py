@@ -54,11 +54,11 @@ from bench.common import (
     subscriber_child,
     summary_ms,
     verdict,
-    wait_for,
     work_dir,
 )
 from edge.models import EventData
 from edge.runtime import tune_interpreter
+from tests.support.wait import wait_until
 
 # Targets (see bench/README.md).
 TARGET_PRESS_P99_OVER_BARE_MS = 5.0
@@ -123,7 +123,7 @@ class BenchSite(ShelterSite):
         from simulator.hardware import SimHardware
 
         super().__init__(cfg_dict, SimHardware(), profile, keys={})
-        wait_for(self._online_and_empty, 15, "site online with an empty outbox", 0.005)
+        wait_until(self._online_and_empty, 15, 0.005, "site online with an empty outbox")
 
     def _online_and_empty(self) -> bool:
         s = self.site
@@ -200,7 +200,7 @@ def outbox_throughput(
             site.loop.post(job(start, min(batch, n - start)))
         t_posted = time.monotonic()
         _, t_sub = sub.wait_done(max(120.0, n / 100))
-        wait_for(bs.drained, 60, "outbox empty", 0.002)
+        wait_until(bs.drained, 60, 0.002, "outbox empty")
         t_empty = time.monotonic()
         stats = bs.call(lambda: {"published": site.outbox.published, "acked": site.outbox.acked})
     finally:

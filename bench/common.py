@@ -1,4 +1,4 @@
-"""What the benchmarks in bench/ share: waiting and statistics, the broker they start, the
+"""What the benchmarks in bench/ share: statistics, the broker they start, the
 MQTT clients that time messages (the subscriber child, the bare paho publisher), a real
 ``edge.site.Site`` on a thread, ``ansim-edge sim`` as a child process, and the frame of a
 run (work dir, meta, targets, table, JSON).
@@ -30,8 +30,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from tests.support.mqtt import Mosquitto
+from tests.support.wait import wait_until
+
 REPO = Path(__file__).resolve().parent.parent
-TESTS = REPO / "tests"
 
 ROOT = "ansim/v1"
 PAYLOAD_BYTES = 96
@@ -47,17 +49,6 @@ _pause = threading.Event()  # never set: .wait(t) is an interruptible sleep
 
 def pause(seconds: float) -> None:
     _pause.wait(seconds)
-
-
-def wait_for(pred: Callable[[], Any], timeout: float, what: str, interval: float = 0.001) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.1f}s waiting for {what}")
-        pause(interval)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -314,20 +305,11 @@ def bare_latency(host: str, port: int, sub: RemoteSubscriber, n: int, nodelay: b
 # --------------------------------------------------------------------------- the broker
 
 
-def mosquitto_class() -> Any:
-    """tests/mqtt_helpers.Mosquitto: a mosquitto of its own on a free port."""
-    if str(TESTS) not in sys.path:
-        sys.path.insert(0, str(TESTS))
-    from mqtt_helpers import Mosquitto
-
-    return Mosquitto
-
-
 @contextlib.contextmanager
 def broker() -> Iterator[Any]:
     # Queue without a bound for slow subscribers (mosquitto drops QoS 1 messages past 1000
     # queued per client by default): every message must reach the subscriber.
-    b = mosquitto_class()(extra_config="max_queued_messages 0")
+    b = Mosquitto(extra_config="max_queued_messages 0")
     try:
         b.start()
         yield b
@@ -478,10 +460,10 @@ class ShelterSite(ThreadedSite):
     def clear(self, drained: bool, poll_s: float = 0.001) -> None:
         """Reset key: the alarm clears (an escalation stops); then key and button let go."""
         self.hw.set_input("reset_key", True)
-        wait_for(lambda: self.state() == "idle", 10, "alarm cleared by the reset key")
+        wait_until(lambda: self.state() == "idle", 10, 0.001, "alarm cleared by the reset key")
         self.hw.set_input("reset_key", False)
         self.hw.set_input("panic-1", False)
-        wait_for(lambda: self.idle(drained), 10, "site idle after a press", poll_s)
+        wait_until(lambda: self.idle(drained), 10, poll_s, "site idle after a press")
 
 
 # --------------------------------------------------------------------------- child processes
@@ -570,7 +552,7 @@ class SimDaemon:
             core = st["site"]
             return bool(core["online"] and core["outbox_pending"] == 0)
 
-        wait_for(online_idle, 30, "daemon online and idle", 0.05)
+        wait_until(online_idle, 30, 0.05, "daemon online and idle")
 
     def close(self) -> None:
         stop_process(self.proc)

@@ -23,7 +23,7 @@ Fixtures
 
 Without a mosquitto (or nats-server) binary the broker fixtures skip, unless
 ``ANSIM_REQUIRE_MOSQUITTO`` or ``ANSIM_REQUIRE_BROKERS`` is set (CI and ``scripts/test.sh`` set
-them), in which case they fail. See tests/brokers.py and docs/brokers.md.
+them), in which case they fail. See tests/support/brokers.py and docs/brokers.md.
 """
 
 from __future__ import annotations
@@ -38,12 +38,9 @@ from types import FrameType
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
-TESTS_DIR = Path(__file__).resolve().parent
-if str(TESTS_DIR) not in sys.path:
-    sys.path.insert(0, str(TESTS_DIR))
-
-from brokers import (  # noqa: E402
+from tests.support.brokers import (
     AmqttBroker,
     BrokerHandle,
     NatsCluster,
@@ -51,8 +48,7 @@ from brokers import (  # noqa: E402
     find_nats_server,
     kill_all_processes,
 )
-from hypothesis import settings as hypothesis_settings  # noqa: E402
-from mqtt_helpers import (  # noqa: E402  (needs the sys.path entry above)
+from tests.support.mqtt import (
     Mosquitto,
     Subscriber,
     SubscriberFactory,

@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from mqtt_helpers import Mosquitto, Subscriber, free_port, wait_until
 
 from edge.config import SiteConfig, parse_config
 from edge.core.clock import rfc3339
 from edge.core.signing import generate_keypair, load_private_key, sign_command
 from edge.site import Site
 from simulator.hardware import SimHardware
+from tests.support.mqtt import Mosquitto, Subscriber, free_port
+from tests.support.wait import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mqtt_helpers import find_mosquitto
+
+from tests.support.mqtt import find_mosquitto
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -10,14 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from mqtt_helpers import (
-    Mosquitto,
-    Subscriber,
-    find_mosquitto_passwd,
-    wait_until,
-    write_password_file,
-)
-from sitekit import command, make_keys, running_site, site_dict
+
+from tests.sitekit import command, make_keys, running_site, site_dict
+from tests.support.mqtt import Mosquitto, Subscriber, find_mosquitto_passwd, write_password_file
+from tests.support.wait import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 ACL = REPO / "config" / "mosquitto" / "acl"

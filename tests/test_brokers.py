@@ -1,4 +1,4 @@
-"""Tests of the broker fixtures themselves (tests/brokers.py), with bare paho clients.
+"""Tests of the broker fixtures themselves (tests/support/brokers.py), with bare paho clients.
 
 They pin down what each broker of the matrix does, independently of the site: a QoS 1
 round trip (for NATS from the site's node to the centre's node across the cluster), a
@@ -18,8 +18,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from brokers import AmqttBroker, BrokerHandle, NatsCluster, TcpProxy
-from mqtt_helpers import Mosquitto, Subscriber, wait_until
+
+from tests.support.brokers import AmqttBroker, BrokerHandle, NatsCluster, TcpProxy
+from tests.support.mqtt import Mosquitto, Subscriber
+from tests.support.wait import wait_until
 
 TESTS_DIR = Path(__file__).resolve().parent
 ProxyFactory = Callable[[str, int], TcpProxy]

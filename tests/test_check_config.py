@@ -305,7 +305,7 @@ def test_data_dir_under_a_file_cannot_be_created(
 def test_missing_tls_client_files_are_named(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from mqtt_helpers import generate_tls_files
+    from tests.support.mqtt import generate_tls_files
 
     files = generate_tls_files(tmp_path / "pki")
     code, _, err = check(

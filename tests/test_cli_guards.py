@@ -17,11 +17,12 @@ from typing import Any
 import pytest
 import structlog
 from gpiozero.pins.mock import MockFactory
-from mqtt_helpers import Mosquitto, free_port, wait_until
-from sitekit import make_keys, site_dict
 
 from edge.cli import main as cli_main
 from edge.datadir import MODE_FILE
+from tests.sitekit import make_keys, site_dict
+from tests.support.mqtt import Mosquitto, free_port
+from tests.support.wait import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 

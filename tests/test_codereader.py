@@ -20,21 +20,12 @@ from hypothesis import strategies as st
 from drivers.codereader import CodeReader
 from drivers.codereader_protocol import CodeFramer
 from simulator.codereader_device import SimulatedCodeReader
+from tests.support.wait import wait_until
 
 FAST_BACKOFF = (0.02, 0.05)
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def wait_until(predicate: Callable[[], object], timeout: float = 3.0, what: str = "") -> None:
-    """Check ``predicate`` every 5 ms until it is truthy; fail after ``timeout`` seconds."""
-    tick = threading.Event()
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
-        tick.wait(0.005)
 
 
 class Recorder:
@@ -102,7 +93,7 @@ def make_reader() -> Iterator[Callable[..., tuple[CodeReader, Recorder]]]:
 
 
 def connected(reader: CodeReader) -> None:
-    wait_until(lambda: reader.stats()["connected"], what="reader connected")
+    wait_until(lambda: reader.stats()["connected"], message="reader connected")
 
 
 # --------------------------------------------------------------------------- framing
@@ -294,7 +285,7 @@ def test_missing_device_faults_once_and_recovers_when_path_appears(
     path = tmp_path / "by-id" / "usb-scanner"
     reader, rec = make_reader(str(path))
     rec.wait(lambda: len(rec.faults) == 1, what="fault")
-    wait_until(lambda: reader.stats()["port_errors"] >= 3, what="retries")
+    wait_until(lambda: reader.stats()["port_errors"] >= 3, message="retries")
     stats = reader.stats()
     assert (stats["faults"], stats["connected"], stats["faulted"]) == (1, False, True)
     assert rec.recovered == 0
@@ -325,7 +316,7 @@ def test_unplug_while_running_faults_once_and_replug_recovers(make_reader: Any) 
         device.set_unplugged(True)
         assert device.type_code("2222") is False  # keystrokes into the void
         rec.wait(lambda: len(rec.faults) == 2, what="unplug fault")
-        wait_until(lambda: reader.stats()["port_errors"] >= 4, what="retries while unplugged")
+        wait_until(lambda: reader.stats()["port_errors"] >= 4, message="retries while unplugged")
         assert len(rec.faults) == 2 and not reader.stats()["connected"]
 
         device.set_unplugged(False)
@@ -376,7 +367,7 @@ def test_listener_errors_are_swallowed(sim: SimulatedCodeReader, make_reader: An
     sim.type_code("1357")
     assert rec.wait_codes(1) == ["1357"]
     sim.set_unplugged(True)  # on_fault raises too: still no harm
-    wait_until(lambda: reader.stats()["listener_errors"] == 2, what="two callback errors")
+    wait_until(lambda: reader.stats()["listener_errors"] == 2, message="two callback errors")
     sim.set_unplugged(False)
     connected(reader)
     sim.type_code("2468")
@@ -398,7 +389,7 @@ def test_close_from_the_listener_does_not_deadlock(
     connected(reader)
     sim.type_code("9999")
     assert done.wait(2.0)
-    wait_until(lambda: not reader.stats()["connected"], what="reader stopped")
+    wait_until(lambda: not reader.stats()["connected"], message="reader stopped")
 
 
 def test_socket_url(make_reader: Any) -> None:
@@ -468,10 +459,10 @@ def test_no_code_text_in_logs(tmp_path: Path) -> None:
             device.send_raw(secrets[0][:4].encode() + b"\xff\r")
             with got_cond:
                 assert got_cond.wait_for(lambda: len(got) == 3, 3.0)
-            wait_until(lambda: reader.stats()["garbage"] == 2, what="garbage counted")
+            wait_until(lambda: reader.stats()["garbage"] == 2, message="garbage counted")
             device.send_raw(b"5512")  # a partial code cut off by the unplug
             device.set_unplugged(True)
-            wait_until(lambda: reader.stats()["faults"] == 1, what="fault")
+            wait_until(lambda: reader.stats()["faults"] == 1, message="fault")
             device.set_unplugged(False)
             connected(reader)
         finally:

@@ -21,20 +21,11 @@ from drivers.cu16 import BoardSettings, Cu16Bus
 from drivers.cu16_protocol import encode_status_query, encode_status_reply, encode_unlock
 from edge.core.errors import CoilSafetyError
 from simulator.cu16_device import SimulatedCu16Bus
+from tests.support.wait import wait_until
 
 ALL_CLOSED = (True,) * 16
 NO_ITEMS = (False,) * 16
 FAST = {"poll_hz": 20.0, "reply_timeout": 0.1}
-
-
-def wait_for(predicate: Callable[[], object], timeout: float = 3.0, what: str = "") -> None:
-    """Poll ``predicate`` every 5 ms until it is truthy; fail after ``timeout`` seconds."""
-    tick = threading.Event()
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
-        tick.wait(0.005)
 
 
 class Recorder:
@@ -116,14 +107,14 @@ def queries(dev: SimulatedCu16Bus, board: int) -> int:
 def wait_polls(dev: SimulatedCu16Bus, board: int, n: int) -> None:
     """Wait until ``board`` has received ``n`` more status queries."""
     target = queries(dev, board) + n
-    wait_for(lambda: queries(dev, board) >= target, what=f"{n} polls of board {board}")
+    wait_until(lambda: queries(dev, board) >= target, message=f"{n} polls of board {board}")
 
 
 def test_first_poll_reports_initial_state(device: SimulatedCu16Bus, make_bus: Any) -> None:
     device.set_item(1, 2, True)
     device.open_door(0, 16)
     _, rec = make_bus(device.port)
-    wait_for(lambda: rec.of("status", 0) and rec.of("status", 1), what="first readings")
+    wait_until(lambda: rec.of("status", 0) and rec.of("status", 1), message="first readings")
     _, _, closed0, items0, _ = rec.of("status", 0)[0]
     assert closed0 == (*ALL_CLOSED[:15], False)
     assert items0 == NO_ITEMS
@@ -139,9 +130,9 @@ def test_unlock_pulses_once_and_reports_the_open_door(
     device: SimulatedCu16Bus, make_bus: Any
 ) -> None:
     bus, rec = make_bus(device.port, **FAST)
-    wait_for(lambda: rec.of("status", 1), what="first reading")
+    wait_until(lambda: rec.of("status", 1), message="first reading")
     bus.unlock(1, 3)
-    wait_for(lambda: rec.door_open(1, 3), what="door 1/3 open")
+    wait_until(lambda: rec.door_open(1, 3), message="door 1/3 open")
     assert [e[1:3] for e in rec.of("unlock_sent")] == [(1, 3)]
     closed = rec.closed(1)
     assert closed == (True, True, False) + (True,) * 13
@@ -151,15 +142,15 @@ def test_unlock_pulses_once_and_reports_the_open_door(
     assert device.snapshot()["boards"]["1"]["door_open"][2] is True
     # Pushed shut by hand: re-latches and the change is reported.
     device.close_door(1, 3)
-    wait_for(lambda: rec.closed(1) == ALL_CLOSED, what="door 1/3 closed")
+    wait_until(lambda: rec.closed(1) == ALL_CLOSED, message="door 1/3 closed")
 
 
 def test_jammed_lock_fires_but_door_stays_closed(device: SimulatedCu16Bus, make_bus: Any) -> None:
     bus, rec = make_bus(device.port, **FAST)
-    wait_for(lambda: rec.of("status", 0), what="first reading")
+    wait_until(lambda: rec.of("status", 0), message="first reading")
     device.jam(0, 5)
     bus.unlock(0, 5)
-    wait_for(lambda: rec.of("unlock_sent"), what="unlock sent")
+    wait_until(lambda: rec.of("unlock_sent"), message="unlock sent")
     wait_polls(device, 0, 3)
     assert len(device.snapshot()["unlocks"]) == 1
     assert len(rec.of("status", 0)) == 1  # no change reported: the door never opened
@@ -169,20 +160,20 @@ def test_unlocks_are_spaced_so_coils_never_overlap(device: SimulatedCu16Bus, mak
     bus, rec = make_bus(device.port, **FAST)
     bus.set_unlock_time(0, 100)
     bus.set_unlock_time(1, 150)
-    wait_for(
+    wait_until(
         lambda: [b["pulse_ms"] for b in device.snapshot()["boards"].values()] == [100, 150],
-        what="pulse times set",
+        message="pulse times set",
     )
-    wait_for(lambda: bus.stats()["boards"][1]["pulse_ms"] == 150, what="0x38 confirmed")
+    wait_until(lambda: bus.stats()["boards"][1]["pulse_ms"] == 150, message="0x38 confirmed")
     for board, lock in [(0, 1), (1, 2), (0, 3)]:
         bus.unlock(board, lock)
-    wait_for(lambda: len(device.snapshot()["unlocks"]) == 3, what="three pulses")
+    wait_until(lambda: len(device.snapshot()["unlocks"]) == 3, message="three pulses")
     unlocks = device.snapshot()["unlocks"]
     assert [(u["board"], u["lock"]) for u in unlocks] == [(0, 1), (1, 2), (0, 3)]
     for first, second in itertools.pairwise(unlocks):
         assert second["t_monotonic"] >= first["t_monotonic"] + first["pulse_ms"] / 1000
     assert device.snapshot()["overlapping_pulses"] == 0
-    wait_for(lambda: len(rec.of("unlock_sent")) == 3, what="three on_unlock_sent")
+    wait_until(lambda: len(rec.of("unlock_sent")) == 3, message="three on_unlock_sent")
     assert [e[1:3] for e in rec.of("unlock_sent")] == [(0, 1), (1, 2), (0, 3)]
 
 
@@ -224,19 +215,19 @@ def test_silent_board_faults_once_and_recovers_once(
     device: SimulatedCu16Bus, make_bus: Any
 ) -> None:
     _, rec = make_bus(device.port, **FAST)
-    wait_for(lambda: rec.of("status", 0) and rec.of("status", 1), what="first readings")
+    wait_until(lambda: rec.of("status", 0) and rec.of("status", 1), message="first readings")
     device.set_silent(1)
-    wait_for(lambda: rec.of("fault", 1), what="fault of board 1")
+    wait_until(lambda: rec.of("fault", 1), message="fault of board 1")
     assert "no reply" in rec.of("fault", 1)[0][2]
     # Board 0 keeps being polled and reported while board 1 stays dead.
     device.open_door(0, 7)
-    wait_for(lambda: rec.door_open(0, 7), what="board 0 change")
+    wait_until(lambda: rec.door_open(0, 7), message="board 0 change")
     wait_polls(device, 0, 5)
     assert device.snapshot()["boards"]["1"]["requests"] > 3  # retried every poll
     assert len(rec.of("fault")) == 1
     assert rec.of("recovered") == []
     device.set_silent(1, False)
-    wait_for(lambda: rec.of("recovered", 1), what="recovery of board 1")
+    wait_until(lambda: rec.of("recovered", 1), message="recovery of board 1")
     wait_polls(device, 1, 3)
     assert len(rec.of("recovered")) == 1
     assert len(rec.of("fault")) == 1
@@ -248,16 +239,16 @@ def test_corrupt_board_is_counted_as_garbage_and_survived(
     device: SimulatedCu16Bus, make_bus: Any
 ) -> None:
     bus, rec = make_bus(device.port, **FAST)
-    wait_for(lambda: rec.of("status", 1), what="first reading")
+    wait_until(lambda: rec.of("status", 1), message="first reading")
     device.set_corrupt(1)
-    wait_for(lambda: rec.of("fault", 1), what="fault of board 1")
+    wait_until(lambda: rec.of("fault", 1), message="fault of board 1")
     assert "garbled" in rec.of("fault", 1)[0][2]
     assert sum(e[1] for e in rec.of("garbage")) >= 3 * 12  # 3 junk + 9 bytes per reply
     assert bus.stats()["bad_checksum"] >= 3
     device.open_door(0, 1)
-    wait_for(lambda: rec.door_open(0, 1), what="board 0 still reported")
+    wait_until(lambda: rec.door_open(0, 1), message="board 0 still reported")
     device.set_corrupt(1, False)
-    wait_for(lambda: rec.of("recovered", 1), what="recovery of board 1")
+    wait_until(lambda: rec.of("recovered", 1), message="recovery of board 1")
     assert rec.of("fault", 0) == []
 
 
@@ -265,12 +256,12 @@ def test_polarity_setting_inverts_the_closed_bits(device: SimulatedCu16Bus, make
     device.set_polarity(1, 0)  # board 1 reports bit 0 for a closed door
     device.open_door(1, 2)
     bus, rec = make_bus(device.port, [BoardSettings(0), BoardSettings(1, closed_bit=1)])
-    wait_for(lambda: rec.of("status", 1), what="reading with the wrong polarity")
+    wait_until(lambda: rec.of("status", 1), message="reading with the wrong polarity")
     inverted = rec.of("status", 1)[0][2]
     assert inverted == (False, True) + (False,) * 14
     bus.close()
     bus, rec = make_bus(device.port, [BoardSettings(0), BoardSettings(1, closed_bit=0)])
-    wait_for(lambda: rec.of("status", 1), what="reading with the right polarity")
+    wait_until(lambda: rec.of("status", 1), message="reading with the right polarity")
     assert rec.of("status", 1)[0][2] == (True, False) + (True,) * 14
     assert rec.of("status", 0)[0][2] == ALL_CLOSED
 
@@ -283,10 +274,10 @@ def test_silent_unlock_is_seen_through_a_requery(
     settings = [BoardSettings(0, unlock_replies=driver_expects_reply), BoardSettings(1)]
     # One poll every 10 s: only the re-query can show the change within the wait below.
     bus, rec = make_bus(device.port, settings, poll_hz=0.1, reply_timeout=0.2)
-    wait_for(lambda: rec.of("status", 0) and rec.of("status", 1), what="first readings")
+    wait_until(lambda: rec.of("status", 0) and rec.of("status", 1), message="first readings")
     before = queries(device, 0)
     bus.unlock(0, 2)
-    wait_for(lambda: rec.door_open(0, 2), timeout=2.0, what="re-query")
+    wait_until(lambda: rec.door_open(0, 2), timeout=2.0, message="re-query")
     assert queries(device, 0) == before + 1
     assert len(device.snapshot()["unlocks"]) == 1
 
@@ -305,18 +296,18 @@ def test_listener_exceptions_never_stop_the_bus(device: SimulatedCu16Bus) -> Non
 
     rec = Exploding()
     with Cu16Bus(device.port, [0, 1], rec, **FAST) as bus:  # type: ignore[arg-type]
-        wait_for(lambda: len(rec.of("status")) == 2, what="first readings")
+        wait_until(lambda: len(rec.of("status")) == 2, message="first readings")
         bus.unlock(0, 9)
-        wait_for(lambda: rec.door_open(0, 9), what="door opened")
+        wait_until(lambda: rec.door_open(0, 9), message="door opened")
         assert bus.stats()["listener_errors"] >= 4
 
 
 def test_port_failure_faults_every_board_and_close_is_prompt(make_bus: Any) -> None:
     dev = SimulatedCu16Bus([0, 1])
     bus, rec = make_bus(dev.port, **FAST)
-    wait_for(lambda: len(rec.of("status")) == 2, what="first readings")
+    wait_until(lambda: len(rec.of("status")) == 2, message="first readings")
     dev.close()  # the adapter is unplugged
-    wait_for(lambda: len(rec.of("fault")) == 2, what="both boards faulted")
+    wait_until(lambda: len(rec.of("fault")) == 2, message="both boards faulted")
     assert all("port error" in e[2] for e in rec.of("fault"))
     assert bus.stats()["port_errors"] >= 1
     started = time.monotonic()
@@ -327,8 +318,8 @@ def test_port_failure_faults_every_board_and_close_is_prompt(make_bus: Any) -> N
 
 def test_missing_port_at_start_is_a_fault_not_a_crash(make_bus: Any) -> None:
     bus, rec = make_bus("/dev/does-not-exist-cu16", reopen_backoff=(0.05, 0.1))
-    wait_for(lambda: len(rec.of("fault")) == 2, what="both boards faulted")
-    wait_for(lambda: bus.stats()["port_errors"] >= 3, what="reopen attempts")
+    wait_until(lambda: len(rec.of("fault")) == 2, message="both boards faulted")
+    wait_until(lambda: bus.stats()["port_errors"] >= 3, message="reopen attempts")
     assert len(rec.of("fault")) == 2  # reported once, not per retry
     bus.close()
 
@@ -352,13 +343,13 @@ def test_argument_checks(device: SimulatedCu16Bus, make_bus: Any) -> None:
 def test_idle_bus_costs_almost_no_cpu(device: SimulatedCu16Bus, make_bus: Any) -> None:
     """Two boards at the default 4 Hz: the bus thread must use well under 2% of a core."""
     _, rec = make_bus(device.port)
-    wait_for(lambda: len(rec.of("status")) == 2, what="first readings")
+    wait_until(lambda: len(rec.of("status")) == 2, message="first readings")
     (thread,) = [t for t in threading.enumerate() if t.name == f"cu16-bus[{device.port}]"]
     assert thread.ident is not None
     clock = time.pthread_getcpuclockid(thread.ident)
     cpu0, wall0, rusage0 = time.clock_gettime(clock), time.monotonic(), resource.getrusage(0)
     polls0 = queries(device, 0)
-    wait_for(lambda: queries(device, 0) >= polls0 + 6, what="six more polls")
+    wait_until(lambda: queries(device, 0) >= polls0 + 6, message="six more polls")
     cpu = time.clock_gettime(clock) - cpu0
     wall = time.monotonic() - wall0
     rusage1 = resource.getrusage(0)
@@ -410,9 +401,9 @@ def test_socket_url_reaches_the_boards_through_a_tcp_bridge(
     bridge = TcpBridge(device.port)
     try:
         bus, rec = make_bus(bridge.url, **FAST)
-        wait_for(lambda: len(rec.of("status")) == 2, what="first readings over TCP")
+        wait_until(lambda: len(rec.of("status")) == 2, message="first readings over TCP")
         bus.unlock(1, 16)
-        wait_for(lambda: rec.door_open(1, 16), what="door 1/16 open over TCP")
+        wait_until(lambda: rec.door_open(1, 16), message="door 1/16 open over TCP")
         assert [(u["board"], u["lock"]) for u in device.snapshot()["unlocks"]] == [(1, 16)]
         bus.close()
     finally:

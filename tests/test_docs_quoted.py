@@ -29,8 +29,10 @@ from typing import Any
 
 import pytest
 import yaml
-from mqtt_helpers import free_port, wait_until
-from sitekit import make_keys
+
+from tests.sitekit import make_keys
+from tests.support.mqtt import free_port
+from tests.support.wait import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"

@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mqtt_helpers import Mosquitto, Subscriber, wait_until
-from sitekit import Keys, SessionSubscriber, command, make_keys, persistent_broker, site_dict
 
 from edge.config import parse_config
 from edge.core.clock import FakeClock
 from edge.site import Site
 from simulator.hardware import SimHardware
+from tests.sitekit import Keys, SessionSubscriber, command, make_keys, persistent_broker, site_dict
+from tests.support.mqtt import Mosquitto, Subscriber
+from tests.support.wait import wait_until
 
 ROOT = "ansim/v1"
 SMS_TO = "+821011112222"

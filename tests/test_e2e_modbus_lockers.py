@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mqtt_helpers import Mosquitto, Subscriber, wait_until
-from sitekit import Keys, command, make_keys
 
 from edge.config import parse_config
 from edge.site import Site
 from simulator.hardware import SimHardware
 from simulator.modbus_device import SimulatedModbusBus
+from tests.sitekit import Keys, command, make_keys
+from tests.support.mqtt import Mosquitto, Subscriber
+from tests.support.wait import wait_until
 
 ROOT = "ansim/v1"
 PULSE_MS = 200  # a multiple of 100: board-timed pulses count 100 ms

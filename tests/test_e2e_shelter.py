@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mqtt_helpers import Mosquitto, Subscriber, wait_until
-from sitekit import (
+
+from tests.sitekit import (
     SessionSubscriber,
     SimProcess,
     command,
@@ -22,6 +22,8 @@ from sitekit import (
     running_site,
     site_dict,
 )
+from tests.support.mqtt import Mosquitto, Subscriber
+from tests.support.wait import wait_until
 
 ROOT = "ansim/v1"
 TS_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")

@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mqtt_helpers import Mosquitto, Subscriber, SubscriberFactory, free_port, wait_until
-from sitekit import REPO, Keys, make_keys, site_dict
+
+from tests.sitekit import REPO, Keys, make_keys, site_dict
+from tests.support.mqtt import Mosquitto, Subscriber, SubscriberFactory, free_port
+from tests.support.wait import wait_until
 
 ROOT = "ansim/v1"
 SMS_TO = "+821011112222"

@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mqtt_helpers import Mosquitto, generate_tls_files, wait_until
-from sitekit import Keys, RunningSite, make_keys, running_site, site_dict
 from structlog.testing import capture_logs
 
 from simulator.control import ControlApi
 from simulator.runner import add_site_routes
+from tests.sitekit import Keys, RunningSite, make_keys, running_site, site_dict
+from tests.support.mqtt import Mosquitto, generate_tls_files
+from tests.support.wait import wait_until
 
 TS_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 

@@ -16,9 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mqtt_helpers import Mosquitto, Subscriber, wait_until
-from sitekit import command, make_keys, running_site, site_dict
-from test_shelter_site import BUTTON, make_config, signed
 
 from edge.config import BrokerConfig, TrustedKey
 from edge.core.clock import FakeClock
@@ -29,6 +26,10 @@ from edge.core.store import PRIO_RESULT
 from edge.core.uplink import PACKET_HEADROOM, Uplink
 from edge.site import SHED_REPORT_S, Site
 from simulator.hardware import SimHardware
+from tests.sitekit import command, make_keys, running_site, site_dict
+from tests.support.mqtt import Mosquitto, Subscriber
+from tests.support.wait import wait_until
+from tests.test_shelter_site import BUTTON, make_config, signed
 
 ROOT = "ansim/v1"
 

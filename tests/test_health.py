@@ -7,13 +7,11 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
-from test_shelter_site import BUTTON, Harness, make_config
 
 from edge.cli import main as cli_main
 from edge.health import FaultBoard, StatusFile, render_status, status_file_path
@@ -32,6 +30,8 @@ from edge.models import (
 )
 from edge.service import site_status
 from edge.site import STATUS_REFRESH_S
+from tests.support.wait import wait_until
+from tests.test_shelter_site import BUTTON, Harness, make_config
 
 
 def main(argv: list[str]) -> int:
@@ -188,7 +188,7 @@ def test_the_site_writes_its_status_file_and_removes_it_at_stop(
     def site_with_file(*args: Any, **kw: Any) -> Any:
         return real_site(*args, status_file=tmp_path / "data" / "status.json", **kw)
 
-    monkeypatch.setattr("test_shelter_site.Site", site_with_file)
+    monkeypatch.setattr("tests.test_shelter_site.Site", site_with_file)
     h = Harness(make_config(tmp_path))
     try:
         h.start()
@@ -196,7 +196,7 @@ def test_the_site_writes_its_status_file_and_removes_it_at_stop(
         h.press()
         h.step(5)  # a status file rewrite (every 5 s)
         path = tmp_path / "data" / "status.json"
-        assert wait_for(lambda: path.exists() and '"outbox_depth": 2' in path.read_text())
+        wait_until(lambda: path.exists() and '"outbox_depth": 2' in path.read_text())
         doc = json.loads(path.read_text())
         assert doc["link"] == {
             "connected": False,
@@ -235,19 +235,6 @@ def test_the_site_writes_its_status_file_and_removes_it_at_stop(
     capsys.readouterr()
     assert main(["status", "--config", str(cfg)]) == 1
     assert "no status file" in capsys.readouterr().err
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    """The status file is written by its own thread: wait for it (bounded, no sleep)."""
-    import threading
-
-    pause = threading.Event()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        pause.wait(0.01)
-    return predicate()
 
 
 def test_the_status_example_in_docs_cli_md_is_what_status_prints() -> None:

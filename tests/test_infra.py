@@ -7,14 +7,9 @@ import threading
 import time
 
 import pytest
-from mqtt_helpers import (
-    Mosquitto,
-    Subscriber,
-    SubscriberFactory,
-    free_port,
-    port_accepts,
-    wait_until,
-)
+
+from tests.support.mqtt import Mosquitto, Subscriber, SubscriberFactory, free_port, port_accepts
+from tests.support.wait import wait_until
 
 
 def test_pubsub_roundtrip(

@@ -1,7 +1,7 @@
 """ModbusBus against SimulatedModbusBus over a real pty: board- and driver-timed pulses,
 the coil cap, the guaranteed off, door inputs, faults and recovery, garbage.
 
-No sleeps: every wait is a condition polled with a deadline (mqtt_helpers.wait_until).
+No sleeps: every wait is a condition polled with a deadline (tests.support.wait.wait_until).
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 import serial
-from mqtt_helpers import wait_until
 
 from drivers.modbus import ModbusBoardSettings, ModbusBus
 from drivers.modbus_protocol import coil_request, encode, flash_request
 from edge.core.errors import CoilSafetyError
 from simulator.modbus_device import SimulatedModbusBus
+from tests.support.wait import wait_until
 
 CLOSED = (True,) * 8
 FAST: dict[str, Any] = {"poll_hz": 20.0, "reply_timeout": 0.1}

@@ -25,6 +25,7 @@ from drivers.at_protocol import (
 )
 from drivers.modem import CallOutcome, GsmModem, ModemConfig, ModemHealth
 from simulator.modem_device import SimTimings, SimulatedModem
+from tests.support.wait import wait_until
 
 NUMBER = "+821012345678"
 KOREAN_ADDRESS = "서울특별시 강남구 테헤란로 123"
@@ -103,14 +104,6 @@ class Recorder:
         event = self.wait(lambda e: e[0] == "health" and pred(e[1]), timeout)
         health: ModemHealth = event[1]
         return health
-
-
-def wait_until(pred: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    event = threading.Event()
-    while not pred():
-        assert time.monotonic() < deadline, "condition not met in time"
-        event.wait(0.01)
 
 
 def wait_answered_seen_by_driver(sim: SimulatedModem) -> None:

@@ -17,14 +17,15 @@ from typing import Any, cast
 
 import pytest
 import structlog
-from mqtt_helpers import free_port, wait_until
-from sitekit import Keys, command, make_keys
 
 from edge.config import parse_config
 from edge.core.clock import FakeClock
 from edge.core.store import Store
 from edge.site import Site
 from simulator.hardware import SimHardware
+from tests.sitekit import Keys, command, make_keys
+from tests.support.mqtt import free_port
+from tests.support.wait import wait_until
 
 CHEAP = {"n": 1024, "r": 8, "p": 1}  # the lowest cost allowed: keeps the tests fast
 PINS = [(5, 6), (13, 19), (20, 21)]

@@ -18,21 +18,22 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from mqtt_helpers import Mosquitto, Subscriber, SubscriberFactory, free_port, wait_until
-from sitekit import Keys, command, make_keys, site_dict
 
 from edge.config import parse_config
 from edge.core.clock import FakeClock
 from edge.site import Site
 from simulator.hardware import SimHardware
 from simulator.modem_device import SimTimings
+from tests.sitekit import Keys, command, make_keys, site_dict
+from tests.support.mqtt import Mosquitto, Subscriber, SubscriberFactory, free_port
+from tests.support.wait import wait_until
 
 ROOT = "ansim/v1"
 BUTTON = "panic-1"
@@ -201,10 +202,6 @@ def running(
         r.close()
 
 
-def wait_for(fn: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
-    return wait_until(fn, timeout=timeout, message=what)
-
-
 def online(sub: Subscriber, site: str) -> None:
     sub.wait_for(lambda m: m.topic == f"{ROOT}/{site}/status" and m.json["state"] == "online")
 
@@ -336,7 +333,7 @@ def test_ack_cancels_the_call_queued_behind_the_sms(
         r.set(BUTTON, True)
         raised = sub.wait_for(f"{ROOT}/{site}/events/alarm/raised").json
         r.advance(15.5)  # no ack within escalate_after_s: SMS, then the call
-        wait_for(lambda: len(r.sms()) == 1, "the SMS is being sent")
+        wait_until(lambda: len(r.sms()) == 1, message="the SMS is being sent")
         alarm_id = raised["data"]["alarm_id"]
         ack = command("alarm.ack", {"alarm_id": alarm_id, "by": "officer"}, keys.centre, site=site)
         sub.publish(f"{ROOT}/{site}/commands/alarm/ack", ack)
@@ -350,9 +347,11 @@ def test_ack_cancels_the_call_queued_behind_the_sms(
                 e for e in published_escalations(sub, channel="call") if e["outcome"] != "attempt"
             ]
 
-        [call] = wait_for(call_ended, "the queued call is answered by the driver")
+        [call] = wait_until(call_ended, message="the queued call is answered by the driver")
         assert call["outcome"] == "cancelled" and call["detail"] == "cancelled"
-        wait_for(lambda: published_escalations(sub, channel="sms", outcome="sent"), "SMS sent")
+        wait_until(
+            lambda: published_escalations(sub, channel="sms", outcome="sent"), message="SMS sent"
+        )
         r.advance(30)  # a retry would be due by now
         r.advance(30)
         caught_up(sub, r)
@@ -375,8 +374,12 @@ def test_link_lost_while_waiting_for_the_ack_calls_only_once(
         r.advance(1.0)
         assert r.sms() == []
         mosquitto.stop()  # the link goes down while the centre has 14 s left to ack
-        wait_for(lambda: r.escalated(channel="call", outcome="attempt"), "escalation on loss")
-        wait_for(lambda: r.escalated(channel="call", outcome="answered"), "the police answer")
+        wait_until(
+            lambda: r.escalated(channel="call", outcome="attempt"), message="escalation on loss"
+        )
+        wait_until(
+            lambda: r.escalated(channel="call", outcome="answered"), message="the police answer"
+        )
         r.advance(20.0)  # the original escalate_after_s timer would fire now
         r.advance(20.0)
         assert len(r.escalated(channel="call", outcome="attempt")) == 1
@@ -392,8 +395,8 @@ def test_restart_resumes_the_calls_and_does_not_repeat_the_sms(keys: Keys, tmp_p
     with running(cfg) as r1:
         r1.modem.set_callee("busy")
         r1.set(BUTTON, True)  # link down at the press: SMS and call at once
-        wait_for(lambda: r1.escalated(channel="sms", outcome="sent"), "SMS sent")
-        wait_for(lambda: r1.escalated(channel="call", outcome="busy"), "call 1 busy")
+        wait_until(lambda: r1.escalated(channel="sms", outcome="sent"), message="SMS sent")
+        wait_until(lambda: r1.escalated(channel="call", outcome="busy"), message="call 1 busy")
         alarm_id = r1.alarm()["alarm_id"]
         mark = r1.last_seq()
         later = r1.clock.now() + timedelta(seconds=3)
@@ -401,7 +404,7 @@ def test_restart_resumes_the_calls_and_does_not_repeat_the_sms(keys: Keys, tmp_p
     with running(cfg, start=later) as r2:
         [started] = r2.events("site.started", mark)
         assert started["data"]["restored_alarm"] == alarm_id
-        wait_for(lambda: r2.escalated(mark, outcome="answered"), "call 2 answered", 15)
+        wait_until(lambda: r2.escalated(mark, outcome="answered"), 15, message="call 2 answered")
         assert r2.escalated(mark, channel="sms") == []
         assert r2.sms() == []
         assert [(e["attempt"], e["outcome"]) for e in r2.escalated(mark)] == [
@@ -441,7 +444,9 @@ def test_restart_in_the_grace_period_waits_only_the_remaining_time(
         caught_up(sub, r2)
         assert published_escalations(sub) == [] and r2.sms() == []
         r2.advance(6)  # 601 s
-        wait_for(lambda: published_escalations(sub, channel="call", outcome="answered"), "call")
+        wait_until(
+            lambda: published_escalations(sub, channel="call", outcome="answered"), message="call"
+        )
         assert len(r2.sms()) == 1 and r2.sms()[0]["number"] == SMS_TO
         assert {e["alarm_id"] for e in published_escalations(sub)} == {alarm_id}
 
@@ -517,7 +522,7 @@ def test_a_command_arriving_during_shutdown_runs_after_the_restart(
         r2.sync()
         res = r2.result(cmd["command_id"])
         assert res is not None and res["ok"] is True, res
-        wait_for(lambda: coil_pulses(r2) == ["coil-1"], "the coil pulses")
+        wait_until(lambda: coil_pulses(r2) == ["coil-1"], message="the coil pulses")
 
 
 def test_a_coil_that_cannot_be_driven_fails_its_command(
@@ -546,7 +551,7 @@ def test_a_coil_that_cannot_be_driven_fails_its_command(
         r.sync()
         res = r.result(again["command_id"])
         assert res is not None and res["ok"] is True, res
-        wait_for(lambda: coil_pulses(r) == ["coil-1"], "the coil pulses")
+        wait_until(lambda: coil_pulses(r) == ["coil-1"], message="the coil pulses")
 
 
 def test_a_failure_of_a_queued_pulse_does_not_fail_a_later_command(
@@ -580,7 +585,7 @@ def test_a_failure_of_a_queued_pulse_does_not_fail_a_later_command(
         monkeypatch.undo()  # repaired
         r.advance(5.0)
         res = send(2)
-        wait_for(lambda: coil_pulses(r) == ["coil-1", "coil-2"], "coil 2 pulses")
+        wait_until(lambda: coil_pulses(r) == ["coil-1", "coil-2"], message="coil 2 pulses")
         assert res["ok"] is True, res
 
 
@@ -592,12 +597,12 @@ def test_a_failed_sms_is_retried_after_the_retry_delay(keys: Keys, tmp_path: Pat
     with running(cfg) as r:
         r.modem.set_sms_fail(True)
         r.set(BUTTON, True)
-        wait_for(lambda: r.escalated(outcome="failed"), "SMS 1 fails")
+        wait_until(lambda: r.escalated(outcome="failed"), message="SMS 1 fails")
         r.modem.set_sms_fail(False)
         r.advance(9)
         assert [e["attempt"] for e in r.escalated(outcome="attempt")] == [1]
         r.advance(1.5)
-        wait_for(lambda: r.escalated(outcome="sent"), "SMS 2 sent")
+        wait_until(lambda: r.escalated(outcome="sent"), message="SMS 2 sent")
         assert [(e["attempt"], e["outcome"]) for e in r.escalated()] == [
             (1, "attempt"),
             (1, "failed"),
@@ -619,15 +624,17 @@ def test_sms_and_call_failed_while_the_modem_was_down_go_out_when_it_recovers(
     )
     with running(cfg) as r:
         r.modem.set_silent(True)  # the module hangs
-        wait_for(lambda: r.events("modem.fault"), "modem fault")
+        wait_until(lambda: r.events("modem.fault"), message="modem fault")
         r.set(BUTTON, True)
-        wait_for(lambda: r.escalated(channel="sms", outcome="failed"), "SMS rejected")
-        wait_for(lambda: r.escalated(channel="call", outcome="error"), "call rejected")
+        wait_until(lambda: r.escalated(channel="sms", outcome="failed"), message="SMS rejected")
+        wait_until(lambda: r.escalated(channel="call", outcome="error"), message="call rejected")
         assert r.escalated(channel="sms", outcome="failed")[0]["detail"].startswith("modem down")
         r.modem.set_silent(False)  # it answers again; the FakeClock does not move
-        wait_for(lambda: r.events("modem.recovered"), "modem recovered")
-        wait_for(lambda: r.escalated(channel="sms", outcome="sent"), "SMS 2 sent")
-        wait_for(lambda: r.escalated(channel="call", outcome="answered"), "call 2 answered")
+        wait_until(lambda: r.events("modem.recovered"), message="modem recovered")
+        wait_until(lambda: r.escalated(channel="sms", outcome="sent"), message="SMS 2 sent")
+        wait_until(
+            lambda: r.escalated(channel="call", outcome="answered"), message="call 2 answered"
+        )
         assert [(e["channel"], e["attempt"], e["outcome"]) for e in r.escalated()] == [
             ("sms", 1, "attempt"),
             ("call", 1, "attempt"),

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sitekit import make_keys, site_dict
 
 from edge.config import parse_config
 from edge.core.errors import ConfigError
 from edge.filemodes import check_file_modes
+from tests.sitekit import make_keys, site_dict
 
 REPO = Path(__file__).resolve().parent.parent
 
