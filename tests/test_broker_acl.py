@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.sitekit import command, make_keys, running_site, site_dict
 from tests.support.mqtt import Mosquitto, Subscriber, find_mosquitto_passwd, write_password_file
+from tests.support.site import ThreadedSite, command, make_keys, site_dict
 from tests.support.wait import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
@@ -113,7 +113,7 @@ def test_a_real_site_works_under_the_acl(acl_broker: Mosquitto, tmp_path: Path) 
         password_file=str(pw),
     )
     centre = client(acl_broker, CENTRE, [f"{ROOT}/#"])
-    with running_site(cfg) as rs:
+    with ThreadedSite(cfg) as rs:
         centre.wait_for(
             lambda m: m.topic == f"{ROOT}/site-a/status" and m.json["state"] == "online"
         )

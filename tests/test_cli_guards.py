@@ -20,8 +20,8 @@ from gpiozero.pins.mock import MockFactory
 
 from edge.cli import main as cli_main
 from edge.datadir import MODE_FILE
-from tests.sitekit import make_keys, site_dict
 from tests.support.mqtt import Mosquitto, free_port
+from tests.support.site import make_keys, site_dict
 from tests.support.wait import wait_until
 
 REPO = Path(__file__).resolve().parents[1]

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.sitekit import make_keys, site_dict
+from tests.support.site import make_keys, site_dict
 
 
 def _run(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:

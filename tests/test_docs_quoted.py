@@ -30,8 +30,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.sitekit import make_keys
 from tests.support.mqtt import free_port
+from tests.support.site import make_keys
 from tests.support.wait import wait_until
 
 REPO = Path(__file__).resolve().parents[1]

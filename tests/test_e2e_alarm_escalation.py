@@ -15,8 +15,8 @@ from edge.config import parse_config
 from edge.core.clock import FakeClock
 from edge.site import Site
 from simulator.hardware import SimHardware
-from tests.sitekit import Keys, SessionSubscriber, command, make_keys, persistent_broker, site_dict
-from tests.support.mqtt import Mosquitto, Subscriber
+from tests.support.mqtt import Mosquitto, SessionSubscriber, Subscriber, persistent_broker
+from tests.support.site import Keys, command, make_keys, site_dict
 from tests.support.wait import wait_until
 
 ROOT = "ansim/v1"

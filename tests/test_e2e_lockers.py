@@ -16,8 +16,14 @@ from edge.config import parse_config
 from edge.core.clock import FakeClock
 from edge.site import Site
 from simulator.hardware import SimHardware
-from tests.sitekit import Keys, SessionSubscriber, command, make_keys, persistent_broker
-from tests.support.mqtt import Mosquitto, Subscriber, free_port
+from tests.support.mqtt import (
+    Mosquitto,
+    SessionSubscriber,
+    Subscriber,
+    free_port,
+    persistent_broker,
+)
+from tests.support.site import Keys, command, make_keys
 from tests.support.wait import wait_until
 
 ROOT = "ansim/v1"

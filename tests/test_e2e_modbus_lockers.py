@@ -16,8 +16,8 @@ from edge.config import parse_config
 from edge.site import Site
 from simulator.hardware import SimHardware
 from simulator.modbus_device import SimulatedModbusBus
-from tests.sitekit import Keys, command, make_keys
 from tests.support.mqtt import Mosquitto, Subscriber
+from tests.support.site import Keys, command, make_keys
 from tests.support.wait import wait_until
 
 ROOT = "ansim/v1"

@@ -13,16 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.sitekit import (
-    SessionSubscriber,
-    SimProcess,
-    command,
-    make_keys,
-    persistent_broker,
-    running_site,
-    site_dict,
-)
-from tests.support.mqtt import Mosquitto, Subscriber
+from tests.support.mqtt import Mosquitto, SessionSubscriber, Subscriber, persistent_broker
+from tests.support.site import SimProcess, ThreadedSite, command, make_keys, site_dict
 from tests.support.wait import wait_until
 
 ROOT = "ansim/v1"
@@ -53,7 +45,7 @@ def test_press_reaches_centre_and_ack_lights_lamp(
     site = f"e2e-{mqtt_protocol.replace('.', '')}"
     sub = Subscriber.for_broker(mosquitto, [f"{ROOT}/{site}/#"], protocol=mqtt_protocol)
     cfg = site_dict(site, mosquitto.url, tmp_path / "data", keys, protocol=mqtt_protocol)
-    with running_site(cfg) as rs:
+    with ThreadedSite(cfg) as rs:
         sub.wait_for(lambda m: m.topic.endswith("/status") and m.json["state"] == "online")
         rs.press()
         raised = sub.wait_for(f"{ROOT}/{site}/events/alarm/raised").json
@@ -119,7 +111,7 @@ def test_rejected_commands_change_nothing(
     site = "rej-" + case.replace("_", "-")
     sub = Subscriber.for_broker(mosquitto, [f"{ROOT}/{site}/#"])
     cfg = site_dict(site, mosquitto.url, tmp_path / "d", keys, protocol=mqtt_protocol)
-    with running_site(cfg) as rs:
+    with ThreadedSite(cfg) as rs:
         sub.wait_for(lambda m: m.topic.endswith("/status") and m.json["state"] == "online")
         rs.press()
         alarm_id = sub.wait_for(f"{ROOT}/{site}/events/alarm/raised").json["data"]["alarm_id"]
@@ -172,8 +164,8 @@ def test_a_command_captured_at_one_site_is_refused_at_another(
     a, b = "two-sites-a", "two-sites-b"
     sub = Subscriber.for_broker(mosquitto, [f"{ROOT}/{a}/#", f"{ROOT}/{b}/#"])
     with (
-        running_site(site_dict(a, mosquitto.url, tmp_path / "a", keys)) as site_a,
-        running_site(site_dict(b, mosquitto.url, tmp_path / "b", keys)) as site_b,
+        ThreadedSite(site_dict(a, mosquitto.url, tmp_path / "a", keys)) as site_a,
+        ThreadedSite(site_dict(b, mosquitto.url, tmp_path / "b", keys)) as site_b,
     ):
         for site, rs in ((a, site_a), (b, site_b)):
             sub.wait_for(lambda m, s=site: m.topic == f"{ROOT}/{s}/status")
@@ -199,7 +191,7 @@ def test_replayed_command_runs_once_and_repeats_its_result(
 ) -> None:
     site = "replay"
     sub = Subscriber.for_broker(mosquitto, [f"{ROOT}/{site}/#"])
-    with running_site(site_dict(site, mosquitto.url, tmp_path / "d", keys)) as rs:
+    with ThreadedSite(site_dict(site, mosquitto.url, tmp_path / "d", keys)) as rs:
         sub.wait_for(lambda m: m.topic.endswith("/status") and m.json["state"] == "online")
         rs.press()
         alarm_id = sub.wait_for(f"{ROOT}/{site}/events/alarm/raised").json["data"]["alarm_id"]
@@ -267,7 +259,7 @@ def test_broker_outage_50_presses_all_delivered_in_order(
     sub = SessionSubscriber(broker, f"{ROOT}/{site}/events/#")
     cfg = site_dict(site, broker.url, tmp_path / "d", keys, debounce_ms=0, protocol=protocol)
     try:
-        with running_site(cfg) as rs:
+        with ThreadedSite(cfg) as rs:
             sub.wait_for(f"{ROOT}/{site}/events/site/started")
             broker.stop()  # the broker goes away (graceful, so it keeps our session)
             wait_until(lambda: not rs.site.call(lambda: rs.site.outbox.online))
@@ -374,7 +366,7 @@ def test_tls_with_client_certificate(mosquitto_tls: Mosquitto, keys: Any, tmp_pa
         "key": str(mosquitto_tls.client_key_path),
     }
     cfg = site_dict(site, mosquitto_tls.url, tmp_path / "d", keys, tls=tls)
-    with running_site(cfg) as rs:
+    with ThreadedSite(cfg) as rs:
         sub.wait_for(lambda m: m.topic.endswith("/status") and m.json["state"] == "online")
         rs.press()
         sub.wait_for(f"{ROOT}/{site}/events/alarm/raised")
@@ -386,7 +378,7 @@ def test_status_and_state_republished_after_broker_restart(
     mosquitto: Mosquitto, keys: Any, tmp_path: Path
 ) -> None:
     site = "restart"
-    with running_site(site_dict(site, mosquitto.url, tmp_path / "d", keys)) as rs:
+    with ThreadedSite(site_dict(site, mosquitto.url, tmp_path / "d", keys)) as rs:
         wait_until(lambda: rs.site.call(lambda: rs.site.outbox.online))
         rs.press()
         wait_until(lambda: rs.output("sent_led"))
@@ -418,7 +410,7 @@ def test_cut_loop_cleared_by_the_key_stays_visible_at_the_centre(
     wiring.fault stuck_active and the retained states show the dead button until repaired."""
     site = "e2e-stuck"
     sub = Subscriber.for_broker(mosquitto, [f"{ROOT}/{site}/#"])
-    with running_site(site_dict(site, mosquitto.url, tmp_path / "data", keys)) as rs:
+    with ThreadedSite(site_dict(site, mosquitto.url, tmp_path / "data", keys)) as rs:
         sub.wait_for(lambda m: m.topic.endswith("/status") and m.json["state"] == "online")
         rs.press()  # NC loop cut, stays open
         sub.wait_for(f"{ROOT}/{site}/events/alarm/raised")

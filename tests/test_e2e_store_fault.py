@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from tests.sitekit import REPO, Keys, make_keys, site_dict
 from tests.support.mqtt import Mosquitto, Subscriber, SubscriberFactory, free_port
+from tests.support.site import REPO, Keys, make_keys, site_dict
 from tests.support.wait import wait_until
 
 ROOT = "ansim/v1"

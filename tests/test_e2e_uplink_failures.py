@@ -18,8 +18,8 @@ from structlog.testing import capture_logs
 
 from simulator.control import ControlApi
 from simulator.runner import add_site_routes
-from tests.sitekit import Keys, RunningSite, make_keys, running_site, site_dict
 from tests.support.mqtt import Mosquitto, generate_tls_files
+from tests.support.site import Keys, ThreadedSite, make_keys, site_dict
 from tests.support.wait import wait_until
 
 TS_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -30,12 +30,12 @@ def keys(tmp_path: Path) -> Keys:
     return make_keys(tmp_path / "keys")
 
 
-def uplink(rs: RunningSite) -> dict[str, Any]:
+def uplink(rs: ThreadedSite) -> dict[str, Any]:
     snap: Any = rs.site.call(rs.site.snapshot)
     return dict(snap["uplink"], online=snap["online"])
 
 
-def failing(rs: RunningSite, at_least: int = 3) -> dict[str, Any]:
+def failing(rs: ThreadedSite, at_least: int = 3) -> dict[str, Any]:
     """The snapshot once ``at_least`` attempts have failed (the reconnect delay is short)."""
     return wait_until(
         lambda: (u := uplink(rs))["connect_failures"] >= at_least and u,
@@ -44,7 +44,7 @@ def failing(rs: RunningSite, at_least: int = 3) -> dict[str, Any]:
     )
 
 
-def sim_state(rs: RunningSite) -> Any:
+def sim_state(rs: ThreadedSite) -> Any:
     """GET /state from the simulator's control API, served for this site."""
     api = ControlApi("127.0.0.1", 0)
     add_site_routes(api, rs.site, rs.hw)
@@ -88,7 +88,7 @@ def test_a_client_certificate_from_another_ca_is_reported(
         "key": str(other.client_key_path),
     }
     cfg = site_dict("tls-other-ca", mosquitto_tls.url, tmp_path / "d", keys, tls=tls)
-    with capture_logs() as logs, running_site(cfg) as rs:
+    with capture_logs() as logs, ThreadedSite(cfg) as rs:
         up = failing(rs)
         state = sim_state(rs)
     reason = assert_reported(logs, up, f"127.0.0.1:{mosquitto_tls.port}")
@@ -120,7 +120,7 @@ def test_a_wrong_password_is_reported(mosquitto: Mosquitto, keys: Keys, tmp_path
         username="site",
         password_file=str(tmp_path / "site.pw"),
     )
-    with capture_logs() as logs, running_site(cfg) as rs:
+    with capture_logs() as logs, ThreadedSite(cfg) as rs:
         up = failing(rs)
     broker = f"127.0.0.1:{mosquitto.port}"
     assert assert_reported(logs, up, broker) == "CONNACK refused: Not authorized"
@@ -132,7 +132,7 @@ def test_a_closed_port_is_reported_and_a_success_ends_the_run(
 ) -> None:
     mosquitto.kill()  # nothing listens on its port now
     cfg = site_dict("closed-port", mosquitto.url, tmp_path / "d", keys)
-    with capture_logs() as logs, running_site(cfg) as rs:
+    with capture_logs() as logs, ThreadedSite(cfg) as rs:
         up = failing(rs)
         reason = assert_reported(logs, up, f"127.0.0.1:{mosquitto.port}")
         assert reason.startswith("ConnectionRefusedError"), reason

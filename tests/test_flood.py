@@ -17,19 +17,26 @@ from typing import Any
 
 import pytest
 
-from edge.config import BrokerConfig, TrustedKey
+from edge.config import BrokerConfig
 from edge.core.clock import FakeClock
-from edge.core.commands import LoadedKey, load_keys
+from edge.core.commands import LoadedKey
 from edge.core.loop import LOW_PER_BATCH, CoreLoop
-from edge.core.signing import generate_keypair, load_private_key
 from edge.core.store import PRIO_RESULT
 from edge.core.uplink import PACKET_HEADROOM, Uplink
 from edge.site import SHED_REPORT_S, Site
-from simulator.hardware import SimHardware
-from tests.sitekit import command, make_keys, running_site, site_dict
 from tests.support.mqtt import Mosquitto, Subscriber
+from tests.support.site import SHELTER_BUTTON as BUTTON
+from tests.support.site import (
+    SteppedSite,
+    ThreadedSite,
+    centre_key,
+    command,
+    make_keys,
+    shelter_config,
+    signed,
+    site_dict,
+)
 from tests.support.wait import wait_until
-from tests.test_shelter_site import BUTTON, make_config, signed
 
 ROOT = "ansim/v1"
 
@@ -142,29 +149,15 @@ class Msg:
 
 @pytest.fixture
 def centre(tmp_path: Path) -> tuple[Any, dict[str, LoadedKey]]:
-    priv, pub = tmp_path / "keys" / "centre.key", tmp_path / "keys" / "centre.pub"
-    generate_keypair(priv, pub)
-    return load_private_key(priv), load_keys(
-        [TrustedKey(key_id="centre", public_key=pub, commands=["*"])]
-    )
+    return centre_key(tmp_path / "keys")
 
 
 @pytest.fixture
 def site(tmp_path: Path, centre: tuple[Any, dict[str, LoadedKey]]) -> Iterator[Site]:
-    clock = FakeClock()
-    hw = SimHardware(monotonic=clock.monotonic)
-    s = Site(
-        make_config(tmp_path, debounce_ms=0),
-        hw,
-        clock=clock,
-        keys=centre[1],
-        uplink_factory=QuietUplink,
-    )
-    s.start()
-    s.loop.run_pending()
-    yield s
-    s.shutdown()
-    hw.close()
+    h = SteppedSite(shelter_config(tmp_path, debounce_ms=0), centre[1], uplink_factory=QuietUplink)
+    h.start()
+    yield h.site
+    h.shutdown()
 
 
 def deliver(site: Site, key: Any, n: int) -> None:
@@ -316,7 +309,7 @@ def test_the_broker_never_forwards_an_oversized_command_under_mqtt5(
     site = f"big-{protocol.replace('.', '')}"
     sub = Subscriber.for_broker(mosquitto, [f"{ROOT}/{site}/#"], protocol=protocol)
     cfg = site_dict(site, mosquitto.url, tmp_path / "data", keys, protocol=protocol)
-    with running_site(cfg) as rs:
+    with ThreadedSite(cfg) as rs:
         sub.wait_for(lambda m: m.topic.endswith("/status") and m.json["state"] == "online")
         seen: list[int] = []
         inner: Callable[[str, bytes], None] = rs.site.uplink_message

@@ -30,8 +30,9 @@ from edge.models import (
 )
 from edge.service import site_status
 from edge.site import STATUS_REFRESH_S
+from tests.support.site import SHELTER_BUTTON as BUTTON
+from tests.support.site import SteppedSite, shelter_config
 from tests.support.wait import wait_until
-from tests.test_shelter_site import BUTTON, Harness, make_config
 
 
 def main(argv: list[str]) -> int:
@@ -83,16 +84,16 @@ def test_the_fault_board_follows_fault_and_recovery_events() -> None:
 
 @pytest.fixture
 def harness(tmp_path: Path) -> Any:
-    h = Harness(make_config(tmp_path))
+    h = SteppedSite(shelter_config(tmp_path))
     yield h
     h.shutdown()
 
 
-def statuses(h: Harness) -> list[dict[str, Any]]:
+def statuses(h: SteppedSite) -> list[dict[str, Any]]:
     return [p.json for p in h.uplink.published if p.topic == h.site.topics.status]
 
 
-def test_the_online_status_carries_health_and_follows_faults(harness: Harness) -> None:
+def test_the_online_status_carries_health_and_follows_faults(harness: SteppedSite) -> None:
     h = harness
     h.start()
     h.step(125)  # uptime
@@ -124,7 +125,7 @@ def test_the_online_status_carries_health_and_follows_faults(harness: Harness) -
     assert statuses(h)[-1]["faults"] == []
 
 
-def test_the_status_is_republished_when_the_outbox_depth_changes(harness: Harness) -> None:
+def test_the_status_is_republished_when_the_outbox_depth_changes(harness: SteppedSite) -> None:
     h = harness
     h.start()
     h.connect()
@@ -144,7 +145,7 @@ def test_the_status_is_republished_when_the_outbox_depth_changes(harness: Harnes
     assert len(statuses(h)) == n
 
 
-def test_offline_payloads_carry_no_health(harness: Harness) -> None:
+def test_offline_payloads_carry_no_health(harness: SteppedSite) -> None:
     h = harness
     h.start()
     h.connect()
@@ -188,8 +189,8 @@ def test_the_site_writes_its_status_file_and_removes_it_at_stop(
     def site_with_file(*args: Any, **kw: Any) -> Any:
         return real_site(*args, status_file=tmp_path / "data" / "status.json", **kw)
 
-    monkeypatch.setattr("tests.test_shelter_site.Site", site_with_file)
-    h = Harness(make_config(tmp_path))
+    monkeypatch.setattr("tests.support.site.Site", site_with_file)
+    h = SteppedSite(shelter_config(tmp_path))
     try:
         h.start()
         h.step(7)

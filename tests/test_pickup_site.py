@@ -23,8 +23,8 @@ from edge.core.clock import FakeClock
 from edge.core.store import Store
 from edge.site import Site
 from simulator.hardware import SimHardware
-from tests.sitekit import Keys, command, make_keys
 from tests.support.mqtt import free_port
+from tests.support.site import Keys, command, make_keys
 from tests.support.wait import wait_until
 
 CHEAP = {"n": 1024, "r": 8, "p": 1}  # the lowest cost allowed: keeps the tests fast

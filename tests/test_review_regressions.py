@@ -31,8 +31,8 @@ from edge.core.clock import FakeClock
 from edge.site import Site
 from simulator.hardware import SimHardware
 from simulator.modem_device import SimTimings
-from tests.sitekit import Keys, command, make_keys, site_dict
 from tests.support.mqtt import Mosquitto, Subscriber, SubscriberFactory, free_port
+from tests.support.site import Keys, command, make_keys, site_dict
 from tests.support.wait import wait_until
 
 ROOT = "ansim/v1"

@@ -14,7 +14,7 @@ import pytest
 from edge.config import parse_config
 from edge.core.errors import ConfigError
 from edge.filemodes import check_file_modes
-from tests.sitekit import make_keys, site_dict
+from tests.support.site import make_keys, site_dict
 
 REPO = Path(__file__).resolve().parent.parent
 

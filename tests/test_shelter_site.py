@@ -4,9 +4,7 @@ broker: a FakeClock and ``loop.run_pending()`` drive everything (no threads, no 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -14,258 +12,30 @@ from typing import Any
 import pytest
 import yaml
 
-from edge.config import SiteConfig, TrustedKey, parse_config
-from edge.core.clock import FakeClock, rfc3339
-from edge.core.commands import REFUSED_BURST, REPORT_S, LoadedKey, load_keys
-from edge.core.signing import generate_keypair, load_private_key, sign_command
-from edge.site import COMMANDS_TICK_S, Site
-from simulator.hardware import SimHardware
+from edge.config import SiteConfig, parse_config
+from edge.core.commands import REFUSED_BURST, REPORT_S, LoadedKey
+from edge.site import COMMANDS_TICK_S
+from tests.support.site import SHELTER_BUTTON as BUTTON
+from tests.support.site import SteppedSite, centre_key, shelter_config, signed
 
-BUTTON = "panic-counter"
 OUTPUTS = ("sent_led", "ack_led", "buzzer")
-
-
-# --------------------------------------------------------------------------- fakes
-
-
-@dataclass
-class Published:
-    mid: int
-    topic: str
-    payload: bytes
-    qos: int
-    retain: bool
-    committed: bool  # for outbox rows: already committed (seen by another connection)?
-
-    @property
-    def json(self) -> dict[str, Any]:
-        parsed: dict[str, Any] = json.loads(self.payload)
-        return parsed
-
-
-class FakeUplink:
-    """Stands in for edge.core.uplink.Uplink: records publishes, returns mids while connected."""
-
-    def __init__(
-        self,
-        db_path: Path,
-        cfg: Any,
-        *,
-        client_id: str,
-        post: Callable[[Callable[[], None]], None],
-        listener: Any,
-        subscriptions: list[str],
-        will: Callable[[], tuple[str, bytes]],
-        rng: Any = None,
-        post_message: Callable[[Callable[[], None]], object] | None = None,
-        max_payload_bytes: int | None = None,
-    ) -> None:
-        self.db_path = db_path
-        self.listener = listener
-        self.post_message = post_message or post
-        self.max_payload_bytes = max_payload_bytes
-        self.client_id = client_id
-        self.subscriptions = subscriptions
-        self.will = will
-        self.connected = False
-        self.started = False
-        self.stopped_with: tuple[str, bytes] | None = None
-        self.published: list[Published] = []
-        self._mid = 0
-
-    def _committed(self, payload: bytes) -> bool:
-        db = sqlite3.connect(self.db_path)
-        try:
-            row = db.execute("SELECT COUNT(*) FROM outbox WHERE payload = ?", (payload,)).fetchone()
-            return int(row[0]) > 0
-        finally:
-            db.close()
-
-    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> int | None:
-        if not self.connected:
-            return None
-        self._mid += 1
-        from_outbox = "/events/" in topic or topic.endswith("/results")
-        committed = self._committed(payload) if from_outbox else True
-        self.published.append(Published(self._mid, topic, payload, qos, retain, committed))
-        return self._mid
-
-    def start(self) -> None:
-        self.started = True
-
-    def check(self) -> None:
-        pass
-
-    def stop(self, last: tuple[str, bytes] | None = None, timeout_s: float = 2.0) -> None:
-        self.stopped_with = last
-        self.connected = False
-
-
-class Harness:
-    def __init__(self, cfg: SiteConfig, keys: dict[str, LoadedKey] | None = None) -> None:
-        self.cfg = cfg
-        self.clock = FakeClock()
-        self.hw = SimHardware(monotonic=self.clock.monotonic)
-        self.uplinks: list[FakeUplink] = []
-        self.site = Site(
-            cfg,
-            self.hw,
-            clock=self.clock,
-            keys=keys if keys is not None else {},
-            uplink_factory=self._make_uplink,
-        )
-        self.closed = False
-
-    def _make_uplink(self, cfg: Any, **kw: Any) -> FakeUplink:
-        up = FakeUplink(self.cfg.data_dir / "ansim-edge.db", cfg, **kw)
-        self.uplinks.append(up)
-        return up
-
-    @property
-    def uplink(self) -> FakeUplink:
-        [up] = self.uplinks
-        return up
-
-    # ---- driving ----
-    def start(self) -> None:
-        self.site.start()
-        self.site.loop.run_pending()
-
-    def run(self) -> None:
-        self.site.loop.run_pending()
-
-    def step(self, seconds: float) -> None:
-        self.clock.advance(seconds)
-        self.site.loop.run_pending()
-
-    def set_input(self, name: str, active: bool) -> None:
-        self.hw.set_input(name, active)
-        self.site.loop.run_pending()
-
-    def press(self, name: str = BUTTON, debounce_s: float = 0.05) -> None:
-        self.set_input(name, True)
-        self.step(debounce_s + 0.001)
-
-    def release(self, name: str = BUTTON, debounce_s: float = 0.05) -> None:
-        self.set_input(name, False)
-        self.step(debounce_s + 0.001)
-
-    def connect(self) -> None:
-        self.uplink.connected = True
-        self.site.loop.post(self.site.uplink_connected)
-        self.run()
-
-    def disconnect(self) -> None:
-        self.uplink.connected = False
-        self.site.loop.post(lambda: self.site.uplink_disconnected("test"))
-        self.run()
-
-    def ack_mid(self, mid: int, ok: bool = True) -> None:
-        self.site.loop.post(lambda: self.site.uplink_acked(mid, ok))
-        self.run()
-
-    def ack_event(self, event_id: str) -> None:
-        [p] = [p for p in self.uplink.published if p.json.get("event_id") == event_id][-1:]
-        self.ack_mid(p.mid)
-
-    def command(self, payload: dict[str, Any]) -> None:
-        topic = self.site.topics.command(payload["name"])
-        data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        self.site.loop.post(lambda: self.site.uplink_message(topic, data))
-        self.run()
-
-    def shutdown(self) -> None:
-        if self.closed:
-            return
-        # Offline first: with a FakeClock the online flush loop would wait forever.
-        if self.site.outbox.online:
-            self.disconnect()
-        self.site.shutdown()
-        self.hw.close()
-        self.closed = True
-
-    # ---- looking ----
-    def stored_events(self, type_: str | None = None) -> list[dict[str, Any]]:
-        rows = [
-            json.loads(p.payload)
-            for p in self.site.store.pending(1_000_000)
-            if "/events/" in p.topic
-        ]
-        return [r for r in rows if type_ is None or r["type"] == type_]
-
-    def published_events(self, type_: str | None = None) -> list[dict[str, Any]]:
-        out = []
-        for up in self.uplinks:
-            for p in up.published:
-                if "/events/" in p.topic and (type_ is None or p.json["type"] == type_):
-                    out.append(p.json)
-        return out
-
-    def results(self) -> list[dict[str, Any]]:
-        return [p.json for p in self.uplink.published if p.topic.endswith("/results")]
-
-    def outputs(self) -> dict[str, bool]:
-        return {name: self.site.outputs[name].is_on for name in OUTPUTS}
-
-    def transitions(self, name: str) -> list[bool]:
-        snap = self.hw.snapshot()["outputs"][name]["transitions"]
-        return [t["on"] for t in snap]
-
-    @property
-    def alarm(self) -> dict[str, Any]:
-        state = self.site.states.get("alarm")
-        assert state is not None
-        return state
-
-
-def make_config(
-    tmp_path: Path,
-    *,
-    mode: str = "silent",
-    hold_ms: int = 0,
-    contact: str = "nc",
-    debounce_ms: int = 50,
-    keys: list[dict[str, Any]] | None = None,
-) -> SiteConfig:
-    return parse_config(
-        {
-            "site": {"id": "shelter-0001", "cameras": ["cctv-1-counter", "cctv-1-door"]},
-            "data_dir": str(tmp_path / "data"),
-            "keys": keys or [],
-            "devices": {
-                "panic_buttons": [
-                    {
-                        "name": BUTTON,
-                        "pin": 17,
-                        "contact": contact,
-                        "debounce_ms": debounce_ms,
-                        "hold_ms": hold_ms,
-                        "mode": mode,
-                    }
-                ],
-                "sent_led": {"pin": 22},
-                "ack_led": {"pin": 23},
-                "buzzer": {"pin": 24},
-                "reset_key": {"pin": 27, "contact": "no", "debounce_ms": 50},
-            },
-        }
-    )
+NewSite = Callable[..., SteppedSite]
 
 
 @pytest.fixture
-def harnesses() -> Iterator[list[Harness]]:
-    made: list[Harness] = []
+def harnesses() -> Iterator[list[SteppedSite]]:
+    made: list[SteppedSite] = []
     yield made
     for h in reversed(made):
         h.shutdown()
 
 
 @pytest.fixture
-def new_site(tmp_path: Path, harnesses: list[Harness]) -> Callable[..., Harness]:
+def new_site(tmp_path: Path, harnesses: list[SteppedSite]) -> NewSite:
     def factory(
         cfg: SiteConfig | None = None, keys: dict[str, LoadedKey] | None = None, **kw: Any
-    ) -> Harness:
-        h = Harness(cfg or make_config(tmp_path, **kw), keys)
+    ) -> SteppedSite:
+        h = SteppedSite(cfg or shelter_config(tmp_path, **kw), keys)
         harnesses.append(h)
         return h
 
@@ -275,7 +45,7 @@ def new_site(tmp_path: Path, harnesses: list[Harness]) -> Callable[..., Harness]
 # --------------------------------------------------------------------------- construction, start
 
 
-def test_outputs_off_at_construction_and_start(new_site: Callable[..., Harness]) -> None:
+def test_outputs_off_at_construction_and_start(new_site: NewSite) -> None:
     h = new_site()
     snap = h.hw.snapshot()["outputs"]
     assert set(snap) == set(OUTPUTS)
@@ -292,7 +62,7 @@ def test_outputs_off_at_construction_and_start(new_site: Callable[..., Harness])
     assert h.alarm["state"] == "idle"
 
 
-def test_quiet_site_raises_nothing(new_site: Callable[..., Harness]) -> None:
+def test_quiet_site_raises_nothing(new_site: NewSite) -> None:
     h = new_site()
     h.start()
     for _ in range(20):
@@ -303,7 +73,7 @@ def test_quiet_site_raises_nothing(new_site: Callable[..., Harness]) -> None:
 # --------------------------------------------------------------------------- inputs -> alarm
 
 
-def test_bounce_train_raises_exactly_one_alarm(new_site: Callable[..., Harness]) -> None:
+def test_bounce_train_raises_exactly_one_alarm(new_site: NewSite) -> None:
     h = new_site()
     h.start()
     for level in [True, False, True, False, True, False, True]:
@@ -327,7 +97,7 @@ def test_bounce_train_raises_exactly_one_alarm(new_site: Callable[..., Harness])
     assert len(h.stored_events("alarm.raised")) == 1
 
 
-def test_glitch_shorter_than_debounce_raises_nothing(new_site: Callable[..., Harness]) -> None:
+def test_glitch_shorter_than_debounce_raises_nothing(new_site: NewSite) -> None:
     h = new_site()
     h.start()
     h.set_input(BUTTON, True)
@@ -338,7 +108,7 @@ def test_glitch_shorter_than_debounce_raises_nothing(new_site: Callable[..., Har
     assert h.alarm["state"] == "idle"
 
 
-def test_nc_cut_wire_raises_the_alarm_once(new_site: Callable[..., Harness]) -> None:
+def test_nc_cut_wire_raises_the_alarm_once(new_site: NewSite) -> None:
     h = new_site(contact="nc")
     h.start()
     h.set_input(BUTTON, True)  # the NC loop opens and stays open
@@ -350,7 +120,7 @@ def test_nc_cut_wire_raises_the_alarm_once(new_site: Callable[..., Harness]) -> 
     assert h.site.states.get(BUTTON) == {"active": True, "fault": None, "wiring": None}
 
 
-def test_wire_already_cut_at_boot_raises_the_alarm(new_site: Callable[..., Harness]) -> None:
+def test_wire_already_cut_at_boot_raises_the_alarm(new_site: NewSite) -> None:
     h = new_site(contact="nc")
     h.hw.set_input(BUTTON, True)
     h.start()
@@ -359,7 +129,7 @@ def test_wire_already_cut_at_boot_raises_the_alarm(new_site: Callable[..., Harne
     assert len(h.stored_events("alarm.raised")) == 1
 
 
-def test_no_contact_button_press(new_site: Callable[..., Harness]) -> None:
+def test_no_contact_button_press(new_site: NewSite) -> None:
     h = new_site(contact="no")
     h.start()
     h.press()
@@ -369,7 +139,9 @@ def test_no_contact_button_press(new_site: Callable[..., Harness]) -> None:
 # --------------------------------------------------------------------------- sent lamp
 
 
-def test_sent_led_only_after_the_raised_event_is_acked(new_site: Callable[..., Harness]) -> None:
+def test_sent_led_only_after_the_raised_event_is_acked(
+    new_site: NewSite,
+) -> None:
     h = new_site()
     h.start()
     h.press()
@@ -390,7 +162,7 @@ def test_sent_led_only_after_the_raised_event_is_acked(new_site: Callable[..., H
     assert h.stored_events() == []  # both deleted on PUBACK
 
 
-def test_press_while_connected_publishes_after_commit(new_site: Callable[..., Harness]) -> None:
+def test_press_while_connected_publishes_after_commit(new_site: NewSite) -> None:
     h = new_site()
     h.start()
     h.connect()
@@ -404,7 +176,7 @@ def test_press_while_connected_publishes_after_commit(new_site: Callable[..., Ha
     assert h.outputs()["sent_led"] is True
 
 
-def test_rejected_publish_does_not_light_sent(new_site: Callable[..., Harness]) -> None:
+def test_rejected_publish_does_not_light_sent(new_site: NewSite) -> None:
     h = new_site()
     h.start()
     h.connect()
@@ -415,7 +187,7 @@ def test_rejected_publish_does_not_light_sent(new_site: Callable[..., Harness]) 
     assert h.outputs()["sent_led"] is False
 
 
-def test_ack_of_a_lost_connection_does_not_light_sent(new_site: Callable[..., Harness]) -> None:
+def test_ack_of_a_lost_connection_does_not_light_sent(new_site: NewSite) -> None:
     h = new_site()
     h.start()
     h.connect()
@@ -437,7 +209,7 @@ def test_ack_of_a_lost_connection_does_not_light_sent(new_site: Callable[..., Ha
 # --------------------------------------------------------------------------- reset key, buzzer
 
 
-def test_reset_key_clears_the_alarm(new_site: Callable[..., Harness]) -> None:
+def test_reset_key_clears_the_alarm(new_site: NewSite) -> None:
     h = new_site()
     h.start()
     h.press()
@@ -462,7 +234,7 @@ def test_reset_key_clears_the_alarm(new_site: Callable[..., Harness]) -> None:
     assert h.alarm["alarm_id"] != alarm_id
 
 
-def test_reset_key_without_an_alarm_does_nothing(new_site: Callable[..., Harness]) -> None:
+def test_reset_key_without_an_alarm_does_nothing(new_site: NewSite) -> None:
     h = new_site()
     h.start()
     h.press("reset_key")
@@ -472,7 +244,7 @@ def test_reset_key_without_an_alarm_does_nothing(new_site: Callable[..., Harness
 
 
 def test_button_still_held_at_clear_must_be_released_first(
-    new_site: Callable[..., Harness],
+    new_site: NewSite,
 ) -> None:
     h = new_site()
     h.start()
@@ -487,7 +259,7 @@ def test_button_still_held_at_clear_must_be_released_first(
     assert len(h.stored_events("alarm.raised")) == 2
 
 
-def test_releasing_the_reset_key_does_not_clear(new_site: Callable[..., Harness]) -> None:
+def test_releasing_the_reset_key_does_not_clear(new_site: NewSite) -> None:
     h = new_site()
     h.start()
     h.press("reset_key")  # key left turned with no alarm
@@ -500,7 +272,7 @@ def test_releasing_the_reset_key_does_not_clear(new_site: Callable[..., Harness]
     assert h.alarm["state"] == "idle"
 
 
-def test_audible_mode_buzzer_on_then_off(new_site: Callable[..., Harness]) -> None:
+def test_audible_mode_buzzer_on_then_off(new_site: NewSite) -> None:
     h = new_site(mode="audible")
     h.start()
     h.press()
@@ -512,7 +284,7 @@ def test_audible_mode_buzzer_on_then_off(new_site: Callable[..., Harness]) -> No
     assert h.transitions("buzzer") == [True, False]
 
 
-def test_silent_mode_never_sounds_the_buzzer(new_site: Callable[..., Harness]) -> None:
+def test_silent_mode_never_sounds_the_buzzer(new_site: NewSite) -> None:
     h = new_site(mode="silent")
     h.start()
     h.press()
@@ -527,7 +299,7 @@ def test_silent_mode_never_sounds_the_buzzer(new_site: Callable[..., Harness]) -
 # --------------------------------------------------------------------------- hold_ms
 
 
-def test_press_shorter_than_hold_does_nothing(new_site: Callable[..., Harness]) -> None:
+def test_press_shorter_than_hold_does_nothing(new_site: NewSite) -> None:
     h = new_site(hold_ms=2000)
     h.start()
     h.set_input(BUTTON, True)
@@ -544,7 +316,7 @@ def test_press_shorter_than_hold_does_nothing(new_site: Callable[..., Harness]) 
 
 
 def test_release_and_press_again_restarts_the_hold_time(
-    new_site: Callable[..., Harness],
+    new_site: NewSite,
 ) -> None:
     h = new_site(hold_ms=2000)
     h.start()
@@ -561,7 +333,7 @@ def test_release_and_press_again_restarts_the_hold_time(
     assert len(h.stored_events("alarm.raised")) == 1
 
 
-def test_press_longer_than_hold_raises(new_site: Callable[..., Harness]) -> None:
+def test_press_longer_than_hold_raises(new_site: NewSite) -> None:
     h = new_site(hold_ms=2000)
     h.start()
     h.set_input(BUTTON, True)
@@ -579,37 +351,11 @@ def test_press_longer_than_hold_raises(new_site: Callable[..., Harness]) -> None
 
 @pytest.fixture
 def centre(tmp_path: Path) -> tuple[Any, dict[str, LoadedKey]]:
-    priv, pub = tmp_path / "keys" / "centre.key", tmp_path / "keys" / "centre.pub"
-    generate_keypair(priv, pub)
-    keys = load_keys([TrustedKey(key_id="centre", public_key=pub, commands=["*"])])
-    return load_private_key(priv), keys
-
-
-def signed(
-    key: Any,
-    name: str,
-    args: dict[str, Any],
-    command_id: str,
-    *,
-    site: str = "shelter-0001",
-    ttl: timedelta = timedelta(minutes=10),
-) -> dict[str, Any]:
-    start = FakeClock().now()
-    return sign_command(
-        {
-            "command_id": command_id,
-            "site": site,
-            "name": name,
-            "args": args,
-            "expires_at": rfc3339(start + ttl),
-            "key_id": "centre",
-        },
-        key,
-    )
+    return centre_key(tmp_path / "keys")
 
 
 def test_ack_and_clear_commands(
-    new_site: Callable[..., Harness], centre: tuple[Any, dict[str, LoadedKey]]
+    new_site: NewSite, centre: tuple[Any, dict[str, LoadedKey]]
 ) -> None:
     key, keys = centre
     h = new_site(keys=keys)
@@ -646,7 +392,7 @@ def test_ack_and_clear_commands(
 # --------------------------------------------------------------------------- restart, shutdown
 
 
-def test_shutdown_turns_every_output_off(new_site: Callable[..., Harness]) -> None:
+def test_shutdown_turns_every_output_off(new_site: NewSite) -> None:
     h = new_site(mode="audible")
     h.start()
     h.connect()
@@ -665,9 +411,9 @@ def test_shutdown_turns_every_output_off(new_site: Callable[..., Harness]) -> No
 
 
 def test_restart_with_a_sent_alarm_keeps_it_and_restores_outputs(
-    tmp_path: Path, new_site: Callable[..., Harness]
+    tmp_path: Path, new_site: NewSite
 ) -> None:
-    cfg = make_config(tmp_path, mode="audible")
+    cfg = shelter_config(tmp_path, mode="audible")
     first = new_site(cfg)
     first.start()
     first.connect()
@@ -695,9 +441,9 @@ def test_restart_with_a_sent_alarm_keeps_it_and_restores_outputs(
 
 
 def test_restart_with_an_unsent_alarm_lights_sent_when_it_is_finally_acked(
-    tmp_path: Path, new_site: Callable[..., Harness]
+    tmp_path: Path, new_site: NewSite
 ) -> None:
-    cfg = make_config(tmp_path)
+    cfg = shelter_config(tmp_path)
     first = new_site(cfg)
     first.start()
     first.press()  # never connected
@@ -716,11 +462,11 @@ def test_restart_with_an_unsent_alarm_lights_sent_when_it_is_finally_acked(
 
 def test_restart_with_an_acknowledged_alarm_restores_the_ack_led(
     tmp_path: Path,
-    new_site: Callable[..., Harness],
+    new_site: NewSite,
     centre: tuple[Any, dict[str, LoadedKey]],
 ) -> None:
     key, keys = centre
-    cfg = make_config(tmp_path)
+    cfg = shelter_config(tmp_path)
     first = new_site(cfg, keys=keys)
     first.start()
     first.connect()
@@ -748,9 +494,9 @@ def test_restart_with_an_acknowledged_alarm_restores_the_ack_led(
 
 
 def test_button_released_while_the_site_was_down_raises_on_next_press(
-    tmp_path: Path, new_site: Callable[..., Harness]
+    tmp_path: Path, new_site: NewSite
 ) -> None:
-    cfg = make_config(tmp_path)
+    cfg = shelter_config(tmp_path)
     first = new_site(cfg)
     first.start()
     first.press()  # held...
@@ -784,7 +530,7 @@ def stock_config(tmp_path: Path) -> SiteConfig:
     return parse_config(raw, STOCK_SHELTER)
 
 
-def priorities(h: Harness, type_: str) -> list[int]:
+def priorities(h: SteppedSite, type_: str) -> list[int]:
     return [
         p.priority
         for p in h.site.store.pending(1_000_000)
@@ -793,7 +539,7 @@ def priorities(h: Harness, type_: str) -> list[int]:
 
 
 def test_cut_loop_hidden_by_the_reset_key_is_reported_until_repaired(
-    tmp_path: Path, new_site: Callable[..., Harness]
+    tmp_path: Path, new_site: NewSite
 ) -> None:
     """Issue 7 §6: with the stock config, cutting the NC loop raises an alarm, the clerk's
     key clears it, and the dead button must not look healthy."""
@@ -837,7 +583,7 @@ def test_cut_loop_hidden_by_the_reset_key_is_reported_until_repaired(
 
 
 def test_no_stuck_report_when_the_button_was_released_before_the_clear(
-    new_site: Callable[..., Harness],
+    new_site: NewSite,
 ) -> None:
     h = new_site()
     h.start()
@@ -851,7 +597,7 @@ def test_no_stuck_report_when_the_button_was_released_before_the_clear(
 
 
 def test_alarm_clear_command_with_a_held_button_reports_it_stuck(
-    new_site: Callable[..., Harness], centre: tuple[Any, dict[str, LoadedKey]]
+    new_site: NewSite, centre: tuple[Any, dict[str, LoadedKey]]
 ) -> None:
     key, keys = centre
     h = new_site(keys=keys)
@@ -871,10 +617,8 @@ def test_alarm_clear_command_with_a_held_button_reports_it_stuck(
     assert h.alarm["state"] == "active" and h.alarm["alarm_id"] != alarm_id
 
 
-def test_stuck_button_is_reported_again_after_a_restart(
-    tmp_path: Path, new_site: Callable[..., Harness]
-) -> None:
-    cfg = make_config(tmp_path)
+def test_stuck_button_is_reported_again_after_a_restart(tmp_path: Path, new_site: NewSite) -> None:
+    cfg = shelter_config(tmp_path)
     first = new_site(cfg)
     first.start()
     first.press()  # cut and stays cut
@@ -899,9 +643,9 @@ def test_stuck_button_is_reported_again_after_a_restart(
 
 
 def test_stuck_button_repaired_while_the_site_was_down_is_restored_at_start(
-    tmp_path: Path, new_site: Callable[..., Harness]
+    tmp_path: Path, new_site: NewSite
 ) -> None:
-    cfg = make_config(tmp_path)
+    cfg = shelter_config(tmp_path)
     first = new_site(cfg)
     first.start()
     first.press()
@@ -922,16 +666,16 @@ def test_stuck_button_repaired_while_the_site_was_down_is_restored_at_start(
 
 
 def other_site(tmp_path: Path, site_id: str) -> SiteConfig:
-    cfg = make_config(tmp_path / site_id)
+    cfg = shelter_config(tmp_path / site_id)
     return cfg.model_copy(update={"site": cfg.site.model_copy(update={"id": site_id})})
 
 
-def statuses(h: Harness) -> list[dict[str, Any]]:
+def statuses(h: SteppedSite) -> list[dict[str, Any]]:
     return [p.json for p in h.uplink.published if p.topic.endswith("/status")]
 
 
 def test_a_command_for_one_site_changes_nothing_at_another(
-    tmp_path: Path, new_site: Callable[..., Harness], centre: tuple[Any, dict[str, LoadedKey]]
+    tmp_path: Path, new_site: NewSite, centre: tuple[Any, dict[str, LoadedKey]]
 ) -> None:
     key, keys = centre
     a = new_site(keys=keys)  # shelter-0001
@@ -957,7 +701,7 @@ def test_a_command_for_one_site_changes_nothing_at_another(
 
 
 def test_a_clear_replayed_after_the_clock_went_forward_and_back_does_not_run(
-    new_site: Callable[..., Harness], centre: tuple[Any, dict[str, LoadedKey]]
+    new_site: NewSite, centre: tuple[Any, dict[str, LoadedKey]]
 ) -> None:
     # The issue's reproduction, with the site's own purge timer.
     key, keys = centre
@@ -991,10 +735,10 @@ def test_a_clear_replayed_after_the_clock_went_forward_and_back_does_not_run(
 
 
 def test_a_site_restarted_with_its_clock_behind_refuses_commands(
-    tmp_path: Path, new_site: Callable[..., Harness], centre: tuple[Any, dict[str, LoadedKey]]
+    tmp_path: Path, new_site: NewSite, centre: tuple[Any, dict[str, LoadedKey]]
 ) -> None:
     key, keys = centre
-    cfg = make_config(tmp_path)
+    cfg = shelter_config(tmp_path)
     first = new_site(cfg, keys=keys)
     first.start()
     first.step(3600)  # an hour of uptime; the mark is persisted as it goes
@@ -1009,7 +753,7 @@ def test_a_site_restarted_with_its_clock_behind_refuses_commands(
 
 
 def test_a_junk_flood_is_answered_up_to_the_limit_then_counted_in_one_event(
-    new_site: Callable[..., Harness],
+    new_site: NewSite,
 ) -> None:
     h = new_site()
     h.start()  # offline: every result stays in the store

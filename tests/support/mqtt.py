@@ -52,6 +52,7 @@ __all__ = [
     "Mosquitto",
     "MosquittoError",
     "ReceivedMessage",
+    "SessionSubscriber",
     "Subscriber",
     "SubscriberFactory",
     "TlsFiles",
@@ -61,6 +62,7 @@ __all__ = [
     "kill_all_brokers",
     "live_subscribers",
     "mqtt_protocol_version",
+    "persistent_broker",
     "port_accepts",
     "write_password_file",
 ]
@@ -984,3 +986,28 @@ def close_all(items: Iterable[Subscriber | Mosquitto]) -> None:
     for item in items:
         with contextlib.suppress(Exception):
             item.close()
+
+
+# --------------------------------------------------------------------------- persistent sessions
+
+
+def persistent_broker(tmp_path: Path) -> Mosquitto:
+    store = tmp_path / "broker-store"
+    store.mkdir()
+    return Mosquitto(
+        tmp_path / "broker",
+        extra_config=f"persistence true\npersistence_location {store}/\nautosave_interval 1",
+    ).start()
+
+
+class SessionSubscriber(Subscriber):
+    """A subscriber with a persistent session, so a broker restart queues for it."""
+
+    def __init__(self, broker: Mosquitto, topic: str) -> None:
+        super().__init__(
+            broker.host,
+            broker.port,
+            [topic],
+            client_id="centre-" + uuid.uuid4().hex[:6],
+            clean_session=False,
+        )
