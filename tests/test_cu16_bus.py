@@ -197,15 +197,15 @@ def test_a_board_slow_to_fire_delays_the_next_coil_on_the_bus(make_bus: Any) -> 
     dev = SlowToFire([0, 1])
     try:
         bus, rec = make_bus(dev.port, poll_hz=20.0, reply_timeout=1.0)
-        wait_for(lambda: len(rec.of("status")) == 2, what="first readings")
+        wait_until(lambda: len(rec.of("status")) == 2, message="first readings")
         bus.unlock(0, 1)
         bus.unlock(1, 2)
-        wait_for(lambda: len(dev.snapshot()["unlocks"]) == 2, what="two pulses")
+        wait_until(lambda: len(dev.snapshot()["unlocks"]) == 2, message="two pulses")
         first, second = dev.snapshot()["unlocks"]
         assert (first["board"], second["board"]) == (0, 1)
         assert second["t_monotonic"] >= first["t_monotonic"] + first["pulse_ms"] / 1000
         assert dev.snapshot()["overlapping_pulses"] == 0
-        wait_for(lambda: len(rec.of("unlock_sent")) == 2, what="two on_unlock_sent")
+        wait_until(lambda: len(rec.of("unlock_sent")) == 2, message="two on_unlock_sent")
         assert rec.of("unlock_sent", 0)[0][3] >= first["t_monotonic"]
     finally:
         dev.close()
