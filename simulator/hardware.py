@@ -281,6 +281,10 @@ class SimHardware:
         with self._lock:
             (self._jammed.add if jammed else self._jammed.discard)(f"coil-{locker}")
 
+    def gpio_jammed(self, locker: int) -> bool:
+        with self._lock:
+            return f"coil-{locker}" in self._jammed
+
     def coil_intervals(self) -> list[dict[str, Any]]:
         """Every coil pulse as {name, start, end} (monotonic s), GPIO and CU16 alike."""
         with self._lock:

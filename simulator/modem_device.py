@@ -183,13 +183,16 @@ class SimulatedModem(PtyDevice):
             self._write(data)
 
     def snapshot(self) -> dict[str, Any]:
-        """JSON-serialisable state: registered, rssi, silent, echo, calls, sms,
-        commands_received (command lines seen, also while silent)."""
+        """JSON-serialisable state: registered, rssi, silent, callee (the default
+        behaviour), sms_fail, echo, calls, sms, commands_received (command lines seen, also
+        while silent)."""
         with self._lock:
             return {
                 "registered": self._registered,
                 "rssi": self._rssi,
                 "silent": self._silent,
+                "callee": str(self._callee),
+                "sms_fail": self._sms_fail,
                 "echo": self._echo,
                 "calls": [c.record() for c in self._calls],
                 "sms": [dict(s) for s in self._sms],

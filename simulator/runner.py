@@ -9,7 +9,7 @@ from typing import Any
 
 import structlog
 
-from edge.config import SiteConfig, TrustedKey
+from edge.config import BrokerConfig, SiteConfig, TrustedKey
 from edge.core.errors import AnsimError, ConfigError
 from edge.core.signing import generate_keypair
 from edge.health import status_file_path
@@ -17,6 +17,7 @@ from edge.site import Site
 from simulator.broker import EmbeddedBroker, port_free
 from simulator.control import ApiError, ControlApi, require_bool
 from simulator.hardware import SimHardware
+from simulator.link import LinkProxy
 from simulator.modbus_device import SimulatedModbusBus
 
 log = structlog.get_logger(__name__)
@@ -90,25 +91,56 @@ class SimRunner:
                     "broker": cfg.broker.model_copy(update={"url": self.broker.url, "tls": None})
                 }
             )
+        made_dev_key = not cfg.keys
         self.cfg = ensure_dev_key(cfg)
+        # The site reaches its broker through the link relay, so the console can cut it.
+        self.broker_cfg = self.cfg.broker
+        self.link = link_for(self.broker_cfg)
+        site_cfg = self.cfg
+        if self.link is not None:
+            relayed = self.broker_cfg.model_copy(update={"url": self.link.url})
+            site_cfg = self.cfg.model_copy(update={"broker": relayed})
         self.hardware = SimHardware()
-        self.site = Site(self.cfg, self.hardware, status_file=status_file_path(self.cfg.data_dir))
+        self.site = Site(site_cfg, self.hardware, status_file=status_file_path(self.cfg.data_dir))
         add_site_routes(self.api, self.site, self.hardware)
+        from simulator.console import Console
+
+        dev = next((k for k in self.cfg.keys if k.key_id == DEV_KEY_ID), None)
+        self.console = Console(
+            self.api,
+            self.site,
+            self.hardware,
+            state=lambda: site_state(self.site, self.hardware),
+            broker=self.broker_cfg,
+            link=self.link,
+            dev_key=(
+                (DEV_KEY_ID, dev.public_key.with_name(f"{DEV_KEY_ID}.key"))
+                if made_dev_key and dev is not None
+                else None
+            ),
+        )
 
     def run(self) -> None:
+        if self.link is not None:
+            self.link.start()
+        self.console.start()
         self.api.start()
         host, port = self.api.address
         log.info(
             "sim_ready",
             control=f"http://{host}:{port}",
-            broker=self.cfg.broker.url,
+            console=f"http://{host}:{port}/",
+            broker=self.broker_cfg.url,
             site=self.cfg.site.id,
         )
         try:
             self.site.run()
         finally:
             self.api.close()
+            self.console.close()
             self.hardware.close()
+            if self.link is not None:
+                self.link.close()
             if self.broker is not None:
                 self.broker.stop()
 
@@ -116,15 +148,27 @@ class SimRunner:
         self.site.stop_soon()
 
 
+def link_for(broker: BrokerConfig) -> LinkProxy | None:
+    """A relay to a plain mqtt:// broker; None for mqtts:// (TLS checks the host name)."""
+    if broker.uses_tls or broker.tls is not None:
+        return None
+    return LinkProxy(broker.host, broker.port)
+
+
+def site_state(site: Site, hardware: SimHardware) -> dict[str, Any]:
+    """GET /state: the simulated hardware and the site's own view."""
+    core = site.call(site.snapshot)
+    out = {**hardware.snapshot(), "site": core}
+    if hardware.buses:
+        out["boards"] = {name: sim.snapshot() for name, sim in hardware.buses.items()}
+    if hardware.modem_sim is not None:
+        out["modem"] = hardware.modem_sim.snapshot()
+    return out
+
+
 def add_site_routes(api: ControlApi, site: Site, hardware: SimHardware) -> None:
     def get_state(params: dict[str, str], body: Any) -> tuple[int, Any]:
-        core = site.call(site.snapshot)
-        out = {**hardware.snapshot(), "site": core}
-        if hardware.buses:
-            out["boards"] = {name: sim.snapshot() for name, sim in hardware.buses.items()}
-        if hardware.modem_sim is not None:
-            out["modem"] = hardware.modem_sim.snapshot()
-        return 200, out
+        return 200, site_state(site, hardware)
 
     def post_input(params: dict[str, str], body: Any) -> tuple[int, Any]:
         name = params["name"]
