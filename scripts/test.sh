@@ -3,13 +3,14 @@
 #
 #   scripts/test.sh [pytest args]
 #
-# Installs mosquitto and nats-server if missing (apt-get), bootstraps the venv, then runs - all
-# gating - ruff check, ruff format --check, mypy, and pytest with ANSIM_REQUIRE_MOSQUITTO=1 and
-# ANSIM_REQUIRE_BROKERS=1 (the broker tests fail instead of skipping when a broker is missing;
-# docs/brokers.md lists the brokers). Every step runs even if an earlier one failed, so one run
-# shows every problem; the exit code is non-zero if any did. Tests start their own brokers on
-# free 127.0.0.1 ports, so system services the Debian packages start (mosquitto on 1883,
-# nats-server on 4222) do not matter and are left alone.
+# Installs mosquitto, nats-server, chromium and chromium-driver if missing (apt-get), bootstraps
+# the venv, then runs - all gating - ruff check, ruff format --check, mypy, and pytest with
+# ANSIM_REQUIRE_MOSQUITTO=1, ANSIM_REQUIRE_BROKERS=1 and ANSIM_REQUIRE_BROWSER=1 (the broker
+# tests and the console's headless-browser tests fail instead of skipping when a broker or
+# chromium is missing; docs/brokers.md lists the brokers). Every step runs even if an earlier
+# one failed, so one run shows every problem; the exit code is non-zero if any did. Tests start
+# their own brokers on free 127.0.0.1 ports, so system services the Debian packages start
+# (mosquitto on 1883, nats-server on 4222) do not matter and are left alone.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -66,6 +67,15 @@ if ! nats_bin="$(find_nats_server)"; then
 fi
 log "nats-server: $nats_bin ($("$nats_bin" --version 2>/dev/null || true))"
 
+# The console's tests drive Debian's chromium through its chromedriver (selenium, with the
+# driver's path given: nothing is downloaded).
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+    command -v apt-get >/dev/null 2>&1 || die "chromium not found and no apt-get: install chromium and chromium-driver by hand"
+    apt_install chromium chromium-driver
+    [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] || die "chromium is still missing after apt-get install"
+fi
+log "chromium: $(/usr/bin/chromium --version 2>/dev/null | head -n 1 || true)"
+
 bash scripts/bootstrap.sh
 
 failed=()
@@ -85,7 +95,8 @@ run_step() {
 run_step "ruff check" "$VENV/bin/ruff" check .
 run_step "ruff format" "$VENV/bin/ruff" format --check .
 run_step "mypy" "$VENV/bin/mypy"
-run_step "pytest" env ANSIM_REQUIRE_MOSQUITTO=1 ANSIM_REQUIRE_BROKERS=1 "$VENV/bin/pytest" -q "$@"
+run_step "pytest" env ANSIM_REQUIRE_MOSQUITTO=1 ANSIM_REQUIRE_BROKERS=1 ANSIM_REQUIRE_BROWSER=1 \
+    "$VENV/bin/pytest" -q "$@"
 
 if [ "${#failed[@]}" -gt 0 ]; then
     printf '[test] FAILED steps: %s\n' "${failed[*]}" >&2

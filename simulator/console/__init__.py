@@ -256,6 +256,9 @@ class Console:
             if not self.hub.wait_for_clients(1.0):
                 last = {}  # a new client gets the whole state in its greeting anyway
                 continue
+            if self.site.loop.stopping:
+                self._stop.wait(self.sample_s)  # the site is shutting down: its core is busy
+                continue
             try:
                 view = self.view()
                 failing = False

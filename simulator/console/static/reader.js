@@ -28,8 +28,12 @@ export class ReaderPanel {
     const code = this.field.value;
     if (!code) return;
     this.field.value = "";
+    setText(this.answer, "…");
     const answer = await this.ctx.act("/code-reader", { code });
-    setText(this.answer, answer.status === 200 ? `→ ${answer.body.typed}` : "");
+    // The site's answer (an event) may have come first: keep it.
+    if (this.answer.textContent === "…") {
+      setText(this.answer, answer.status === 200 ? `${"*".repeat(answer.body.typed)} →` : "");
+    }
   }
 
   update() {}
