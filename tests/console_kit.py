@@ -40,6 +40,12 @@ class Sim:
         self._thread = threading.Thread(target=self.runner.run, name="test-sim", daemon=True)
         self._thread.start()
         wait_until(lambda: self.get("/state").status == 200, timeout=20, message="sim up")
+        # Connected (and so subscribed to its commands) and the console's centre too.
+        wait_until(
+            lambda: self.state()["site"]["online"] and self.runner.console.centre.connected,
+            timeout=20,
+            message="site and console connected to the broker",
+        )
 
     @property
     def site(self) -> Any:
