@@ -13,7 +13,7 @@ from console_kit import Sim, SseReader, locker_cfg, running_sim, shelter_cfg
 from mqtt_helpers import Mosquitto, SubscriberFactory, wait_until
 from sitekit import Keys, make_keys
 
-from edge.signing import load_public_key, verify_command
+from edge.core.signing import load_public_key, verify_command
 from simulator.console import STATIC
 
 
