@@ -88,6 +88,7 @@ def test_the_stream_shows_the_press_the_lamp_the_mqtt_events_and_masks_codes(
                 message="alarm.raised seen by the centre",
             )[0]
             assert raised["kind"] == "event" and raised["device"] == "panic-counter"
+            assert raised["topic"] == "ansim/v1/shelter-console-01/events/alarm/raised"
             assert raised["payload"]["data"]["alarm_id"] == alarm_id
             actions = wait_until(lambda: reader.of("action"), timeout=5)
             assert actions[0]["path"] == "/inputs/panic-counter"
@@ -119,7 +120,7 @@ def test_the_centre_signs_with_the_dev_key_and_shows_the_result(
         assert result["ok"] is True and result["command_id"] == command["command_id"]
         assert result["data"] == {"alarm_id": alarm_id, "state": "acknowledged"}
         assert command["key_id"] == "dev" and command["site"] == "shelter-console-01"
-        assert sent.body["topic"] == "ansim/v1/shelter-console-01/commands/alarm.ack"
+        assert sent.body["topic"] == "ansim/v1/shelter-console-01/commands/alarm/ack"
         pub = load_public_key(tmp_path / "d" / "dev-keys" / "dev.pub")
         assert verify_command(command, pub)
         assert alarm(sim)["state"] == "acknowledged"
@@ -221,14 +222,14 @@ def test_cutting_the_link_takes_the_site_offline_then_the_outbox_drains(
         alarm_id = press(sim)  # raised while the link is down: stored, not sent
         pending = sim.state()["site"]["outbox_pending"]
         assert pending >= 1
-        assert not sub.messages("ansim/v1/shelter-console-01/events/alarm.raised")
+        assert not sub.messages("ansim/v1/shelter-console-01/events/alarm/raised")
         wait_until(lambda: not sim.get("/link").body["cut"], timeout=10, message="cut ended")
         wait_until(
             lambda: (s := sim.state()["site"])["online"] and s["outbox_pending"] == 0,
             timeout=15,
             message="online and the outbox drained",
         )
-        raised = sub.wait_for("ansim/v1/shelter-console-01/events/alarm.raised", timeout=5)
+        raised = sub.wait_for("ansim/v1/shelter-console-01/events/alarm/raised", timeout=5)
         assert json.loads(raised.payload)["data"]["alarm_id"] == alarm_id
         link = sim.get("/link").body
         assert link["cuts"] == 1 and link["refused"] >= 1 and link["connections"] == 1

@@ -59,16 +59,18 @@ def masked(command: dict[str, Any]) -> dict[str, Any]:
 
 def classify(topics: Topics, topic: str) -> tuple[str, str | None]:
     """(kind, name) of a topic under the site: status / event type / state device /
-    result / command name."""
+    result / command name (event types and command names dotted again: their dots are
+    topic levels, ``events/alarm/raised`` is ``alarm.raised``)."""
     rest = topic[len(topics.base) + 1 :] if topic.startswith(topics.base + "/") else topic
     head, _, tail = rest.partition("/")
-    kinds = {"events": "event", "state": "state", "commands": "command"}
     if rest == "status":
         return "status", None
     if rest == "results":
         return "result", None
-    if head in kinds:
-        return kinds[head], tail or None
+    if head == "state":
+        return "state", tail or None
+    if head in ("events", "commands"):
+        return ("event" if head == "events" else "command"), tail.replace("/", ".") or None
     return "other", None
 
 
