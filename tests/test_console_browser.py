@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from console_kit import Sim, locker_cfg, running_sim, shelter_cfg
-from mqtt_helpers import Mosquitto
-from sitekit import make_keys
+
+from tests.support.console import Sim, locker_cfg, running_sim, shelter_cfg
+from tests.support.mqtt import Mosquitto
+from tests.support.site import make_keys
 
 selenium = pytest.importorskip("selenium")
 from selenium import webdriver  # noqa: E402

@@ -12,10 +12,10 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from mqtt_helpers import wait_until
 
 from simulator.control import ControlApi
 from simulator.events_stream import EventHub, HubClosed, Message, serve_sse
+from tests.support.wait import wait_until
 
 
 def events(batch: list[Message] | None) -> list[tuple[str, Any]]:

@@ -8,9 +8,9 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from mqtt_helpers import wait_until
 
 from simulator.link import LinkProxy
+from tests.support.wait import wait_until
 
 
 @pytest.fixture

@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from console_kit import Sim, SseReader, locker_cfg, running_sim, shelter_cfg
-from mqtt_helpers import Mosquitto, SubscriberFactory, wait_until
-from sitekit import Keys, make_keys
 
 from edge.core.signing import load_public_key, verify_command
 from simulator.console import STATIC
+from tests.support.console import Sim, SseReader, locker_cfg, running_sim, shelter_cfg
+from tests.support.mqtt import Mosquitto, SubscriberFactory
+from tests.support.site import Keys, make_keys
+from tests.support.wait import wait_until
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Helpers for the console tests: `ansim-edge sim` (SimRunner) on a thread against a real
+"""The console tests' toolkit: `ansim-edge sim` (SimRunner) on a thread against a real
 broker, the control API over HTTP, and a small Server-Sent Events reader."""
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mqtt_helpers import wait_until
-
 from edge.config import parse_config
 from simulator.runner import SimRunner
+from tests.support.wait import wait_until
 
 
 @dataclass
