@@ -138,7 +138,7 @@ class EscSite(ShelterSite):
 
     def __init__(self, cfg_dict: dict[str, Any]) -> None:
         super().__init__(cfg_dict, bench_hardware(), keys={})
-        self.fb = self.site.fallback
+        self.fb = self.site.devices["modem"]
         wait_until(lambda: self.hw.modem_sim is not None, 15, 0.005, "simulated modem up")
         self.modem = self.hw.modem_sim
         wait_until(self._ready, 20, 0.01, "site online, outbox empty, modem healthy")

@@ -180,7 +180,7 @@ class LockerSite(ThreadedSite):
 
     def __init__(self, cfg_dict: dict[str, Any]) -> None:
         super().__init__(cfg_dict, bench_hardware())
-        bank = self.site.lockers
+        bank = self.site.devices.get("lockers")
         assert bank is not None
         self.bank = bank
         wait_until(lambda: BUS in self.hw.buses, 15, 0.005, "simulated bus up")

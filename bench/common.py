@@ -403,7 +403,7 @@ class ShelterSite(ThreadedSite):
         self, cfg_dict: dict[str, Any], hw: Any, profile: Path | None = None, **site_kw: Any
     ) -> None:
         super().__init__(cfg_dict, hw, profile, **site_kw)
-        shelter = self.site.shelter
+        shelter = self.site.devices.get("panic")
         assert shelter is not None and shelter.reset_key is not None
         self.shelter = shelter
         self.button = shelter.buttons["panic-1"].inp

@@ -22,20 +22,10 @@ from typing import Any
 import structlog
 
 from edge.core.store import PRIORITIES, Store
-from edge.models import (
-    BoardFault,
-    BoardRecovered,
-    EventData,
-    Fault,
-    InputFault,
-    InputRestored,
-    ModemFault,
-    ModemRecovered,
-    StoreFault,
-    StoreRecovered,
-    WiringFault,
-    WiringRestored,
-)
+from edge.devices.lockers.events import BoardFault, BoardRecovered
+from edge.devices.modem.events import ModemFault, ModemRecovered
+from edge.devices.panic.events import WiringFault, WiringRestored
+from edge.models import EventData, Fault, InputFault, InputRestored, StoreFault, StoreRecovered
 
 log = structlog.get_logger(__name__)
 

@@ -22,9 +22,13 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from edge.config import ModbusBusConfig, SiteConfig
+from drivers.base import Hardware
+from edge.config import SiteConfig
+from edge.devices.kind import section
+from edge.devices.lockers.config import LockersDevices, ModbusBusConfig
+from edge.devices.registry import KINDS
 
 MODBUS_TIMEOUT_S = 5.0  # per bus: long enough for a silent board to be declared faulted
 
@@ -47,19 +51,27 @@ class Result:
     error: str | None  # None: driven to its off level
 
 
+class _PinRecorder:
+    """Stands in for the hardware a kind's ``outputs`` hook claims its outputs from: notes
+    each pin instead of driving it (the site's own order: kind by kind)."""
+
+    def __init__(self) -> None:
+        self.pins: list[OutputPin] = []
+
+    def output(self, name: str, pin: int, *, active_high: bool) -> Any:
+        self.pins.append(OutputPin(name, pin, active_high))
+
+    def coil(self, name: str, pin: int, *, active_high: bool, max_on_s: float) -> Any:
+        self.pins.append(OutputPin(name, pin, active_high))
+
+
 def configured_outputs(cfg: SiteConfig) -> list[OutputPin]:
     """Every GPIO output of the site, in the order the site creates them."""
-    d = cfg.devices
-    outputs: list[OutputPin] = []
-    for name in ("sent_led", "ack_led", "buzzer"):
-        ocfg = getattr(d, name)
-        if ocfg is not None:
-            outputs.append(OutputPin(name, ocfg.pin, ocfg.active_high))
-    if d.lockers is not None:
-        outputs.extend(
-            OutputPin(f"coil-{g.locker}", g.solenoid_pin, g.active_high) for g in d.lockers.gpio
-        )
-    return outputs
+    recorder = _PinRecorder()
+    for kind in KINDS:
+        if kind.outputs is not None:
+            kind.outputs(section(cfg.devices, kind.config), cast(Hardware, recorder))
+    return recorder.pins
 
 
 def drive_off(outputs: list[OutputPin], pin_factory: Any) -> list[Result]:
@@ -136,7 +148,7 @@ def modbus_off(
     """Every relay of every Modbus board off, through the real driver: it opens the port,
     switches driver-timed boards' relays off, reads each board once and, at close, switches
     every board's relays off again. ``bus_options`` go to ModbusBus (tests: timings)."""
-    lockers = cfg.devices.lockers
+    lockers = section(cfg.devices, LockersDevices).lockers
     if lockers is None or not lockers.modbus_buses:
         return []
     policy = lockers.coil_policy()

@@ -31,9 +31,11 @@ import annotated_types
 from pydantic import AfterValidator, BaseModel
 from pydantic.fields import FieldInfo
 
-from edge.config import HEADER_MAX_GPIO, SiteConfig, on_header
+from edge.config import SiteConfig
 from edge.core.topics import name_levels
-from edge.models import COMMAND_ARGS, EVENT_DATA, Command, Event, Result, Status
+from edge.devices.common import HEADER_MAX_GPIO, on_header
+from edge.devices.registry import COMMAND_ARGS, EVENT_DATA, KINDS
+from edge.models import Command, Event, Result, Status
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -246,51 +248,6 @@ CONFIG_NOTES: dict[str, str] = {
         "(*, ?, [...]), e.g. *, alarm.*, alarm.ack; each must match a known command."
     ),
     "devices": "The site's devices. A device left out is simply not there.",
-    "devices.panic_buttons": "Panic buttons; names unique, and not a built-in device name.",
-    "devices.panic_buttons[].pin": "BCM GPIO number.",
-    "devices.panic_buttons[].contact": (
-        "nc: normally closed (a press or a cut wire opens the loop = active); "
-        "no: normally open (a press closes it)."
-    ),
-    "devices.panic_buttons[].pull_up": (
-        "true: contact to ground, internal pull-up; false: contact to 3.3 V, pull-down."
-    ),
-    "devices.panic_buttons[].debounce_ms": "A level counts once stable this long.",
-    "devices.panic_buttons[].name": "Device name: MQTT state topic level and event device.",
-    "devices.panic_buttons[].hold_ms": (
-        "Must stay active this long (after debounce) to raise the alarm; 0 = at once."
-    ),
-    "devices.panic_buttons[].mode": "silent: never sounds the buzzer; audible: buzzer on.",
-    "devices.panic_buttons[].supervision.pin": "BCM GPIO number of the supervision input.",
-    "devices.panic_buttons[].supervision.contact": (
-        "nc (default): the supervision contact opens on a fault; no: it closes on a fault."
-    ),
-    "devices.panic_buttons[].supervision.pull_up": (
-        "true: contact to ground, internal pull-up; false: contact to 3.3 V, pull-down."
-    ),
-    "devices.panic_buttons[].supervision.debounce_ms": "A level counts once stable this long.",
-    "devices.sent_led": (
-        "Lamp on from the broker's acknowledgement of the alarm.raised event until the "
-        "alarm is cleared."
-    ),
-    "devices.sent_led.pin": "BCM GPIO number.",
-    "devices.sent_led.active_high": "true: the pin is driven high to turn the lamp on.",
-    "devices.ack_led": "Lamp on while the alarm is acknowledged.",
-    "devices.ack_led.pin": "BCM GPIO number.",
-    "devices.ack_led.active_high": "true: the pin is driven high to turn the lamp on.",
-    "devices.buzzer": "Buzzer, on while an audible alarm is active or acknowledged.",
-    "devices.buzzer.pin": "BCM GPIO number.",
-    "devices.buzzer.active_high": "true: the pin is driven high to sound it.",
-    "devices.reset_key": (
-        "The clerk's key switch: turning it to active clears the alarm; with no alarm, "
-        "test_mode.key_turns turns within test_mode.key_window_s toggle the walk test."
-    ),
-    "devices.reset_key.pin": "BCM GPIO number.",
-    "devices.reset_key.contact": "no: normally open (turning closes it); nc: normally closed.",
-    "devices.reset_key.pull_up": (
-        "true: contact to ground, internal pull-up; false: contact to 3.3 V, pull-down."
-    ),
-    "devices.reset_key.debounce_ms": "A level counts once stable this long.",
     "devices.allow_any_pin": (
         "false: every pin must be on the 40-pin header (BCM GPIO 0-27); true: accept BCM "
         "numbers up to 53 (boards with more GPIOs, such as a Compute Module)."
@@ -367,12 +324,21 @@ def _constraints(field: FieldInfo) -> str:
     return ", ".join(out)
 
 
+def notes() -> dict[str, str]:
+    """The table's notes: the core's and every registered kind's."""
+    out = dict(CONFIG_NOTES)
+    for kind in KINDS:
+        out.update(kind.notes)
+    return out
+
+
 def config_fields(model: type[BaseModel] = SiteConfig, prefix: str = "") -> list[ConfigField]:
     """Every field of the config file, depth first, in model order."""
     rows: list[ConfigField] = []
+    table_notes = notes()
     for name, field in model.model_fields.items():
         path = prefix + name
-        meaning = CONFIG_NOTES.get(path) or (field.description or "")
+        meaning = table_notes.get(path) or (field.description or "")
         rows.append(
             ConfigField(
                 path, _type_name(field.annotation), _default(field), _constraints(field), meaning

@@ -9,10 +9,11 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import structlog
 
-from drivers.base import Coil, DigitalOutput, Hardware
+from drivers.base import Hardware
 from edge import __version__
 from edge.config import SiteConfig
 from edge.core.clock import Clock, SystemClock, rfc3339
@@ -24,13 +25,11 @@ from edge.core.state import StateBoard
 from edge.core.store import Store
 from edge.core.topics import Topics
 from edge.core.uplink import ConnectFailures, Uplink, UplinkListener
-from edge.devices.lockers.controller import LockerBank
-from edge.devices.modem.controller import ModemFallback
-from edge.devices.panic.controller import ShelterAlarm
+from edge.devices.kind import BuildContext, DeviceController, DeviceKind, Output, section
+from edge.devices.registry import EVENT_DATA, KINDS
 from edge.health import FaultBoard, StatusFile, oldest_pending_age
 from edge.models import (
     CommandsShed,
-    ModemStatus,
     SiteStarted,
     Status,
     StoreFault,
@@ -71,6 +70,27 @@ class UplinkLike(Publisher):
 
 
 UplinkFactory = Callable[..., UplinkLike]
+
+
+def build_order(kinds: tuple[DeviceKind, ...]) -> list[DeviceKind]:
+    """The registry's order, but every kind after the kinds it ``needs``."""
+    by_name = {k.name: k for k in kinds}
+    out: list[DeviceKind] = []
+
+    def add(kind: DeviceKind, path: tuple[str, ...]) -> None:
+        if kind in out:
+            return
+        if kind.name in path:
+            raise ValueError(f"device kinds need each other: {' -> '.join((*path, kind.name))}")
+        for need in kind.needs:
+            add(by_name[need], (*path, kind.name))
+        out.append(kind)
+
+    for kind in kinds:
+        add(kind, ())
+    return out
+
+
 StoreFactory = Callable[..., Store]
 
 
@@ -92,20 +112,17 @@ class Site(UplinkListener):
         self.clock = clock or SystemClock()
         self.hardware = hardware
         self.log = log.bind(site=cfg.site.id)
-        # 1. Every output off before anything else happens.
-        self.outputs: dict[str, DigitalOutput] = {}
-        d = cfg.devices
-        for name in ("sent_led", "ack_led", "buzzer"):
-            ocfg = getattr(d, name)
-            if ocfg is not None:
-                self.outputs[name] = hardware.output(name, ocfg.pin, active_high=ocfg.active_high)
-        self.coils: dict[int, Coil] = {}
-        if d.lockers is not None:
-            max_on_s = d.lockers.coil_policy().max_on_s
-            for g in d.lockers.gpio:
-                self.coils[g.locker] = hardware.coil(
-                    f"coil-{g.locker}", g.solenoid_pin, active_high=g.active_high, max_on_s=max_on_s
-                )
+        # 1. Every output off before anything else happens: each kind claims its outputs.
+        self.claimed: dict[str, dict[str, Output]] = {}
+        try:
+            for kind in KINDS:
+                if kind.outputs is not None:
+                    self.claimed[kind.name] = kind.outputs(
+                        section(cfg.devices, kind.config), hardware
+                    )
+        except BaseException:
+            self._outputs_off()
+            raise
         try:
             self._build(keys, uplink_factory, rng, store_factory)
         except BaseException:
@@ -140,7 +157,12 @@ class Site(UplinkListener):
             rng=rng,
         )
         self.outbox = Outbox(
-            self.store, self.topics, self.clock, self.uplink, window=cfg.broker.max_inflight
+            self.store,
+            self.topics,
+            self.clock,
+            self.uplink,
+            events=EVENT_DATA,
+            window=cfg.broker.max_inflight,
         )
         self.faults = FaultBoard()  # every active fault, from the events as they are recorded
         self.outbox.observers.append(self.faults.observe)
@@ -160,22 +182,23 @@ class Site(UplinkListener):
         self.ports = Ports(
             self.loop, self.clock, self.outbox, self.store, self.states, self.commands
         )
-        self.fallback = ModemFallback(
-            cfg,
-            self.hardware,
-            self.ports,
-            # "The centre will hear of an alarm": the link is up and it can be stored.
-            link_up=lambda: self.outbox.online and not self.store.degraded,
-            on_health=self._publish_status,
-        )
-        self.shelter: ShelterAlarm | None = None
-        if cfg.devices.panic_buttons:
-            self.shelter = ShelterAlarm(cfg, self.hardware, self.outputs, self.ports, self.fallback)
-        self.lockers: LockerBank | None = None
-        if cfg.devices.lockers is not None:
-            self.lockers = LockerBank(
-                cfg.devices.lockers, self.hardware, self.coils, self.ports, cfg.self_check_s
+        # 2. The device controllers, kind by kind (a kind after the kinds it needs).
+        self.devices: dict[str, DeviceController] = {}
+        for kind in build_order(KINDS):
+            controller = kind.controller(
+                BuildContext(
+                    cfg,
+                    self.hardware,
+                    self.ports,
+                    self.claimed.get(kind.name, {}),
+                    self.devices,
+                    # "The centre will hear of it": the link is up and it can be stored.
+                    link_up=lambda: self.outbox.online and not self.store.degraded,
+                    publish_status=self._publish_status,
+                )
             )
+            if controller is not None:
+                self.devices[kind.name] = controller
         self.connect_failures = ConnectFailures()
         self.uplink_checked_at = self.clock.monotonic()  # last run of the uplink supervisor
         self.loop.after_batch.append(self._after_batch)
@@ -196,6 +219,9 @@ class Site(UplinkListener):
 
     # ---- status ----
     def _status(self, state: str) -> bytes:
+        extra: dict[str, Any] = {}
+        for controller in self.devices.values():
+            extra.update(controller.status(state == "online"))
         return (
             Status(
                 state=state,  # type: ignore[arg-type]
@@ -204,13 +230,10 @@ class Site(UplinkListener):
                 site=self.cfg.site.id,
                 clock_synced=clock_synced(),
                 clock_trusted=self.commands.clock_trusted,
-                # Offline (clean stop or last will): the modem is closed or unknown.
-                modem=ModemStatus(**self.fallback.health)
-                if self.fallback.health and state == "online"
-                else None,
                 store="degraded" if self.store.degraded else "ok",
                 store_error=self.store.error if self.store.degraded else None,
                 outbox_depth=len(self.store),
+                **extra,
                 **(self._health() if state == "online" else {}),
             )
             .model_dump_json()
@@ -266,14 +289,13 @@ class Site(UplinkListener):
         """Bring devices up, record the start, connect (call on the core thread)."""
         if self.store.quarantined is not None:
             self.outbox.emit("site", StoreReset(quarantined=str(self.store.quarantined)))
-        self.fallback.start()
-        if self.shelter is not None:
-            self.shelter.start()
-        if self.lockers is not None:
-            self.lockers.start()
+        for controller in self.devices.values():
+            controller.start()
         self._check_store()
-        restored = self.shelter.restored_alarm if self.shelter else None
-        self.outbox.emit("site", SiteStarted(version=__version__, restored_alarm=restored))
+        started: dict[str, Any] = {}
+        for controller in self.devices.values():
+            started.update(controller.site_started())
+        self.outbox.emit("site", SiteStarted(version=__version__, **started))
         self.store.commit()
         self.uplink.start()
         self.loop.call_later(WATCHDOG_S, self._watchdog)
@@ -351,7 +373,7 @@ class Site(UplinkListener):
             alarm=True,
         )
         # An alarm the centre may not hear of reliably escalates now, as with the link down.
-        self.fallback.link_lost()
+        self._link_lost()
         self._publish_status()
         self._store_delay = STORE_RETRY_MIN_S
         self._schedule_store_retry()
@@ -427,19 +449,19 @@ class Site(UplinkListener):
         can be flushed, say offline, close the store. Every step runs even when an
         earlier one fails."""
         self._stopping = True  # commands arriving from now on are not executed
-        for name, part in (("shelter", self.shelter), ("lockers", self.lockers)):
-            if part is None:
-                continue
+        parts = list(self.devices.items())[::-1]
+        for name, part in parts:
             try:
                 part.stop()
             except Exception:
                 self.log.exception("shutdown_stop_failed", part=name)
         self._outputs_off()
         self.commands.close()
-        try:
-            self.fallback.stop()
-        except Exception:
-            self.log.exception("shutdown_stop_failed", part="modem")
+        for name, part in parts:
+            try:
+                part.close()
+            except Exception:
+                self.log.exception("shutdown_stop_failed", part=name)
         try:
             if self._started and self.outbox.online:
                 deadline = time.monotonic() + flush_s  # real time: this waits on real I/O
@@ -461,12 +483,13 @@ class Site(UplinkListener):
                         self.status_file.close()  # no status left behind that looks current
                     self.log.info("site_stopped", pending=len(self.store))
 
+    @property
+    def outputs(self) -> dict[str, Output]:
+        """Every output the kinds claimed, by name (lamps, buzzer, ``coil-<locker>``)."""
+        return {name: out for claimed in self.claimed.values() for name, out in claimed.items()}
+
     def _outputs_off(self) -> None:
-        devices: list[tuple[object, Coil | DigitalOutput]] = [
-            *self.coils.items(),
-            *self.outputs.items(),
-        ]
-        for name, out in devices:
+        for name, out in self.outputs.items():
             try:
                 out.close()
             except Exception as exc:
@@ -485,7 +508,11 @@ class Site(UplinkListener):
             self.log.warning("uplink_disconnected", reason=reason, pending=len(self.store))
         self.outbox.on_disconnected()
         self.states.on_disconnected()
-        self.fallback.link_lost()
+        self._link_lost()
+
+    def _link_lost(self) -> None:
+        for controller in self.devices.values():
+            controller.link_lost()
 
     def uplink_failed(self, reason: str) -> None:
         line = self.connect_failures.failed(reason, self.clock.monotonic(), self.clock.now())

@@ -12,6 +12,7 @@ import structlog
 from edge.config import BrokerConfig, SiteConfig, TrustedKey
 from edge.core.errors import AnsimError, ConfigError
 from edge.core.signing import generate_keypair
+from edge.devices.lockers.controller import LockerBank
 from edge.health import status_file_path
 from edge.site import Site
 from simulator.broker import EmbeddedBroker, port_free
@@ -180,7 +181,7 @@ def add_site_routes(api: ControlApi, site: Site, hardware: SimHardware) -> None:
 
     api.route("GET", "/state", get_state)
     api.route("POST", "/inputs/{name}", post_input)
-    if site.lockers is not None:
+    if "lockers" in site.devices:
         add_locker_routes(api, site, hardware)
     if hardware.modem_sim is not None:
         add_modem_routes(api, hardware)
@@ -234,8 +235,8 @@ def add_modem_routes(api: ControlApi, hardware: SimHardware) -> None:
 
 
 def add_locker_routes(api: ControlApi, site: Site, hardware: SimHardware) -> None:
-    bank = site.lockers
-    assert bank is not None
+    bank = site.devices["lockers"]
+    assert isinstance(bank, LockerBank)
 
     def locker_id(params: dict[str, str]) -> int:
         try:

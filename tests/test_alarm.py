@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge.core.errors import CommandError
+from edge.devices.panic.events import AlarmAcknowledged, AlarmCleared, AlarmRaised
 from edge.machines.alarm import AlarmMachine, AlarmState
-from edge.models import AlarmAcknowledged, AlarmCleared, AlarmRaised
 
 CAMERAS = ["cctv-1-counter", "cctv-1-door"]
 ALL_OFF = {"sent_led": False, "ack_led": False, "buzzer": False}

@@ -16,7 +16,7 @@ from edge.cli import main as cli_main
 from edge.config import load_config
 from edge.core.errors import ConfigError
 from edge.core.signing import generate_keypair
-from edge.models import COMMAND_ARGS
+from edge.devices.registry import COMMAND_ARGS
 
 REPO = Path(__file__).resolve().parents[1]
 MQTT_DOC = REPO / "docs" / "mqtt-api.md"

@@ -212,7 +212,7 @@ def test_policy_computes_the_pulse_once_capped_by_max_on_ms() -> None:
 
 
 def test_bank_config_gives_scheduler_coils_and_boards_one_policy() -> None:
-    from edge.config import LockersConfig
+    from edge.devices.lockers.config import LockersConfig
 
     cfg = LockersConfig.model_validate(
         {"pulse_ms": 700, "max_on_ms": 900, "cooldown_ms": 100, "max_concurrent": 2}

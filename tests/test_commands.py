@@ -36,7 +36,8 @@ from edge.core.commands import (
 from edge.core.errors import CommandError
 from edge.core.signing import canonical_json, generate_keypair, load_private_key, sign_command
 from edge.core.store import Store
-from edge.models import AlarmAckArgs, CommandsRefused, Result
+from edge.devices.panic.commands import AlarmAckArgs
+from edge.models import CommandsRefused, Result
 
 CLOCK_START = FakeClock().now()
 EXPIRES = rfc3339(CLOCK_START + timedelta(minutes=5))

@@ -70,7 +70,7 @@ class Store:
         return list(self.modem.snapshot()["calls"])
 
     def alarm_id(self) -> str:
-        bank = self.site.shelter
+        bank = self.site.devices.get("panic")
         assert bank is not None
         return str(self.site.call(lambda: bank.machine.s.alarm_id))
 

@@ -81,16 +81,18 @@ class Bank:
         wait_until(lambda: "bus0" in self.hw.buses)
         self.bus = self.hw.buses["bus0"]
         wait_until(self.all_known, message="first reading of every door")
-        reader = self.site.lockers.reader if self.site.lockers else None
+        reader = (
+            self.site.devices.get("lockers").reader if self.site.devices.get("lockers") else None
+        )
         if reader is not None:  # codes typed before the port is open are lost, as on a real line
             wait_until(lambda: reader.stats()["connected"], message="code reader open")  # type: ignore[attr-defined]
 
     def all_known(self) -> bool:
-        states = self.site.call(lambda: self.site.lockers.machine.lockers)  # type: ignore[union-attr]
+        states = self.site.call(lambda: self.site.devices.get("lockers").machine.lockers)  # type: ignore[union-attr]
         return all(lk.door_open is not None for lk in states.values())  # type: ignore[attr-defined]
 
     def state(self, locker: int) -> dict[str, Any]:
-        bank = self.site.lockers
+        bank = self.site.devices.get("lockers")
         assert bank is not None
         return dict(self.site.call(lambda: bank.machine.public_state(locker)))  # type: ignore[arg-type]
 

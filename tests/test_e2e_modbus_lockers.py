@@ -69,13 +69,13 @@ class Bank:
         wait_until(self.all_known, message="first reading of every door")
 
     def all_known(self) -> bool:
-        bank = self.site.lockers
+        bank = self.site.devices.get("lockers")
         assert bank is not None
         states = self.site.call(lambda: dict(bank.machine.lockers))
         return all(lk.door_open is not None for lk in states.values())
 
     def state(self, locker: int) -> dict[str, Any]:
-        bank = self.site.lockers
+        bank = self.site.devices.get("lockers")
         assert bank is not None
         return dict(self.site.call(lambda: bank.machine.public_state(locker)))
 

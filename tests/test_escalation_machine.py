@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.config import EscalationConfig
+from edge.devices.modem.config import EscalationConfig
+from edge.devices.modem.events import AlarmEscalated
 from edge.machines.escalation import (
     GSM_LIMIT,
     RETRY_CALL_OUTCOMES,
@@ -25,7 +26,7 @@ from edge.machines.escalation import (
     Wake,
     compose_sms,
 )
-from edge.models import AlarmEscalated, Emit
+from edge.models import Emit
 
 A = "+821011112222"
 B = "+821033334444"

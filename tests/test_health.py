@@ -14,20 +14,11 @@ import pytest
 import structlog
 
 from edge.cli import main as cli_main
+from edge.devices.lockers.events import BoardFault, BoardRecovered
+from edge.devices.modem.events import ModemFault, ModemRecovered
+from edge.devices.panic.events import WiringFault, WiringRestored
 from edge.health import FaultBoard, StatusFile, render_status, status_file_path
-from edge.models import (
-    BoardFault,
-    BoardRecovered,
-    InputFault,
-    InputRestored,
-    ModemFault,
-    ModemRecovered,
-    Status,
-    StoreFault,
-    StoreRecovered,
-    WiringFault,
-    WiringRestored,
-)
+from edge.models import InputFault, InputRestored, Status, StoreFault, StoreRecovered
 from edge.service import site_status
 from edge.site import STATUS_REFRESH_S
 from tests.support.site import SHELTER_BUTTON as BUTTON

@@ -4,6 +4,7 @@ source with ast: a module importing across a wall fails here, naming file and li
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -28,10 +29,11 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imports(path: Path) -> list[tuple[int, str]]:
+def imports(path: Path, top_level: bool = False) -> list[tuple[int, str]]:
+    """Every import in the file (``top_level``: only those run when it is imported)."""
     tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
     out: list[tuple[int, str]] = []
-    for node in ast.walk(tree):
+    for node in tree.body if top_level else ast.walk(tree):
         if isinstance(node, ast.Import):
             out += [(node.lineno, a.name) for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -48,23 +50,36 @@ def under(name: str, prefix: str) -> bool:
     return name == prefix or name.startswith(prefix + ".")
 
 
-def violations(package: str, forbidden: tuple[str, ...]) -> list[str]:
+# A device kind's models (its config, events and command args) are data, not devices: the
+# machines that decide on them may import them.
+KIND_MODELS = re.compile(r"^edge\.devices\.\w+\.(config|events|commands)(\.\w+)?$")
+
+
+def violations(
+    package: str, forbidden: tuple[str, ...], allowed: re.Pattern[str] | None = None
+) -> list[str]:
     bad = []
     for path in modules(package):
         if module_name(path) in COMPOSITION_ROOTS:
             continue
         for line, name in imports(path):
+            if allowed is not None and allowed.match(name):
+                continue
             if any(under(name, f) for f in forbidden):
                 bad.append(f"{path.relative_to(REPO)}:{line}: {name}")
     return sorted(set(bad))
 
 
 @pytest.mark.parametrize(
-    ("package", "forbidden"),
+    ("package", "forbidden", "allowed"),
     [
         # The spine knows no device, no machine, no site.
-        ("edge.core", ("edge.machines", "edge.devices", "edge.site", "edge.cli", "simulator")),
-        # Machines are pure: no devices, no drivers, no threads or I/O.
+        (
+            "edge.core",
+            ("edge.machines", "edge.devices", "edge.site", "edge.cli", "simulator"),
+            None,
+        ),
+        # Machines are pure: no devices (but for their models), no drivers, no threads or I/O.
         (
             "edge.machines",
             (
@@ -79,15 +94,33 @@ def violations(package: str, forbidden: tuple[str, ...]) -> list[str]:
                 "serial",
                 "paho",
             ),
+            KIND_MODELS,
         ),
         # Nothing in edge/ runs simulated hardware or test code.
-        ("edge", ("simulator", "tests", "bench")),
+        ("edge", ("simulator", "tests", "bench"), None),
         # The simulator never imports tests.
-        ("simulator", ("tests", "bench")),
+        ("simulator", ("tests", "bench"), None),
     ],
 )
-def test_no_import_crosses_a_wall(package: str, forbidden: tuple[str, ...]) -> None:
-    assert violations(package, forbidden) == []
+def test_no_import_crosses_a_wall(
+    package: str, forbidden: tuple[str, ...], allowed: re.Pattern[str] | None
+) -> None:
+    assert violations(package, forbidden, allowed) == []
+
+
+def test_a_kinds_models_never_import_its_controller() -> None:
+    """edge.config and the schema tools read every kind's models: those modules (and the
+    kind's package) must not load a controller when imported (a kind's factory imports it
+    when a site is built), or the registry would import the site."""
+    bad = []
+    for path in modules("edge.devices"):
+        mod = module_name(path)
+        if not (KIND_MODELS.match(mod) or mod.count(".") == 2 or mod == "edge.devices.registry"):
+            continue
+        for line, name in imports(path, top_level=True):
+            if name.endswith(".controller") or ".controller." in name or under(name, "edge.site"):
+                bad.append(f"{path.relative_to(REPO)}:{line}: {name}")
+    assert bad == []
 
 
 def test_edge_sees_only_driver_interfaces() -> None:

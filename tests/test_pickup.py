@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from edge.devices.lockers import pickup
+from edge.devices.lockers.commands import LockerAssignArgs, PickupCodeHash
 from edge.devices.lockers.pickup import CodeGuard, CodeHash, CodeHasher, hash_code, verify
-from edge.models import LockerAssignArgs, PickupCodeHash
 
 CHEAP = {"n": 1024, "r": 8, "p": 1}  # the lowest cost allowed: keeps the tests fast
 SALT_A = bytes.fromhex("00112233445566778899aabbccddeeff")

@@ -82,7 +82,7 @@ class Rig:
         self.hw = SimHardware(monotonic=self.clock.monotonic)
         self.site = Site(parse_config(cfg), self.hw, clock=self.clock)
         self.site.start_thread()
-        bank = self.site.lockers
+        bank = self.site.devices.get("lockers")
         assert bank is not None and bank.reader is not None
         reader = bank.reader
         wait_until(lambda: reader.stats()["connected"], message="code reader open")  # type: ignore[attr-defined]
@@ -126,7 +126,7 @@ class Rig:
         return next((r for r in found if r["command_id"] == command_id), None)
 
     def stored_code(self, locker: int) -> Any:
-        bank = self.site.lockers
+        bank = self.site.devices.get("lockers")
         assert bank is not None
         return self.site.call(lambda: bank.machine.lockers[locker].code_hash)
 
@@ -344,7 +344,7 @@ def test_codes_typed_during_a_lockout_are_not_even_hashed(
 ) -> None:
     with running(config(tmp_path / "d", keys), keys) as r:
         assert r.assign(1, pickup_code="482913")["ok"] is True
-        bank = r.site.lockers
+        bank = r.site.devices.get("lockers")
         assert bank is not None
         checked: list[int] = []
         real = bank.hasher.check
@@ -369,7 +369,7 @@ def test_codes_typed_faster_than_they_are_checked_wait_then_overflow(
 ) -> None:
     with running(config(tmp_path / "d", keys), keys) as r:
         assert r.assign(1, pickup_code="482913")["ok"] is True
-        bank = r.site.lockers
+        bank = r.site.devices.get("lockers")
         assert bank is not None
         held: list[Any] = []
 

@@ -503,7 +503,7 @@ def test_a_command_arriving_during_shutdown_runs_after_the_restart(
         "locker.open", {"locker": 1, "reason": "service"}, keys.centre, site=site, ttl_s=600
     )
     with running(cfg) as r1:
-        bank = r1.site.lockers
+        bank = r1.site.devices.get("lockers")
         assert bank is not None
         stop_inputs = bank.stop
 
@@ -530,7 +530,7 @@ def test_a_coil_that_cannot_be_driven_fails_its_command(
 ) -> None:
     site = "rev-coil"
     with running(lockers(site, dead_broker(), tmp_path / "d", keys)) as r:
-        coil = r.site.coils[1]
+        coil = r.site.outputs["coil-1"]
 
         def broken(seconds: float) -> None:
             raise OSError("gpio: pin 5 not available")
@@ -574,7 +574,7 @@ def test_a_failure_of_a_queued_pulse_does_not_fail_a_later_command(
             raise OSError("gpio: pin 13 not available")
 
         assert send(1)["ok"] is True
-        monkeypatch.setattr(r.site.coils[2], "pulse", broken)
+        monkeypatch.setattr(r.site.outputs["coil-2"], "pulse", broken)
         assert send(2)["ok"] is True  # queued behind locker 1 (one coil at a time)
         # Coil 1 is timed by gpiozero in real time; locker 2 waits until it is really off.
         wait_until(lambda: not r.site.coils[1].is_on, message="coil 1 off")

@@ -29,7 +29,8 @@ from edge.cli import _parser
 from edge.config import parse_config
 from edge.core.commands import ERROR_CODES
 from edge.core.signing import signed_bytes, verify_command
-from edge.models import COMMAND_ARGS, EVENT_DATA, Command, Event, Result, Status
+from edge.devices.registry import COMMAND_ARGS, EVENT_DATA
+from edge.models import Command, Event, Result, Status
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"

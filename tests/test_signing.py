@@ -30,7 +30,7 @@ from edge.core.signing import (
     verify_command,
 )
 from edge.core.store import Store
-from edge.models import AlarmAckArgs
+from edge.devices.panic.commands import AlarmAckArgs
 
 PRIVATE = Ed25519PrivateKey.generate()
 PUBLIC = PRIVATE.public_key()

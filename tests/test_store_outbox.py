@@ -16,7 +16,8 @@ from edge.core.clock import FakeClock
 from edge.core.outbox import Outbox, UnknownEventError
 from edge.core.store import PRIO_ALARM, PRIO_EVENT, PRIO_RESULT, Store
 from edge.core.topics import Topics
-from edge.models import EVENT_DATA, AlarmRaised
+from edge.devices.panic.events import AlarmRaised
+from edge.devices.registry import EVENT_DATA
 from tests.support.events import ALARM, NORMAL, TEST_EVENTS, Alarm, Normal, Note
 
 TOPICS = Topics("ansim/v1", "shelter-1")

@@ -9,10 +9,11 @@ import re
 import paho.mqtt.client as mqtt
 import pytest
 
-from edge.config import NAME_RE, parse_config
+from edge.config import parse_config
 from edge.core.errors import ConfigError
 from edge.core.topics import LEVEL_RE, Topics
-from edge.models import COMMAND_ARGS, EVENT_DATA
+from edge.devices.common import NAME_RE
+from edge.devices.registry import COMMAND_ARGS, EVENT_DATA
 
 LEVEL = re.compile(rf"^{LEVEL_RE}$")
 T = Topics("ansim/v1", "shelter-gangnam-0001")

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from edge.core.clock import Clock, rfc3339
 from edge.core.store import PRIO_ALARM, PRIO_EVENT, PRIO_RESULT, Store
 from edge.core.topics import Topics
-from edge.models import EVENT_DATA, Emit, Event, EventData, OutboxOverflow
+from edge.models import Emit, Event, EventData, OutboxOverflow
 
 log = structlog.get_logger(__name__)
 
@@ -59,9 +59,10 @@ class Outbox:
         clock: Clock,
         publisher: Publisher,
         *,
+        events: Mapping[str, type[EventData]],
         window: int = 100,
-        events: Mapping[str, type[EventData]] = EVENT_DATA,
     ) -> None:
+        """``events``: every event type it accepts (the site passes the registry's)."""
         self.store = store
         self.events = events
         self.topics = topics

@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from edge.core.errors import CommandError
-from edge.models import AlarmAcknowledged, AlarmCleared, AlarmRaised, Emit
+from edge.devices.panic.events import AlarmAcknowledged, AlarmCleared, AlarmRaised
+from edge.models import Emit
 
 State = Literal["idle", "active", "acknowledged"]
 

@@ -14,8 +14,9 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from edge.config import EscalationConfig
-from edge.models import AlarmEscalated, Emit
+from edge.devices.modem.config import EscalationConfig
+from edge.devices.modem.events import AlarmEscalated
+from edge.models import Emit
 
 KST = timezone(timedelta(hours=9))
 RETRY_CALL_OUTCOMES = {"busy", "no_answer", "no_carrier", "no_dialtone", "error", "timeout"}

@@ -16,17 +16,17 @@ from typing import Any, Literal
 
 from edge.core.clock import rfc3339
 from edge.core.errors import CommandError
-from edge.models import (
+from edge.devices.lockers.events import (
     DoorClosed,
     DoorForced,
     DoorLeftOpen,
     DoorOpened,
-    Emit,
     LockJammed,
     ParcelDeposited,
     ParcelOverdue,
     ParcelPickedUp,
 )
+from edge.models import Emit
 
 Occupancy = Literal["free", "reserved", "occupied"]
 OpenReason = Literal["deposit", "pickup", "service"]

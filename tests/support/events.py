@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pydantic import ConfigDict
 
-from edge.models import EVENT_DATA, EventData
+from edge.devices.registry import EVENT_DATA
+from edge.models import EventData
 
 
 class Normal(EventData):

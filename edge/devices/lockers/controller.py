@@ -8,7 +8,7 @@ import functools
 from collections import deque
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from pydantic import BaseModel
@@ -16,34 +16,39 @@ from pydantic import BaseModel
 from drivers.base import Coil, Hardware, LockBus, Startable
 from drivers.cu16 import BoardSettings
 from drivers.modbus import ModbusBoardSettings
-from edge.config import Cu16BoardConfig, LockersConfig, ModbusBoardConfig
 from edge.core.clock import rfc3339
 from edge.core.commands import CommandContext, Deferred
 from edge.core.errors import CommandError
 from edge.core.ports import Ports
 from edge.devices.inputs import DebouncedInput
-from edge.devices.lockers import pickup
-from edge.devices.lockers.pickup import CodeGuard, CodeHash, CodeHasher
-from edge.machines.coils import CoilScheduler
-from edge.machines.locker import LockerMachine, OpenReason
-from edge.models import (
-    COMMAND_ARGS,
-    BoardFault,
-    BoardRecovered,
-    DoorForced,
-    DoorOpened,
-    Emit,
-    InputFault,
-    InputRestored,
+from edge.devices.kind import BuildContext, ControllerBase, section
+from edge.devices.lockers import KIND, pickup
+from edge.devices.lockers.commands import (
     LockerAssignArgs,
     LockerOpenArgs,
     LockerReleaseArgs,
     LockerServiceArgs,
     LockerStatusArgs,
+)
+from edge.devices.lockers.config import (
+    Cu16BoardConfig,
+    LockersConfig,
+    LockersDevices,
+    ModbusBoardConfig,
+)
+from edge.devices.lockers.events import (
+    BoardFault,
+    BoardRecovered,
+    DoorForced,
+    DoorOpened,
     LockFault,
     PickupLockedOut,
     PickupRejected,
 )
+from edge.devices.lockers.pickup import CodeGuard, CodeHash, CodeHasher
+from edge.machines.coils import CoilScheduler
+from edge.machines.locker import LockerMachine, OpenReason
+from edge.models import Emit, InputFault, InputRestored
 
 log = structlog.get_logger(__name__)
 
@@ -62,9 +67,7 @@ MAX_PENDING_CODES = 8  # typed while one is being checked; more are refused (rea
 _Stored = tuple[int, dict[str, Any], CodeHash]
 
 
-LOCKER_COMMANDS: dict[str, type[BaseModel]] = {
-    name: model for name, model in COMMAND_ARGS.items() if name.startswith("locker.")
-}
+LOCKER_COMMANDS: dict[str, type[BaseModel]] = dict(KIND.commands)
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,7 @@ class _BusListener:
         self.bank.p.loop.post(lambda: self.bank._garbage(self.bus, count))
 
 
-class LockerBank:
+class LockerBank(ControllerBase):
     def __init__(
         self,
         cfg: LockersConfig,
@@ -581,3 +584,11 @@ class LockerBank:
             "coils_queued": self.sched.queued,
             "garbage_bytes": self.garbage,
         }
+
+
+def build(ctx: BuildContext) -> LockerBank | None:
+    cfg = section(ctx.cfg.devices, LockersDevices).lockers
+    if cfg is None:
+        return None
+    coils = {int(name.removeprefix("coil-")): cast(Coil, out) for name, out in ctx.outputs.items()}
+    return LockerBank(cfg, ctx.hardware, coils, ctx.ports, ctx.cfg.self_check_s)

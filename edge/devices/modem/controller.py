@@ -12,6 +12,9 @@ from drivers.base import CallOutcome, Hardware, Modem, ModemHealth
 from edge.config import SiteConfig
 from edge.core.loop import Timer
 from edge.core.ports import Ports
+from edge.devices.kind import BuildContext, ControllerBase, section
+from edge.devices.modem.config import ModemDevices
+from edge.devices.modem.events import ModemFault, ModemRecovered
 from edge.machines.escalation import (
     Cancel,
     Effect,
@@ -22,7 +25,7 @@ from edge.machines.escalation import (
     Wake,
     compose_sms,
 )
-from edge.models import Emit, ModemFault, ModemRecovered
+from edge.models import Emit, ModemStatus
 
 log = structlog.get_logger(__name__)
 STATE_KEY = "escalation"
@@ -55,7 +58,7 @@ class _ModemShim:
         return None
 
 
-class ModemFallback:
+class ModemFallback(ControllerBase):
     def __init__(
         self,
         cfg: SiteConfig,
@@ -69,7 +72,7 @@ class ModemFallback:
         self.p = ports
         self.link_up = link_up
         self.on_health_change = on_health
-        mcfg = cfg.devices.modem
+        mcfg = section(cfg.devices, ModemDevices).modem
         self.modem: Modem | None = None
         if mcfg is not None:
             self.modem = hardware.modem(
@@ -88,9 +91,16 @@ class ModemFallback:
         if self.modem is not None:
             self.modem.start()
 
-    def stop(self) -> None:
+    def close(self) -> None:
+        # After the outputs are off and the command intake closed (the alarm's last channel).
         if self.modem is not None:
             self.modem.close()
+
+    def status(self, online: bool) -> dict[str, Any]:
+        # Offline (clean stop or last will): the modem is closed or unknown.
+        if self.health and online:
+            return {"modem": ModemStatus(**self.health)}
+        return {}
 
     # ---- hooks from the alarm (core thread) ----
     def alarm_raised(self, alarm_id: str, test: bool, restored: bool = False) -> None:
@@ -161,3 +171,10 @@ class ModemFallback:
     def _recovered(self) -> None:
         self.p.outbox.emit("modem", ModemRecovered())
         self._apply(self.esc.modem_recovered())
+
+
+def build(ctx: BuildContext) -> ModemFallback:
+    """Always there: without a modem the escalation still reports that it cannot escalate."""
+    return ModemFallback(
+        ctx.cfg, ctx.hardware, ctx.ports, link_up=ctx.link_up, on_health=ctx.publish_status
+    )

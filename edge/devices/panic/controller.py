@@ -10,28 +10,23 @@ from __future__ import annotations
 import functools
 from collections import deque
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import structlog
 
 from drivers.base import DigitalOutput, Hardware
-from edge.config import PanicButtonConfig, SiteConfig
+from edge.config import SiteConfig
 from edge.core.clock import rfc3339
 from edge.core.commands import CommandContext
 from edge.core.ports import Ports
 from edge.devices.inputs import DebouncedInput
+from edge.devices.kind import BuildContext, ControllerBase, section
 from edge.devices.modem.controller import ModemFallback
+from edge.devices.panic.commands import AlarmAckArgs, AlarmClearArgs, SiteTestModeArgs
+from edge.devices.panic.config import PanicButtonConfig, PanicDevices
+from edge.devices.panic.events import SiteTestMode, WiringFault, WiringRestored
 from edge.machines.alarm import AlarmMachine
-from edge.models import (
-    AlarmAckArgs,
-    AlarmClearArgs,
-    Emit,
-    InputFault,
-    SiteTestMode,
-    SiteTestModeArgs,
-    WiringFault,
-    WiringRestored,
-)
+from edge.models import Emit, InputFault
 
 log = structlog.get_logger(__name__)
 STATE_KEY = "alarm"
@@ -50,7 +45,7 @@ class _Button:
         self.wiring: set[str] = set()  # active wiring faults: supervision, chatter, stuck_active
 
 
-class ShelterAlarm:
+class ShelterAlarm(ControllerBase):
     def __init__(
         self,
         cfg: SiteConfig,
@@ -59,7 +54,7 @@ class ShelterAlarm:
         ports: Ports,
         fallback: ModemFallback,
     ) -> None:
-        devices = cfg.devices
+        devices = section(cfg.devices, PanicDevices)
         self.cfg = cfg
         self.p = ports
         self.outputs = outputs
@@ -153,6 +148,9 @@ class ShelterAlarm:
     @property
     def restored_alarm(self) -> str | None:
         return self.machine.s.alarm_id if self.machine.s.state != "idle" else None
+
+    def site_started(self) -> dict[str, Any]:
+        return {"restored_alarm": self.restored_alarm}
 
     # ---- test mode ----
     @property
@@ -377,3 +375,12 @@ class ShelterAlarm:
                 self.p.states.set(name, {"on": on})
         until = rfc3339(self.test_until) if self.test_mode and self.test_until else None
         self.p.states.set("alarm", {**self.machine.public_state(), "test_mode_until": until})
+
+
+def build(ctx: BuildContext) -> ShelterAlarm | None:
+    if not section(ctx.cfg.devices, PanicDevices).panic_buttons:
+        return None
+    fallback = ctx.devices["modem"]
+    assert isinstance(fallback, ModemFallback)
+    outputs = cast(dict[str, DigitalOutput], dict(ctx.outputs))  # lamps and buzzer (OUTPUTS)
+    return ShelterAlarm(ctx.cfg, ctx.hardware, outputs, ctx.ports, fallback)
