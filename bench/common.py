@@ -329,10 +329,20 @@ def mosquitto_version(binary: str) -> str:
 
 
 def known_fields(model: str, **values: Any) -> dict[str, Any]:
-    """Only the settings this version of edge.config knows (it forbids unknown ones)."""
+    """Only the settings this version of the config knows (it forbids unknown ones). The
+    model is looked up in edge.config, or (since the device registry) the kinds' packages."""
+    import importlib
+
     from edge import config
 
-    fields = getattr(config, model).model_fields
+    found = getattr(config, model, None)
+    for kind in ("panic", "lockers", "modem"):
+        if found is None:
+            try:
+                found = getattr(importlib.import_module(f"edge.devices.{kind}.config"), model, None)
+            except ImportError:
+                continue
+    fields = found.model_fields
     return {k: v for k, v in values.items() if k in fields}
 
 
