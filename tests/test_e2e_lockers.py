@@ -213,7 +213,7 @@ def test_a_gpio_coil_switched_off_late_holds_the_next_coil(keys: Keys, tmp_path:
     clock = FakeClock(start=datetime.now(UTC))
     dead = f"mqtt://127.0.0.1:{free_port()}"
     with bank(locker_dict("lk-late-off", dead, tmp_path / "d", keys), clock) as b:
-        lockers = b.site.lockers
+        lockers = b.site.devices.get("lockers")
         assert lockers is not None
         late = LateOffCoil()
         b.site.call(lambda: lockers.coils.__setitem__(33, late))

@@ -577,7 +577,7 @@ def test_a_failure_of_a_queued_pulse_does_not_fail_a_later_command(
         monkeypatch.setattr(r.site.outputs["coil-2"], "pulse", broken)
         assert send(2)["ok"] is True  # queued behind locker 1 (one coil at a time)
         # Coil 1 is timed by gpiozero in real time; locker 2 waits until it is really off.
-        wait_until(lambda: not r.site.coils[1].is_on, message="coil 1 off")
+        wait_until(lambda: not r.site.outputs["coil-1"].is_on, message="coil 1 off")
         r.advance(1.0)  # locker 2's pulse is due now and cannot be driven
         [fault] = r.events("lock.fault")  # reported, as its command had answered ok already
         assert fault["device"] == "locker-2" and fault["data"]["locker"] == 2
