@@ -23,6 +23,10 @@ import structlog
 
 from edge.config import BrokerConfig
 from edge.core.clock import rfc3339
+from edge.devices.kind import section
+from edge.devices.lockers.config import LockersDevices
+from edge.devices.lockers.controller import LockerBank
+from edge.devices.panic.config import PanicDevices
 from edge.site import Site
 from simulator.console.centre import BadKey, Centre, masked, private_key_from_pem
 from simulator.control import ApiError, ControlApi
@@ -118,11 +122,17 @@ class Console:
         if self._sampler is not None:
             self._sampler.join(5)
 
+    def _bank(self) -> LockerBank | None:
+        bank = self.site.devices.get("lockers")
+        assert bank is None or isinstance(bank, LockerBank)
+        return bank
+
     # ---- what the page draws ----
     def describe(self) -> dict[str, Any]:
         """The site as configured: what to draw (GET /site)."""
         cfg = self.site.cfg
         d = cfg.devices
+        panic = section(d, PanicDevices)
         inputs = self.hardware.input_names()
         out: dict[str, Any] = {
             "site": cfg.site.id,
@@ -145,10 +155,12 @@ class Console:
                     "chatter_max": b.chatter_max,
                     "chatter_window_s": b.chatter_window_s,
                 }
-                for b in d.panic_buttons
+                for b in panic.panic_buttons
             ],
             "reset_key": (
-                {"debounce_ms": d.reset_key.debounce_ms} if d.reset_key is not None else None
+                {"debounce_ms": panic.reset_key.debounce_ms}
+                if panic.reset_key is not None
+                else None
             ),
             "outputs": [n for n in ("sent_led", "ack_led", "buzzer") if getattr(d, n) is not None],
             "lockers": [],
@@ -161,7 +173,7 @@ class Console:
             ),
             "commands": self.site.commands.names,
         }
-        bank = self.site.lockers
+        bank = self._bank()
         if bank is not None:
             boards: dict[tuple[str, int], list[int]] = {}
             for n, where in sorted(bank.bus_locks.items()):
@@ -187,7 +199,8 @@ class Console:
                         "last_locker": max(numbers),
                     }
                 )
-            for g in d.lockers.gpio if d.lockers is not None else []:
+            lockers = section(d, LockersDevices).lockers
+            for g in lockers.gpio if lockers is not None else []:
                 out["lockers"].append({"locker": g.locker, "kind": "gpio"})
             out["lockers"].sort(key=lambda x: x["locker"])
         return out
@@ -195,7 +208,7 @@ class Console:
     def view(self) -> dict[str, Any]:
         """GET /state, its histories trimmed, plus ``lockers_hw``, ``link``, ``centre``."""
         state = self.state()
-        if self.site.lockers is not None:
+        if self._bank() is not None:
             state["lockers_hw"] = self._lockers_hw(state)
         trim_histories(state)
         state["link"] = self._link_snapshot()
@@ -204,7 +217,7 @@ class Console:
 
     def _lockers_hw(self, state: dict[str, Any]) -> dict[str, Any]:
         """Each locker's simulated hardware, one shape for CU16, Modbus and GPIO."""
-        bank = self.site.lockers
+        bank = self._bank()
         assert bank is not None
         out: dict[str, Any] = {}
         boards = state.get("boards", {})
@@ -230,7 +243,8 @@ class Console:
         for c in state.get("coils", []):
             coils_on[c["name"]] = bool(c["on"])
         inputs = state.get("inputs", {})
-        gpio = self.site.cfg.devices.lockers.gpio if self.site.cfg.devices.lockers else []
+        lockers = section(self.site.cfg.devices, LockersDevices).lockers
+        gpio = lockers.gpio if lockers is not None else []
         for n in (g.locker for g in gpio):
             door = inputs.get(f"door-{n}")
             out[str(n)] = {
