@@ -166,6 +166,28 @@ class TrustedKey(_Model):
     )
 
 
+class HomeAssistantConfig(_Model):
+    enabled: bool = Field(
+        False, description="Publish Home Assistant MQTT discovery configs (docs/homeassistant.md)."
+    )
+    prefix: str = Field(
+        "homeassistant", pattern=ROOT_RE, description="Home Assistant's discovery prefix."
+    )
+    birth_topic: str = Field(
+        "homeassistant/status",
+        pattern=ROOT_RE,
+        description="Home Assistant's birth message topic: 'online' there re-publishes every "
+        "discovery config.",
+    )
+    republish_delay_max_s: float = Field(
+        5.0,
+        ge=0,
+        le=300,
+        description="After a birth message, re-publish after a random delay up to this, so "
+        "many sites do not publish at the same moment.",
+    )
+
+
 class SiteConfig(_Model):
     site: SiteInfo
     broker: BrokerConfig = BrokerConfig()
@@ -183,6 +205,10 @@ class SiteConfig(_Model):
     )
     self_check_s: float = Field(
         60, ge=1, le=3600, description="Period of the input self-check (faults, supervision)."
+    )
+    homeassistant: HomeAssistantConfig = Field(
+        default_factory=HomeAssistantConfig,
+        description="Home Assistant MQTT discovery (opt-in).",
     )
 
     @model_validator(mode="after")

@@ -28,6 +28,7 @@ from edge.core.uplink import ConnectFailures, Uplink, UplinkListener
 from edge.devices.kind import BuildContext, DeviceController, DeviceKind, Output, section
 from edge.devices.registry import EVENT_DATA, KINDS
 from edge.health import FaultBoard, StatusFile, oldest_pending_age
+from edge.homeassistant import Discovery
 from edge.models import (
     CommandsShed,
     SiteStarted,
@@ -139,6 +140,9 @@ class Site(UplinkListener):
         cfg = self.cfg
         self.loop = CoreLoop(self.clock, low_max=cfg.commands.max_queue)
         self.topics = Topics(cfg.topic_root, cfg.site.id)
+        subscriptions = [self.topics.commands_filter]
+        if cfg.homeassistant.enabled:
+            subscriptions.append(cfg.homeassistant.birth_topic)
         # Never raises for a full, read-only or unusable data dir: it starts degraded.
         self.store = store_factory(
             cfg.data_dir / "ansim-edge.db",
@@ -152,7 +156,7 @@ class Site(UplinkListener):
             post_message=self.loop.post_low,  # commands wait behind inputs, bounded
             max_payload_bytes=cfg.commands.max_payload_bytes,
             listener=self,
-            subscriptions=[self.topics.commands_filter],
+            subscriptions=subscriptions,
             will=lambda: (self.topics.status, self._status("offline")),
             rng=rng,
         )
@@ -167,6 +171,9 @@ class Site(UplinkListener):
         self.faults = FaultBoard()  # every active fault, from the events as they are recorded
         self.outbox.observers.append(self.faults.observe)
         self.states = StateBoard(self.topics, self.clock, self.uplink)
+        self.discovery: Discovery | None = None
+        if cfg.homeassistant.enabled:
+            self.discovery = Discovery(cfg, self.topics, __version__, self.uplink, self.loop, rng)
         self.commands = CommandProcessor(
             keys if keys is not None else load_keys(cfg.keys),
             self.store,
@@ -502,12 +509,16 @@ class Site(UplinkListener):
         self.outbox.on_connected()
         self._publish_status()
         self.states.on_connected()
+        if self.discovery is not None:
+            self.discovery.on_connected()
 
     def uplink_disconnected(self, reason: str) -> None:
         if self.outbox.online:
             self.log.warning("uplink_disconnected", reason=reason, pending=len(self.store))
         self.outbox.on_disconnected()
         self.states.on_disconnected()
+        if self.discovery is not None:
+            self.discovery.on_disconnected()
         self._link_lost()
 
     def _link_lost(self) -> None:
@@ -524,6 +535,8 @@ class Site(UplinkListener):
         self.outbox.on_acked(mid, ok)
 
     def uplink_message(self, topic: str, payload: bytes) -> None:
+        if self.discovery is not None and self.discovery.handle(topic, payload):
+            return
         levels = self.topics.command_levels(topic)
         if levels is None:
             return

@@ -68,3 +68,12 @@ class Topics:
     @property
     def results(self) -> str:
         return f"{self.base}/results"
+
+    # Home Assistant MQTT discovery (edge/homeassistant.py): the site id is the node id.
+    def ha_config(self, prefix: str, component: str, object_id: str) -> str:
+        """``<prefix>/<component>/<site>/<object_id>/config``"""
+        return f"{prefix}/{component}/{self.site}/{object_id}/config"
+
+    def ha_command(self, prefix: str, component: str, object_id: str) -> str:
+        """A command topic Home Assistant publishes to and the site never reads."""
+        return f"{prefix}/{component}/{self.site}/{object_id}/set"
