@@ -8,7 +8,9 @@ Starts its own mosquitto on a free port and measures, in the same run:
    inflight 100), with and without TCP_NODELAY on the publisher's socket;
 2. press -> subscriber latency through a real ``edge.site.Site`` on ``SimHardware``;
 3. sustained events/s through the durable outbox (``durability: group`` and ``per_event``);
-4. idle RSS of ``python -m edge.cli sim`` as a child process.
+4. idle RSS of ``python -m edge.cli sim`` and of ``run`` (``python -m bench.mock_gpio_run``:
+   the real ``run`` code path with gpiozero's MockFactory for the Pi's pins, the modem
+   simulated in this process on a pty) as child processes, against a bare Python + paho.
 
 The independent subscriber runs in its own process (as the centre would), so it never
 competes with the publisher for the GIL; it stamps every message with ``time.monotonic()``
@@ -29,6 +31,7 @@ from bench.common import (
     INFLIGHT,
     LOGGING,
     PAYLOAD_BYTES,
+    REPO,
     SUBSCRIBER,
     BareClient,
     RemoteSubscriber,
@@ -63,7 +66,8 @@ from tests.support.wait import wait_until
 # Targets (see bench/README.md).
 TARGET_PRESS_P99_OVER_BARE_MS = 5.0
 TARGET_GROUP_RATIO = 0.60
-TARGET_RSS_MB = 60.0
+TARGET_RSS_MB = 60.0  # sim
+TARGET_RUN_RSS_MB = 45.0  # run (issue 11.8)
 
 QUICK = {"presses": 20, "events": 2000, "bare_latency_n": 200}
 FULL = {"presses": 1000, "events": 20000}
@@ -256,6 +260,60 @@ def daemon_rss(broker_url: str, workdir: Path, samples: int, interval_s: float) 
     }
 
 
+def run_rss(broker_url: str, workdir: Path, samples: int, interval_s: float) -> dict:
+    """Idle RSS of ``run`` with the shelter's devices and a modem (bench/mock_gpio_run.py)."""
+    import json
+    import subprocess
+
+    import paho.mqtt.subscribe as subscribe
+
+    from edge.core.signing import generate_keypair
+    from simulator.modem_device import SimulatedModem
+
+    d = workdir / "run-rss"
+    d.mkdir(parents=True, exist_ok=True)
+    generate_keypair(d / "centre.key", d / "centre.pub")
+    modem = SimulatedModem()
+    cfg = site_config("bench-run", broker_url, d / "data", 20)
+    cfg["keys"] = [{"key_id": "centre", "public_key": str(d / "centre.pub"), "commands": ["*"]}]
+    # Mock pins read high: without the pull-up the nc button's loop reads closed (idle).
+    cfg["devices"]["panic_buttons"][0]["pull_up"] = False
+    cfg["devices"]["modem"] = {"url": modem.port}
+    (d / "site.yaml").write_text(json.dumps(cfg), encoding="utf-8")  # JSON is YAML
+    host, port = broker_url.removeprefix("mqtt://").rsplit(":", 1)
+    log = (d / "run.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.mock_gpio_run", "run", "--config", str(d / "site.yaml")],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
+    )
+
+    def online_idle() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"run exited {proc.returncode}: see {d / 'run.log'}")
+        msg = subscribe.simple("ansim/v1/bench-run/status", hostname=host, port=int(port))
+        st = json.loads(msg.payload)
+        return bool(st["state"] == "online" and st.get("outbox_depth") == 0)
+
+    try:
+        wait_for(online_idle, 60, "run online and idle", 0.2)
+        pause(0.5)
+        kb = []
+        for _ in range(samples):
+            kb.append(vm_rss_kb(proc.pid))
+            pause(interval_s)
+    finally:
+        stop_process(proc)
+        log.close()
+        modem.close()
+    return {
+        "samples": len(kb),
+        "run_rss_max_mb": round(max(kb) / 1024, 1),
+        "run_rss_samples_mb": [round(k / 1024, 1) for k in kb],
+    }
+
+
 # --------------------------------------------------------------------------- driver
 
 
@@ -364,12 +422,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             rss = daemon_rss(url, workdir, args.rss_samples, 0.2)
             rss.update(target_mb=TARGET_RSS_MB, passed=rss["daemon_rss_max_mb"] < TARGET_RSS_MB)
             results["rss"] = rss
+            step("run idle RSS")
+            rr = run_rss(url, workdir, args.rss_samples, 0.2)
+            rr.update(target_mb=TARGET_RUN_RSS_MB, passed=rr["run_rss_max_mb"] < TARGET_RUN_RSS_MB)
+            results["run_rss"] = rr
     return conclude(
         results,
         t_start,
         press_latency=results["press_latency"]["passed"],
         outbox_group_ratio=results["outbox"]["passed"],
         daemon_rss=results["rss"]["passed"],
+        run_rss=results["run_rss"]["passed"],
     )
 
 
@@ -459,6 +522,14 @@ def table(r: dict[str, Any]) -> str:
             f"bare python + paho: {m['bare_python_paho_rss_mb']:.1f} MB; {m['samples']} samples",
             f"< {m['target_mb']:.0f} MB",
             verdict(m["passed"]),
+        ),
+        (
+            "run idle RSS (bench.mock_gpio_run), max",
+            f"{r['run_rss']['run_rss_max_mb']:.1f} MB",
+            f"bare python + paho: {m['bare_python_paho_rss_mb']:.1f} MB; "
+            f"{r['run_rss']['samples']} samples",
+            f"< {r['run_rss']['target_mb']:.0f} MB",
+            verdict(r["run_rss"]["passed"]),
         ),
     ]
     notes = [

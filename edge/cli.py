@@ -15,7 +15,6 @@ from typing import Any, Literal
 
 from edge import __version__
 from edge.core.errors import AnsimError, ConfigError
-from edge.logs import configure
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -91,6 +90,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.cmd in ("run", "sim"):
+        from edge.runtime import without_pretty_printers
+
+        without_pretty_printers()  # before structlog is imported (edge.logs)
+    from edge.logs import configure
+
     configure(args.log_level)
     try:
         if args.cmd == "check-config":

@@ -88,11 +88,22 @@ def test_quick_benchmark_completes_and_writes_json(tmp_path: Path) -> None:
         check=False,
     )
     assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-    for row in ("press -> subscriber", "durability group", "daemon idle RSS", "TCP_NODELAY"):
+    rows = ("press -> subscriber", "durability group", "daemon idle RSS", "run idle RSS")
+    for row in (*rows, "TCP_NODELAY"):
         assert row.lower() in proc.stdout.lower(), proc.stdout
 
     r = json.loads(out.read_text(encoding="utf-8"), parse_constant=_no_nan)
-    assert set(r) == {"meta", "baseline", "press_latency", "outbox", "rss", "targets", "all_passed"}
+    assert set(r) == {
+        "meta",
+        "baseline",
+        "press_latency",
+        "outbox",
+        "rss",
+        "run_rss",
+        "targets",
+        "all_passed",
+    }
+    assert r["run_rss"]["samples"] == 2 and r["run_rss"]["run_rss_max_mb"] > 0
     assert r["meta"]["quick"] is True
 
     b = r["baseline"]

@@ -15,7 +15,6 @@ from pydantic import BaseModel
 
 from drivers.base import Coil, Hardware, LockBus, Startable
 from drivers.cu16 import BoardSettings
-from drivers.modbus import ModbusBoardSettings
 from edge.core.clock import rfc3339
 from edge.core.commands import CommandContext, Deferred
 from edge.core.errors import CommandError
@@ -160,6 +159,9 @@ class LockerBank(ControllerBase):
                 listener=_BusListener(self, bus.name),
             )
         for mb in cfg.modbus_buses:  # Modbus RTU relay boards: the same LockBus interface
+            # Imported only here: pymodbus costs memory a site without Modbus never uses.
+            from drivers.modbus import ModbusBoardSettings
+
             relay_boards = []
             for mbb in mb.boards:
                 self.boards[(mb.name, mbb.slave_id)] = mbb

@@ -1,0 +1,85 @@
+"""`ansim-edge run` imports only what its config uses: no rich (structlog would pull it in
+when installed), no simulator, amqtt or selenium, and pymodbus only for Modbus relay boards.
+The real `run` code path in a child process, with gpiozero's MockFactory for the Pi's pins
+(bench/mock_gpio_run.py); it writes its imported modules once the site has started."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mqtt_helpers import free_port, wait_until
+from sitekit import REPO, make_keys, site_dict
+
+NEVER = ("rich", "better_exceptions", "amqtt", "selenium", "simulator", "jinja2", "typer")
+
+
+def run_modules(tmp_path: Path, cfg: dict[str, Any]) -> set[str]:
+    cfg_path = tmp_path / "site.yaml"
+    cfg_path.write_text(json.dumps(cfg), encoding="utf-8")  # JSON is YAML
+    out = tmp_path / "modules.txt"
+    env = {**os.environ, "ANSIM_MODULES_FILE": str(out)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.mock_gpio_run", "run", "--config", str(cfg_path)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_until(lambda: out.exists() or proc.poll() is not None, timeout=30)
+        assert out.exists(), proc.communicate(timeout=10)[1].decode()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return set(out.read_text(encoding="utf-8").split())
+
+
+def _top(modules: set[str]) -> set[str]:
+    return {m.split(".")[0] for m in modules}
+
+
+@pytest.fixture
+def base(tmp_path: Path) -> dict[str, Any]:
+    keys = make_keys(tmp_path / "keys")
+    # No broker listens there: the site starts, retries in the background, imports nothing more.
+    return site_dict("imports-1", f"mqtt://127.0.0.1:{free_port()}", tmp_path / "data", keys)
+
+
+def test_shelter_run_imports_no_rich_simulator_or_modbus(
+    tmp_path: Path, base: dict[str, Any]
+) -> None:
+    base["devices"]["modem"] = {"url": str(tmp_path / "no-modem")}
+    mods = run_modules(tmp_path, base)
+    assert "edge.site" in mods and "structlog" in mods and "gpiozero" in mods
+    assert not _top(mods) & {*NEVER, "pymodbus"}, sorted(_top(mods) & {*NEVER, "pymodbus"})
+
+
+def test_modbus_lockers_import_pymodbus_and_still_no_rich(
+    tmp_path: Path, base: dict[str, Any]
+) -> None:
+    base["devices"] = {
+        "lockers": {
+            "pulse_ms": 500,
+            "modbus_buses": [
+                {
+                    "name": "mb0",
+                    "url": str(tmp_path / "no-adapter"),
+                    "boards": [{"slave_id": 1, "first_locker": 1}],
+                }
+            ],
+        }
+    }
+    mods = run_modules(tmp_path, base)
+    assert "pymodbus" in _top(mods)  # the check above can see it when it is there
+    assert not _top(mods) & set(NEVER), sorted(_top(mods) & set(NEVER))
