@@ -11,10 +11,13 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from edge import __version__
 from edge.core.errors import AnsimError, ConfigError
+
+if TYPE_CHECKING:
+    from edge.config import SiteConfig
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -172,15 +175,54 @@ def _sign(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, *, simulated: bool) -> int:
     import structlog
 
-    from edge.config import check_files, config_warnings, load_config, with_overrides
-    from edge.datadir import check_mode
     from edge.runtime import tune_interpreter
     from edge.site import Site
 
     log = structlog.get_logger("ansim-edge")
-    cfg = load_config(args.config)
     tune_interpreter()
-    cfg = with_overrides(cfg, broker_url=args.broker, data_dir=args.data_dir)
+    mode: Literal["run", "sim"] = "sim" if simulated else "run"
+    cfg = _checked_config(args, simulated=simulated, log=log)
+    if not simulated:
+        from drivers.gpio import GpioHardware, real_pin_factory
+        from edge.health import status_file_path
+        from edge.reload import Reloader
+        from edge.service import attach
+
+        factories = [real_pin_factory()]  # no GPIO: one line and exit 1, before anything else
+        _record_mode(cfg.data_dir, mode, log)
+
+        def build(c: SiteConfig) -> tuple[Site, Any, Any]:
+            hardware = GpioHardware(factories.pop() if factories else real_pin_factory())
+            try:
+                site = Site(c, hardware, status_file=status_file_path(c.data_dir))
+            except BaseException:
+                hardware.close()
+                raise
+            # Under systemd: READY, watchdog pings, STATUS, STOPPING (no-op elsewhere).
+            return site, attach(site) or site, hardware
+
+        def load() -> SiteConfig:  # SIGHUP: the same checks as at start
+            return _checked_config(args, simulated=False, log=log)
+
+        # The reloader closes each site's hardware when that site has stopped.
+        return _serve(Reloader(cfg, args.config, load=load, build=build), None, log)
+
+    from simulator.runner import SimRunner
+
+    runner = SimRunner(
+        cfg, broker_url=args.broker, control=args.control, embedded_port=args.embedded_port
+    )
+    _record_mode(cfg.data_dir, mode, log)
+    return _serve(runner, None, log)
+
+
+def _checked_config(args: argparse.Namespace, *, simulated: bool, log: Any) -> SiteConfig:
+    """The config `run`/`sim` start with (and `run` reads again on SIGHUP), with the command
+    line's overrides, checked; AnsimError (every problem at once) when it cannot be used."""
+    from edge.config import check_files, config_warnings, load_config, with_overrides
+    from edge.datadir import check_mode
+
+    cfg = with_overrides(load_config(args.config), broker_url=args.broker, data_dir=args.data_dir)
     if not simulated and not cfg.keys:
         raise ConfigError(
             f"{args.config}: keys: at least one trusted command key is required for `run` "
@@ -198,27 +240,8 @@ def _run(args: argparse.Namespace, *, simulated: bool) -> int:
         check_file_modes(cfg, args.config)  # secrets others can read, keys they can write
     for where, msg in config_warnings(cfg):
         log.warning("config_warning", field=where, problem=msg)
-    mode: Literal["run", "sim"] = "sim" if simulated else "run"
-    check_mode(cfg.data_dir, mode, force=args.force)
-    if not simulated:
-        from drivers.gpio import GpioHardware, real_pin_factory
-        from edge.service import attach
-
-        hardware: Any = GpioHardware(real_pin_factory())
-        _record_mode(cfg.data_dir, mode, log)
-        from edge.health import status_file_path
-
-        site = Site(cfg, hardware, status_file=status_file_path(cfg.data_dir))
-        # Under systemd: READY, watchdog pings, STATUS, STOPPING (no-op elsewhere).
-        return _serve(attach(site) or site, hardware, log)
-
-    from simulator.runner import SimRunner
-
-    runner = SimRunner(
-        cfg, broker_url=args.broker, control=args.control, embedded_port=args.embedded_port
-    )
-    _record_mode(cfg.data_dir, mode, log)
-    return _serve(runner, None, log)
+    check_mode(cfg.data_dir, "sim" if simulated else "run", force=args.force)
+    return cfg
 
 
 def _record_mode(data_dir: Path, mode: Literal["run", "sim"], log: Any) -> None:
@@ -242,15 +265,26 @@ def _serve(target: Any, hardware: Any, log: Any) -> int:
         wake.set()
 
     def stopper() -> None:
-        wake.wait()
-        if done:
-            return
-        log.info("signal", signal=signal.Signals(received[0]).name)
-        target.stop_soon()
+        while True:
+            wake.wait()
+            wake.clear()
+            if done:
+                return
+            while received:
+                signum = received.pop(0)
+                if signum != signal.SIGHUP:
+                    log.info("signal", signal=signal.Signals(signum).name)
+                    target.stop_soon()
+                elif hasattr(target, "reload"):  # run: re-read the config
+                    log.info("signal", signal="SIGHUP")
+                    target.reload()
+                else:
+                    log.info("signal_ignored", signal="SIGHUP", reason="sim does not reload")
 
     threading.Thread(target=stopper, name="ansim-signal", daemon=True).start()
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
     try:
         target.run()
     finally:

@@ -170,6 +170,15 @@ class CommandsShed(EventData):
     max_queue: int = Field(description="The bound that was full (commands.max_queue).")
 
 
+class ConfigRejected(EventData):
+    TYPE: ClassVar[str] = "config.rejected"
+    config: str = Field(description="The config file that was read again (SIGHUP).")
+    error: str = Field(
+        description="Why it was refused: every bad field path with its problem, as "
+        "check-config prints them; the site goes on with the config it had."
+    )
+
+
 class StoreReset(EventData):
     TYPE: ClassVar[str] = "store.reset"
     quarantined: str = Field(description="Where the damaged store file was moved.")
@@ -246,6 +255,7 @@ CORE_EVENTS: tuple[type[EventData], ...] = (
     StoreRecovered,
     InputRestored,
     CommandsRefused,
+    ConfigRejected,
 )
 
 

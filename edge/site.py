@@ -221,6 +221,7 @@ class Site(UplinkListener):
         self.started_at: float | None = None
         self.status_file = StatusFile(self.status_file_path) if self.status_file_path else None
         self._thread: threading.Thread | None = None
+        self._stop_flush_s: float | None = None  # stop_soon(flush_s=...)
         self._started = False
         self._stopping = False
 
@@ -419,7 +420,7 @@ class Site(UplinkListener):
             while not self.loop.stopping and not (stop is not None and stop.is_set()):
                 self.loop.run_once(0.2)
         finally:
-            self.shutdown(flush_s)
+            self.shutdown(flush_s if self._stop_flush_s is None else self._stop_flush_s)
 
     def start_thread(self) -> None:
         self._thread = threading.Thread(
@@ -427,8 +428,12 @@ class Site(UplinkListener):
         )
         self._thread.start()
 
-    def stop_soon(self) -> None:
-        """Any thread, or a signal handler: ask the core loop to stop."""
+    def stop_soon(self, flush_s: float | None = None) -> None:
+        """Any thread, or a signal handler: ask the core loop to stop. ``flush_s``: how long
+        the shutdown may wait for the outbox to drain, instead of ``run()``'s (a reload
+        does not wait: the next site sends what is left)."""
+        if flush_s is not None:
+            self._stop_flush_s = flush_s
         self.loop.stop()
 
     def join(self, timeout: float | None = None) -> None:
