@@ -67,7 +67,7 @@ def test_sighup_applies_a_valid_config_and_refuses_an_invalid_one(
             alive()
             return any(
                 m.json["data"]["outcome"] == "sent" and m.json["data"]["number"] == number
-                for m in events.messages("ansim/v1/reload-1/events/alarm.escalated")
+                for m in events.messages("ansim/v1/reload-1/events/alarm/escalated")
             )
 
         # The site knows the SMS went out (else the restarted site rightly sends it again).
@@ -75,7 +75,7 @@ def test_sighup_applies_a_valid_config_and_refuses_an_invalid_one(
         assert sms_to(modem) == [A]
 
         def started() -> int:
-            return len(events.messages("ansim/v1/reload-1/events/site.started"))
+            return len(events.messages("ansim/v1/reload-1/events/site/started"))
 
         assert started() == 1
 
@@ -94,7 +94,7 @@ def test_sighup_applies_a_valid_config_and_refuses_an_invalid_one(
         cfg["escalation"]["call_attempts"] = 0
         path.write_text(json.dumps(cfg), encoding="utf-8")
         proc.send_signal(signal.SIGHUP)
-        msg = events.wait_for("ansim/v1/reload-1/events/config.rejected", timeout=20)
+        msg = events.wait_for("ansim/v1/reload-1/events/config/rejected", timeout=20)
         data = msg.json["data"]
         assert data["config"] == str(path)
         assert "escalation.call_attempts" in data["error"]
@@ -155,7 +155,7 @@ def test_devices_missing_at_start_are_reported_faults_not_a_boot_loop(
             return {
                 m.json["device"]
                 for m in events.messages(
-                    lambda m: m.topic.endswith(("/board.fault", "/modem.fault"))
+                    lambda m: m.topic.endswith(("/board/fault", "/modem/fault"))
                 )
             }
 
@@ -166,7 +166,7 @@ def test_devices_missing_at_start_are_reported_faults_not_a_boot_loop(
         )
         status = events.wait_for("ansim/v1/missing-1/status")
         assert status.json["state"] == "online"
-        assert len(events.messages("ansim/v1/missing-1/events/site.started")) == 1
+        assert len(events.messages("ansim/v1/missing-1/events/site/started")) == 1
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
