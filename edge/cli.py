@@ -204,8 +204,10 @@ def _run(args: argparse.Namespace, *, simulated: bool) -> int:
         def load() -> SiteConfig:  # SIGHUP: the same checks as at start
             return _checked_config(args, simulated=False, log=log)
 
-        # The reloader closes each site's hardware when that site has stopped.
-        return _serve(Reloader(cfg, args.config, load=load, build=build), None, log)
+        # The reloader closes each site's hardware when that site has stopped (and is what
+        # _serve closes at the end).
+        reloader = Reloader(cfg, args.config, load=load, build=build)
+        return _serve(reloader, reloader, log)
 
     from simulator.runner import SimRunner
 

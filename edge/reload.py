@@ -67,6 +67,10 @@ class Reloader:
         if hardware is not None:
             hardware.close()
 
+    def close(self) -> None:
+        """Close the current site's hardware (idempotent; ``run()`` does it too)."""
+        self._close_hardware()
+
     def _replace(self, new: SiteConfig) -> None:
         old = self.cfg
         try:

@@ -145,6 +145,6 @@ def test_quick_benchmark_completes_and_writes_json(tmp_path: Path) -> None:
     _numbers(m, {"daemon_rss_max_mb", "bare_python_paho_rss_mb", "target_mb"})
     assert m["daemon_rss_max_mb"] > 0 and m["bare_python_paho_rss_mb"] > 0
 
-    assert set(r["targets"]) == {"press_latency", "outbox_group_ratio", "daemon_rss"}
+    assert set(r["targets"]) == {"press_latency", "outbox_group_ratio", "daemon_rss", "run_rss"}
     assert all(isinstance(v, bool) for v in r["targets"].values())
     assert r["all_passed"] == all(r["targets"].values())
