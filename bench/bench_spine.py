@@ -297,7 +297,7 @@ def run_rss(broker_url: str, workdir: Path, samples: int, interval_s: float) -> 
         return bool(st["state"] == "online" and st.get("outbox_depth") == 0)
 
     try:
-        wait_for(online_idle, 60, "run online and idle", 0.2)
+        wait_until(online_idle, 60, 0.2, "run online and idle")
         pause(0.5)
         kb = []
         for _ in range(samples):

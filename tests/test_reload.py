@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mqtt_helpers import Mosquitto, wait_until
-from sitekit import REPO, make_keys, site_dict
 
 from simulator.modem_device import SimulatedModem
+from tests.support.mqtt import Mosquitto
+from tests.support.site import REPO, make_keys, site_dict
+from tests.support.wait import wait_until
 
 A, B = "+821000000001", "+821000000002"
 

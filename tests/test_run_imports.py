@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mqtt_helpers import free_port, wait_until
-from sitekit import REPO, make_keys, site_dict
+
+from tests.support.mqtt import free_port
+from tests.support.site import REPO, make_keys, site_dict
+from tests.support.wait import wait_until
 
 NEVER = ("rich", "better_exceptions", "amqtt", "selenium", "simulator", "jinja2", "typer")
 
