@@ -83,3 +83,17 @@ def test_watchdog_safe_outputs_and_devices() -> None:
     assert s["StartLimitIntervalSec"] == ["0"]  # in [Unit], where systemd reads it
     unit_section = UNIT.read_text().split("[Service]")[0]
     assert "StartLimitIntervalSec=0" in unit_section
+
+
+def test_nothing_before_run_can_stop_a_degraded_start() -> None:
+    # check-config reports an unusable data dir (a dead SD card) as an error, while run starts
+    # in degraded mode there (issue 7): a failing ExecStartPre would make that a restart loop
+    # with the panic button dead. Every pre-start step must be failure-tolerant ('-').
+    s = _settings()
+    assert s.get("ExecStartPre"), "the unit runs check-config before run (journal findings)"
+    for cmd in s["ExecStartPre"]:
+        assert cmd.startswith("-"), cmd
+
+
+def test_reload_sends_sighup() -> None:
+    assert _settings()["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
