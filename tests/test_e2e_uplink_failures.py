@@ -61,16 +61,21 @@ def lines(logs: list[dict[str, Any]], event: str) -> list[dict[str, Any]]:
     return [e for e in logs if e["event"] == event]
 
 
-def assert_reported(logs: list[dict[str, Any]], up: dict[str, Any], broker: str) -> str:
+def assert_reported(
+    logs: list[dict[str, Any]], up: dict[str, Any], broker: str, *, same_reason: bool = True
+) -> str:
     """One log line for the whole run of failures (all within a minute), with the reason;
-    the count and the last reason in the snapshot. Returns the reason."""
+    the count and the last reason in the snapshot. Returns the logged reason.
+    ``same_reason=False``: the first attempt's reason may differ from the last one's."""
     assert up["online"] is False
     assert up["failures_in_a_row"] == up["connect_failures"] >= 3
     assert up["last_failure"] and TS_RE.match(up["last_failure_at"])
     [line] = lines(logs, "uplink_connect_failed")
     assert line["log_level"] == "warning"
     assert (line["failures"], line["suppressed"], line["broker"]) == (1, 0, broker)
-    assert line["reason"] == up["last_failure"]
+    assert line["reason"] and isinstance(line["reason"], str)
+    if same_reason:
+        assert line["reason"] == up["last_failure"]
     return str(line["reason"])
 
 
@@ -81,6 +86,10 @@ def test_a_client_certificate_from_another_ca_is_reported(
     # signed by a CA the broker does not know. Under TLS 1.3 the client's handshake
     # completes and the broker's alert arrives on the first read: paho then returns "the
     # connection was lost" and tells the cause only in its log.
+    # When the site's CONNECT reaches the broker before the broker has checked the
+    # certificate (a loaded machine), the broker closes with that CONNECT unread: its TCP
+    # reset makes the client lose the alert, and that attempt can only report the reset.
+    # Failures repeat on every reconnect: wait for one that names the alert.
     other = generate_tls_files(tmp_path / "other-ca")
     tls = {
         "ca": str(mosquitto_tls.ca_path),
@@ -89,10 +98,24 @@ def test_a_client_certificate_from_another_ca_is_reported(
     }
     cfg = site_dict("tls-other-ca", mosquitto_tls.url, tmp_path / "d", keys, tls=tls)
     with capture_logs() as logs, ThreadedSite(cfg) as rs:
-        up = failing(rs)
-        state = sim_state(rs)
-    reason = assert_reported(logs, up, f"127.0.0.1:{mosquitto_tls.port}")
-    assert "unknown ca" in reason.lower(), reason
+        up = wait_until(
+            lambda: (u := failing(rs)) and "unknown ca" in u["last_failure"].lower() and u,
+            timeout=60,
+            interval=0.05,
+            message="a failure reported with the TLS alert",
+        )
+        state = wait_until(
+            lambda: (
+                (s := sim_state(rs))
+                and "unknown ca" in s["site"]["uplink"]["last_failure"].lower()
+                and s
+            ),
+            timeout=60,
+            interval=0.05,
+            message="/state showing a failure with the TLS alert",
+        )
+    assert_reported(logs, up, f"127.0.0.1:{mosquitto_tls.port}", same_reason=False)
+    assert "unknown ca" in up["last_failure"].lower(), up
     shown = state["site"]["uplink"]
     assert shown["connect_failures"] >= up["connect_failures"]
     assert "unknown ca" in shown["last_failure"].lower() and state["site"]["online"] is False
