@@ -24,9 +24,10 @@ from tests.support.mqtt import Mosquitto, Subscriber
 from tests.support.wait import wait_until
 
 TESTS_DIR = Path(__file__).resolve().parent
-# A leader election in a 3-node JetStream cluster after a node died, or an MQTT session
-# restored on a node that rejoined: a few seconds, much longer on a loaded 2-core machine.
-REELECTION_S = 60.0
+# NATS carries MQTT QoS 1 through JetStream (3 replicas): a PUBACK or a delivery may wait
+# for a stream or consumer leader (created, or re-elected after a node died or rejoined).
+# A few seconds, much longer on a loaded 2-core machine: wait generously for the condition.
+JETSTREAM_S = 60.0
 ProxyFactory = Callable[[str, int], TcpProxy]
 
 
@@ -95,12 +96,13 @@ def test_nats_cluster_carries_traffic_between_every_pair_of_nodes(
     leaders = {n.meta_leader() for n in nodes}
     assert len(leaders) == 1 and leaders <= {n.name for n in nodes}
     topic = _topic("events/pair")
-    subs = [Subscriber.for_broker(n, topic) for n in nodes]
+    subs = [Subscriber.for_broker(n, topic, timeout=JETSTREAM_S) for n in nodes]
     for i, node in enumerate(nodes):
-        with Subscriber.for_broker(node, []) as pub:
+        with Subscriber.for_broker(node, [], timeout=JETSTREAM_S) as pub:
             pub.publish(topic, str(i))
     for sub in subs:
-        assert sorted(m.text for m in sub.wait_count(topic, 3)) == ["0", "1", "2"]
+        got = sub.wait_count(topic, 3, timeout=JETSTREAM_S)
+        assert sorted(m.text for m in got) == ["0", "1", "2"]
 
     # NATS 2.9 speaks MQTT 3.1.1 only (paho sees the refusing CONNACK or just the close).
     with pytest.raises(ConnectionError, match=r"Unsupported protocol version|disconnected"):
@@ -111,22 +113,22 @@ def test_nats_cluster_carries_traffic_between_every_pair_of_nodes(
 def test_nats_keeps_working_with_one_node_down(nats_cluster: NatsCluster) -> None:
     spare = nats_cluster.node("spare")
     topic = _topic("events/quorum")
-    centre = Subscriber.for_broker(nats_cluster.node("centre"), topic)
-    site = Subscriber.for_broker(nats_cluster.node("site"), [])
+    centre = Subscriber.for_broker(nats_cluster.node("centre"), topic, timeout=JETSTREAM_S)
+    site = Subscriber.for_broker(nats_cluster.node("site"), [], timeout=JETSTREAM_S)
 
     spare.kill()
     assert not spare.running and spare.meta_leader() is None
     # JetStream keeps its quorum with 2 of 3 nodes; if the killed node led the meta group or
     # an MQTT stream, the others elect a new leader first (seconds, more on a loaded
     # machine): the PUBACK and the delivery wait for that, so the waits are generous.
-    site.publish(topic, b"two of three", timeout=REELECTION_S)
-    centre.wait_for(topic, timeout=REELECTION_S)
+    site.publish(topic, b"two of three", timeout=JETSTREAM_S)
+    centre.wait_for(topic, timeout=JETSTREAM_S)
 
     spare.restart()  # returns once the node knows the meta leader and carries MQTT
     assert spare.meta_leader() in {n.name for n in nats_cluster.nodes}
-    with Subscriber.for_broker(spare, topic, timeout=REELECTION_S) as on_spare:
-        site.publish(topic, b"three again", timeout=REELECTION_S)
-        on_spare.wait_for(lambda m: m.payload == b"three again", timeout=REELECTION_S)
+    with Subscriber.for_broker(spare, topic, timeout=JETSTREAM_S) as on_spare:
+        site.publish(topic, b"three again", timeout=JETSTREAM_S)
+        on_spare.wait_for(lambda m: m.payload == b"three again", timeout=JETSTREAM_S)
 
 
 def test_nats_closes_the_connection_on_a_dot_or_space_in_a_topic(
