@@ -4,6 +4,8 @@ GPIO lockers on MockFactory pins and a simulated code reader."""
 from __future__ import annotations
 
 import itertools
+import json
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -20,10 +22,11 @@ from tests.support.mqtt import (
     Mosquitto,
     SessionSubscriber,
     Subscriber,
+    dead_broker_url,
     free_port,
     persistent_broker,
 )
-from tests.support.site import Keys, command, make_keys
+from tests.support.site import Keys, ThreadedSite, command, make_keys, on_fake_clock
 from tests.support.wait import wait_until
 
 ROOT = "ansim/v1"
@@ -66,6 +69,28 @@ def locker_dict(site: str, url: str, data: Path, keys: Keys, **lockers: Any) -> 
                 ],
                 "code_reader": {"url": "/dev/null", "max_failures": 5, "lockout_s": 300},
                 **lockers,
+            }
+        },
+    }
+
+
+def gpio_lockers(site: str, url: str, data: Path, keys: Keys, count: int = 1) -> dict[str, Any]:
+    """1-3 GPIO lockers, one coil at a time: no boards, no code reader."""
+    pins = [(5, 6), (13, 19), (20, 21)]
+    return {
+        "site": {"id": site},
+        "broker": {"url": url, "keepalive_s": 5, "reconnect": {"min_s": 0.05, "max_s": 0.5}},
+        "data_dir": str(data),
+        "keys": keys.trusted(),
+        "devices": {
+            "lockers": {
+                "pulse_ms": 300,
+                "cooldown_ms": 200,
+                "max_concurrent": 1,
+                "gpio": [
+                    {"locker": n + 1, "solenoid_pin": coil, "door_pin": door, "debounce_ms": 0}
+                    for n, (coil, door) in enumerate(pins[:count])
+                ],
             }
         },
     }
@@ -379,3 +404,125 @@ def test_five_wrong_codes_lock_the_reader_out(
         assert not b.bus.snapshot()["boards"]["0"]["door_open"][3]
         assert b.bus.snapshot()["unlocks"] == []
     sub.close()
+
+
+# --------------------------------------------------------------------------- commands during
+# shutdown and coils that cannot be driven (the alarm-path review, fixed in bae7511): a
+# command reaching the core while it stops is not executed (it runs when the centre sends
+# it again after the restart); a coil that cannot be driven fails its command, or, for a
+# queued pulse, reports lock.fault without failing a later command. GPIO lockers only, a
+# FakeClock, the broker link down.
+
+
+def stored(data: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """After the site stopped: the results in its outbox, the command ids it remembers."""
+    db = sqlite3.connect(data / "ansim-edge.db")
+    try:
+        results = [
+            json.loads(row[0])
+            for row in db.execute("SELECT payload FROM outbox WHERE topic LIKE '%/results'")
+        ]
+        remembered = [str(row[0]) for row in db.execute("SELECT command_id FROM commands")]
+    finally:
+        db.close()
+    return results, remembered
+
+
+def coil_pulses(r: ThreadedSite) -> list[str]:
+    return [c["name"] for c in r.hw.coil_intervals()]
+
+
+def test_a_command_arriving_during_shutdown_runs_after_the_restart(
+    keys: Keys, tmp_path: Path
+) -> None:
+    data = tmp_path / "d"
+    site = "rev-shutdown"
+    cfg = gpio_lockers(site, dead_broker_url(), data, keys)
+    cmd = command(
+        "locker.open", {"locker": 1, "reason": "service"}, keys.centre, site=site, ttl_s=600
+    )
+    with on_fake_clock(cfg) as r1:
+        bank = r1.site.devices.get("lockers")
+        assert bank is not None
+        stop_inputs = bank.stop
+
+        def sigterm_then_command() -> None:  # the command reaches the core while stopping
+            r1.inject(cmd)
+            stop_inputs()
+
+        bank.stop = sigterm_then_command  # type: ignore[method-assign]
+    assert coil_pulses(r1) == []
+    results, remembered = stored(data)
+    assert [r for r in results if r["command_id"] == cmd["command_id"]] == []
+    assert cmd["command_id"] not in remembered
+    # The centre sends it again (same command_id) after the restart: now it runs.
+    with on_fake_clock(cfg) as r2:
+        r2.inject(cmd)
+        r2.sync()
+        res = r2.result(cmd["command_id"])
+        assert res is not None and res["ok"] is True, res
+        wait_until(lambda: coil_pulses(r2) == ["coil-1"], message="the coil pulses")
+
+
+def test_a_coil_that_cannot_be_driven_fails_its_command(
+    keys: Keys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = "rev-coil"
+    with on_fake_clock(gpio_lockers(site, dead_broker_url(), tmp_path / "d", keys)) as r:
+        coil = r.site.outputs["coil-1"]
+
+        def broken(seconds: float) -> None:
+            raise OSError("gpio: pin 5 not available")
+
+        monkeypatch.setattr(coil, "pulse", broken)
+        first = command("locker.open", {"locker": 1, "reason": "service"}, keys.centre, site=site)
+        r.inject(first)
+        r.sync()
+        res = r.result(first["command_id"])
+        assert res is not None and res["ok"] is False, res
+        assert res["error"]["code"] == "failed"
+        [fault] = r.events("lock.fault")
+        assert fault["data"]["locker"] == 1 and "pin 5 not available" in fault["data"]["reason"]
+        monkeypatch.undo()  # repaired
+        r.advance(5)  # past the cooldown
+        again = command("locker.open", {"locker": 1, "reason": "service"}, keys.centre, site=site)
+        r.inject(again)
+        r.sync()
+        res = r.result(again["command_id"])
+        assert res is not None and res["ok"] is True, res
+        wait_until(lambda: coil_pulses(r) == ["coil-1"], message="the coil pulses")
+
+
+def test_a_failure_of_a_queued_pulse_does_not_fail_a_later_command(
+    keys: Keys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = "rev-stale"
+    with on_fake_clock(gpio_lockers(site, dead_broker_url(), tmp_path / "d", keys, count=2)) as r:
+
+        def send(locker: int) -> dict[str, Any]:
+            cmd = command(
+                "locker.open", {"locker": locker, "reason": "service"}, keys.centre, site=site
+            )
+            r.inject(cmd)
+            r.sync()
+            res = r.result(cmd["command_id"])
+            assert res is not None
+            return res
+
+        def broken(seconds: float) -> None:
+            raise OSError("gpio: pin 13 not available")
+
+        assert send(1)["ok"] is True
+        monkeypatch.setattr(r.site.outputs["coil-2"], "pulse", broken)
+        assert send(2)["ok"] is True  # queued behind locker 1 (one coil at a time)
+        # Coil 1 is timed by gpiozero in real time; locker 2 waits until it is really off.
+        wait_until(lambda: not r.site.outputs["coil-1"].is_on, message="coil 1 off")
+        r.advance(1.0)  # locker 2's pulse is due now and cannot be driven
+        [fault] = r.events("lock.fault")  # reported, as its command had answered ok already
+        assert fault["device"] == "locker-2" and fault["data"]["locker"] == 2
+        assert "pin 13 not available" in fault["data"]["reason"]
+        monkeypatch.undo()  # repaired
+        r.advance(5.0)
+        res = send(2)
+        wait_until(lambda: coil_pulses(r) == ["coil-1", "coil-2"], message="coil 2 pulses")
+        assert res["ok"] is True, res

@@ -56,6 +56,7 @@ __all__ = [
     "Subscriber",
     "SubscriberFactory",
     "TlsFiles",
+    "dead_broker_url",
     "find_mosquitto",
     "find_mosquitto_passwd",
     "free_port",
@@ -80,6 +81,11 @@ def free_port(host: str = DEFAULT_HOST) -> int:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def dead_broker_url(host: str = DEFAULT_HOST) -> str:
+    """A broker URL nothing listens on: a site's link stays down."""
+    return f"mqtt://{host}:{free_port(host)}"
 
 
 def port_accepts(host: str, port: int, timeout: float = 0.2) -> bool:

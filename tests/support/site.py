@@ -40,6 +40,7 @@ from edge.core.commands import LoadedKey, load_keys
 from edge.core.signing import generate_keypair, load_private_key, sign_command
 from edge.site import Site
 from simulator.hardware import SimHardware
+from simulator.modem_device import SimTimings
 from tests.support.mqtt import free_port
 from tests.support.wait import wait_until
 
@@ -55,6 +56,7 @@ __all__ = [
     "centre_key",
     "command",
     "make_keys",
+    "on_fake_clock",
     "shelter_config",
     "signed",
     "site_dict",
@@ -455,6 +457,8 @@ class ThreadedSite:
 
     ``clock``: a FakeClock the test moves with :meth:`advance` (default: the wall clock).
     ``profile``: run the loop under cProfile and dump the stats there when it ends.
+    ``start=False``: build the site but start its thread only with :meth:`start` (e.g. to
+    set the simulated modem's timings first).
     """
 
     def __init__(
@@ -464,6 +468,7 @@ class ThreadedSite:
         clock: FakeClock | None = None,
         hw: SimHardware | None = None,
         profile: Path | None = None,
+        start: bool = True,
         **site_kw: Any,
     ) -> None:
         self.cfg = _config(cfg)
@@ -478,6 +483,11 @@ class ThreadedSite:
         self.thread = threading.Thread(
             target=self._run, name=f"site-{self.cfg.site.id}", daemon=True
         )
+        if start:
+            self.thread.start()
+
+    def start(self) -> None:
+        """Start the core loop (after ``start=False``: set up the simulated devices first)."""
         self.thread.start()
 
     def _run(self) -> None:
@@ -563,6 +573,44 @@ class ThreadedSite:
 
     def last_seq(self) -> int:
         return cast(int, self.call(self.site.store.last_seq))
+
+    def escalated(self, after_seq: int = 0, **match: Any) -> list[dict[str, Any]]:
+        """The data of the ``alarm.escalated`` events after ``after_seq`` matching ``match``."""
+        return [
+            e["data"]
+            for e in self.events("alarm.escalated", after_seq)
+            if all(e["data"].get(k) == v for k, v in match.items())
+        ]
+
+    # ---- the simulated modem ----
+    @property
+    def modem(self) -> Any:
+        """The SimulatedModem (None without a modem in the config)."""
+        return self.hw.modem_sim
+
+    def sms(self) -> list[dict[str, Any]]:
+        return list(self.modem.snapshot()["sms"])
+
+    def calls(self) -> list[dict[str, Any]]:
+        return list(self.modem.snapshot()["calls"])
+
+
+def on_fake_clock(
+    cfg: SiteConfig | dict[str, Any],
+    *,
+    start: datetime | None = None,
+    mono: float = 1000.0,
+    sms_delay_s: float | None = None,
+) -> ThreadedSite:
+    """A started ThreadedSite on a FakeClock at ``start`` (default now) and ``mono``;
+    ``sms_delay_s``: the simulated modem takes that long to send an SMS."""
+    clock = FakeClock(start=start or datetime.now(UTC), mono=mono)
+    ts = ThreadedSite(cfg, clock=clock, start=False)
+    if sms_delay_s is not None:
+        ts.modem.timings = SimTimings(sms_delay_s=sms_delay_s)
+    ts.start()
+    ts.sync()
+    return ts
 
 
 # --------------------------------------------------------------------------- a child process
