@@ -6,18 +6,13 @@ from __future__ import annotations
 import itertools
 import json
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from edge.config import parse_config
 from edge.core.clock import FakeClock
-from edge.site import Site
-from simulator.hardware import SimHardware
 from tests.support.mqtt import (
     Mosquitto,
     SessionSubscriber,
@@ -26,7 +21,14 @@ from tests.support.mqtt import (
     free_port,
     persistent_broker,
 )
-from tests.support.site import Keys, ThreadedSite, command, make_keys, on_fake_clock
+from tests.support.site import (
+    Keys,
+    ThreadedSite,
+    command,
+    locker_bank,
+    make_keys,
+    on_fake_clock,
+)
 from tests.support.wait import wait_until
 
 ROOT = "ansim/v1"
@@ -96,46 +98,6 @@ def gpio_lockers(site: str, url: str, data: Path, keys: Keys, count: int = 1) ->
     }
 
 
-class Bank:
-    def __init__(self, cfg: dict[str, Any], clock: FakeClock | None = None) -> None:
-        self.clock = clock
-        self.hw = SimHardware(monotonic=clock.monotonic) if clock else SimHardware()
-        self.site = Site(parse_config(cfg), self.hw, clock=clock)
-        self.site.start_thread()
-        self.bus = None
-        wait_until(lambda: "bus0" in self.hw.buses)
-        self.bus = self.hw.buses["bus0"]
-        wait_until(self.all_known, message="first reading of every door")
-        reader = (
-            self.site.devices.get("lockers").reader if self.site.devices.get("lockers") else None
-        )
-        if reader is not None:  # codes typed before the port is open are lost, as on a real line
-            wait_until(lambda: reader.stats()["connected"], message="code reader open")  # type: ignore[attr-defined]
-
-    def all_known(self) -> bool:
-        states = self.site.call(lambda: self.site.devices.get("lockers").machine.lockers)  # type: ignore[union-attr]
-        return all(lk.door_open is not None for lk in states.values())  # type: ignore[attr-defined]
-
-    def state(self, locker: int) -> dict[str, Any]:
-        bank = self.site.devices.get("lockers")
-        assert bank is not None
-        return dict(self.site.call(lambda: bank.machine.public_state(locker)))  # type: ignore[arg-type]
-
-    def close(self) -> None:
-        self.site.stop_soon()
-        self.site.join(10)
-        self.hw.close()
-
-
-@contextmanager
-def bank(cfg: dict[str, Any], clock: FakeClock | None = None) -> Iterator[Bank]:
-    b = Bank(cfg, clock)
-    try:
-        yield b
-    finally:
-        b.close()
-
-
 def send(sub: Subscriber, site: str, name: str, args: dict[str, Any], keys: Keys) -> dict[str, Any]:
     # The site's "online" status follows its SUBSCRIBE on the same connection: once we see
     # it, the broker routes commands to the site.
@@ -163,18 +125,19 @@ def count(sub: Subscriber, type_: str) -> int:
 def test_open_pulses_the_right_lock_once(mosquitto: Mosquitto, keys: Keys, tmp_path: Path) -> None:
     site = "lk-open"
     sub = Subscriber.for_broker(mosquitto, [f"{ROOT}/{site}/#"])
-    with bank(locker_dict(site, mosquitto.url, tmp_path / "d", keys)) as b:
+    with locker_bank(locker_dict(site, mosquitto.url, tmp_path / "d", keys)) as b:
+        bus = b.bus("bus0")
         res = send(sub, site, "locker.open", {"locker": 19, "reason": "service"}, keys)
         assert res["ok"] is True, res
         opened = ev(sub, "door.opened", locker=19)
         assert opened["data"]["reason"] == "service" and opened["data"]["via"] == "centre"
-        unlocks = b.bus.snapshot()["unlocks"]  # type: ignore[union-attr]
+        unlocks = bus.snapshot()["unlocks"]  # type: ignore[union-attr]
         assert [(u["board"], u["lock"], u["pulse_ms"]) for u in unlocks] == [(1, 3, PULSE_MS)]
-        assert b.state(19)["state"] == "open"
-        b.bus.close_door(1, 3)  # type: ignore[union-attr]
+        assert b.locker(19)["state"] == "open"
+        bus.close_door(1, 3)  # type: ignore[union-attr]
         closed = ev(sub, "door.closed", locker=19)
         assert closed["data"]["reason"] == "service"
-        wait_until(lambda: b.state(19)["state"] == "free")
+        wait_until(lambda: b.locker(19)["state"] == "free")
         retained = sub.wait_for(
             lambda m: (
                 (m.topic.endswith("/state/locker-19") and m.retain is False)
@@ -199,7 +162,8 @@ def test_open_all_never_energises_two_coils(
 ) -> None:
     site = "lk-all"
     sub = Subscriber.for_broker(mosquitto, [f"{ROOT}/{site}/#"])
-    with bank(locker_dict(site, mosquitto.url, tmp_path / "d", keys)) as b:
+    with locker_bank(locker_dict(site, mosquitto.url, tmp_path / "d", keys)) as b:
+        bus = b.bus("bus0")
         for n in range(1, 37):
             res = send(sub, site, "locker.open", {"locker": n, "reason": "service"}, keys)
             assert res["ok"] is True, res
@@ -208,7 +172,7 @@ def test_open_all_never_energises_two_coils(
         assert len(coils) == 36
         for a, nxt in itertools.pairwise(coils):
             assert a["end"] is not None and nxt["start"] >= a["end"], (a, nxt)
-        assert b.bus.snapshot()["overlapping_pulses"] == 0  # type: ignore[union-attr]
+        assert bus.snapshot()["overlapping_pulses"] == 0  # type: ignore[union-attr]
     sub.close()
 
 
@@ -237,7 +201,7 @@ def test_a_gpio_coil_switched_off_late_holds_the_next_coil(keys: Keys, tmp_path:
     the coil was off by then, so the next coil could fire while this one was still on."""
     clock = FakeClock(start=datetime.now(UTC))
     dead = f"mqtt://127.0.0.1:{free_port()}"
-    with bank(locker_dict("lk-late-off", dead, tmp_path / "d", keys), clock) as b:
+    with locker_bank(locker_dict("lk-late-off", dead, tmp_path / "d", keys), clock=clock) as b:
         lockers = b.site.devices.get("lockers")
         assert lockers is not None
         late = LateOffCoil()
@@ -263,15 +227,16 @@ def test_a_gpio_coil_switched_off_late_holds_the_next_coil(keys: Keys, tmp_path:
 def test_forced_and_jammed_doors(mosquitto: Mosquitto, keys: Keys, tmp_path: Path) -> None:
     site = "lk-bad"
     sub = Subscriber.for_broker(mosquitto, [f"{ROOT}/{site}/#"])
-    with bank(locker_dict(site, mosquitto.url, tmp_path / "d", keys)) as b:
+    with locker_bank(locker_dict(site, mosquitto.url, tmp_path / "d", keys)) as b:
+        bus = b.bus("bus0")
         assert b.bus is not None
-        b.bus.open_door(0, 5)  # crowbar: no pulse
+        bus.open_door(0, 5)  # crowbar: no pulse
         forced = ev(sub, "door.forced", locker=5)
         assert forced["seq"] > 0
         assert count(sub, "door.opened") == 0
-        b.bus.close_door(0, 5)
+        bus.close_door(0, 5)
         ev(sub, "door.closed", locker=5)
-        b.bus.jam(0, 7)
+        bus.jam(0, 7)
         assert send(sub, site, "locker.open", {"locker": 7, "reason": "service"}, keys)["ok"]
         jammed = ev(sub, "lock.jammed", locker=7)
         assert jammed["data"]["reason"] == "service"
@@ -292,12 +257,12 @@ def test_forced_and_jammed_doors(mosquitto: Mosquitto, keys: Keys, tmp_path: Pat
         refused = send(sub, site, "locker.assign", assign, keys)
         assert refused["error"]["code"] == "fault", refused
         # Fixed: the next pulse opens the door, and the fault is gone with it.
-        b.bus.jam(0, 7, False)
+        bus.jam(0, 7, False)
         assert send(sub, site, "locker.open", {"locker": 7, "reason": "service"}, keys)["ok"]
         ev(sub, "door.opened", locker=7)
-        wait_until(lambda: b.state(7)["fault"] is None)
-        b.bus.close_door(0, 7)
-        wait_until(lambda: b.state(7)["door"] == "closed")
+        wait_until(lambda: b.locker(7)["fault"] is None)
+        bus.close_door(0, 7)
+        wait_until(lambda: b.locker(7)["door"] == "closed")
         assert send(sub, site, "locker.assign", assign, keys)["ok"]
         # GPIO forced: the door switch opens with no pulse.
         b.hw.set_gpio_door(35, True)
@@ -310,20 +275,21 @@ def test_silent_board_faults_once_other_board_keeps_working(
 ) -> None:
     site = "lk-fault"
     sub = Subscriber.for_broker(mosquitto, [f"{ROOT}/{site}/#"])
-    with bank(locker_dict(site, mosquitto.url, tmp_path / "d", keys)) as b:
+    with locker_bank(locker_dict(site, mosquitto.url, tmp_path / "d", keys)) as b:
+        bus = b.bus("bus0")
         assert b.bus is not None
-        b.bus.set_silent(1)
+        bus.set_silent(1)
         fault = ev(sub, "board.fault", board=1)
         assert fault["data"]["bus"] == "bus0"
-        wait_until(lambda: b.state(20)["door"] == "unknown")
+        wait_until(lambda: b.locker(20)["door"] == "unknown")
         refused = send(sub, site, "locker.open", {"locker": 20, "reason": "service"}, keys)
         assert refused["error"]["code"] == "fault"
         assert send(sub, site, "locker.open", {"locker": 2, "reason": "service"}, keys)["ok"]
         ev(sub, "door.opened", locker=2)
-        b.bus.open_door(1, 5)  # locker 21 is forced while nobody can see it
-        b.bus.set_silent(1, False)
+        bus.open_door(1, 5)  # locker 21 is forced while nobody can see it
+        bus.set_silent(1, False)
         ev(sub, "board.recovered", board=1)
-        wait_until(lambda: b.state(20)["door"] == "closed")
+        wait_until(lambda: b.locker(20)["door"] == "closed")
         ev(sub, "door.forced", locker=21)  # reported once the board answers again
         assert count(sub, "board.fault") == 1
     sub.close()
@@ -337,9 +303,10 @@ def test_offline_pickup_by_code_reports_fee_when_link_returns(
     clock = FakeClock(start=datetime.now(UTC))
     broker = persistent_broker(tmp_path)  # keeps the centre's session across the outage
     sub = SessionSubscriber(broker, f"{ROOT}/{site}/#")
-    with bank(locker_dict(site, broker.url, tmp_path / "d", keys), clock) as b:
+    with locker_bank(locker_dict(site, broker.url, tmp_path / "d", keys), clock=clock) as b:
+        bus = b.bus("bus0")
         assert b.bus is not None
-        b.bus.set_item(0, 9, True)
+        bus.set_item(0, 9, True)
         deposited = clock.now() - timedelta(hours=hours)
         res = send(
             sub,
@@ -357,10 +324,10 @@ def test_offline_pickup_by_code_reports_fee_when_link_returns(
         broker.stop()
         wait_until(lambda: not b.site.call(lambda: b.site.outbox.online))
         b.hw.code_readers[0].type_code("A1B2C3")
-        wait_until(lambda: b.bus.snapshot()["boards"]["0"]["door_open"][8], timeout=15)
-        b.bus.set_item(0, 9, False)
-        b.bus.close_door(0, 9)
-        wait_until(lambda: b.state(9)["state"] == "free", timeout=15)
+        wait_until(lambda: bus.snapshot()["boards"]["0"]["door_open"][8], timeout=15)
+        bus.set_item(0, 9, False)
+        bus.close_door(0, 9)
+        wait_until(lambda: b.locker(9)["state"] == "free", timeout=15)
         assert b.site.call(lambda: len(b.site.store)) > 0  # waiting in the outbox
         broker.start()
         picked = ev(sub, "parcel.picked_up", locker=9)
@@ -376,9 +343,10 @@ def test_five_wrong_codes_lock_the_reader_out(
 ) -> None:
     site = "lk-lockout"
     sub = Subscriber.for_broker(mosquitto, [f"{ROOT}/{site}/#"])
-    with bank(locker_dict(site, mosquitto.url, tmp_path / "d", keys)) as b:
+    with locker_bank(locker_dict(site, mosquitto.url, tmp_path / "d", keys)) as b:
+        bus = b.bus("bus0")
         assert b.bus is not None
-        b.bus.set_item(0, 4, True)
+        bus.set_item(0, 4, True)
         send(
             sub,
             site,
@@ -401,8 +369,8 @@ def test_five_wrong_codes_lock_the_reader_out(
         sub.wait_count(f"{ROOT}/{site}/events/pickup/rejected", 6)
         last = sub.messages(f"{ROOT}/{site}/events/pickup/rejected")[-1].json
         assert last["data"]["reason"] == "locked_out"
-        assert not b.bus.snapshot()["boards"]["0"]["door_open"][3]
-        assert b.bus.snapshot()["unlocks"] == []
+        assert not bus.snapshot()["boards"]["0"]["door_open"][3]
+        assert bus.snapshot()["unlocks"] == []
     sub.close()
 
 

@@ -55,6 +55,7 @@ __all__ = [
     "ThreadedSite",
     "centre_key",
     "command",
+    "locker_bank",
     "make_keys",
     "on_fake_clock",
     "shelter_config",
@@ -582,6 +583,24 @@ class ThreadedSite:
             if all(e["data"].get(k) == v for k, v in match.items())
         ]
 
+    # ---- lockers ----
+    def bus(self, name: str) -> Any:
+        """The simulated board bus ``name`` (a SimulatedCu16Bus or SimulatedModbusBus)."""
+        wait_until(lambda: name in self.hw.buses, message=f"simulated bus {name}")
+        return self.hw.buses[name]
+
+    def locker(self, n: int) -> dict[str, Any]:
+        """Locker ``n`` as the bank reports it (state, door, ...)."""
+        bank = self.site.devices.get("lockers")
+        assert bank is not None
+        return dict(self.call(lambda: bank.machine.public_state(n)))
+
+    def doors_known(self) -> bool:
+        bank = self.site.devices.get("lockers")
+        assert bank is not None
+        states = self.call(lambda: dict(bank.machine.lockers))
+        return all(lk.door_open is not None for lk in states.values())
+
     # ---- the simulated modem ----
     @property
     def modem(self) -> Any:
@@ -593,6 +612,24 @@ class ThreadedSite:
 
     def calls(self) -> list[dict[str, Any]]:
         return list(self.modem.snapshot()["calls"])
+
+
+def locker_bank(
+    cfg: SiteConfig | dict[str, Any], *, clock: FakeClock | None = None
+) -> ThreadedSite:
+    """A started ThreadedSite whose locker bank is ready: every door read once, the code
+    reader's port open (codes typed before it is open are lost, as on a real line)."""
+    ts = ThreadedSite(cfg, clock=clock)
+    try:
+        wait_until(ts.doors_known, message="first reading of every door")
+        bank = ts.site.devices.get("lockers")
+        reader: Any = bank.reader if bank is not None else None
+        if reader is not None:
+            wait_until(lambda: reader.stats()["connected"], message="code reader open")
+    except BaseException:
+        ts.close()
+        raise
+    return ts
 
 
 def on_fake_clock(
