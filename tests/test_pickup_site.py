@@ -9,8 +9,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -18,13 +16,10 @@ from typing import Any, cast
 import pytest
 import structlog
 
-from edge.config import parse_config
 from edge.core.clock import FakeClock
 from edge.core.store import Store
-from edge.site import Site
-from simulator.hardware import SimHardware
-from tests.support.mqtt import free_port
-from tests.support.site import Keys, command, make_keys
+from tests.support.mqtt import dead_broker_url
+from tests.support.site import Keys, ThreadedSite, command, make_keys
 from tests.support.wait import wait_until
 
 CHEAP = {"n": 1024, "r": 8, "p": 1}  # the lowest cost allowed: keeps the tests fast
@@ -41,7 +36,7 @@ def keys(tmp_path: Path) -> Keys:
 def config(data: Path, keys: Keys, **lockers: Any) -> dict[str, Any]:
     return {
         "site": {"id": SITE},
-        "broker": {"url": f"mqtt://127.0.0.1:{free_port()}", "keepalive_s": 5},  # link down
+        "broker": {"url": dead_broker_url(), "keepalive_s": 5},  # link down
         "data_dir": str(data),
         "keys": keys.trusted(),
         "devices": {
@@ -74,30 +69,23 @@ def centre_hash(code: str, n: int = 1024, r: int = 8, p: int = 1) -> dict[str, A
     }
 
 
-class Rig:
+class Rig(ThreadedSite):
+    """The shared ThreadedSite on a FakeClock, with the centre's signed commands."""
+
     def __init__(self, cfg: dict[str, Any], keys: Keys) -> None:
+        super().__init__(cfg, clock=FakeClock(start=datetime.now(UTC), mono=1000.0))
         self.keys = keys
         self.data = Path(cfg["data_dir"])
-        self.clock = FakeClock(start=datetime.now(UTC), mono=1000.0)
-        self.hw = SimHardware(monotonic=self.clock.monotonic)
-        self.site = Site(parse_config(cfg), self.hw, clock=self.clock)
-        self.site.start_thread()
         bank = self.site.devices.get("lockers")
         assert bank is not None and bank.reader is not None
         reader = bank.reader
         wait_until(lambda: reader.stats()["connected"], message="code reader open")  # type: ignore[attr-defined]
         self.sync()
 
-    def sync(self) -> None:
-        self.site.call(lambda: None)
-        self.site.call(lambda: None)
-
     def send(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
         """A signed command as the uplink hands it over; waits for its result."""
         cmd = command(name, args, self.keys.centre, site=SITE)
-        topic = self.site.topics.command(name)
-        data = json.dumps(cmd).encode()
-        self.site.loop.post(lambda: self.site.uplink_message(topic, data))
+        self.inject(cmd)
         return cast(
             dict[str, Any],
             wait_until(lambda: self.result(cmd["command_id"]), message=f"result of {name}"),
@@ -112,45 +100,13 @@ class Rig:
     def type_code(self, code: str) -> None:
         assert self.hw.code_readers[0].type_code(code)
 
-    def _rows(self) -> list[tuple[str, dict[str, Any]]]:
-        def read() -> list[tuple[str, dict[str, Any]]]:
-            return [(p.topic, json.loads(p.payload)) for p in self.site.store.pending(1_000_000)]
-
-        return cast(list[tuple[str, dict[str, Any]]], self.site.call(read))
-
-    def events(self, type_: str) -> list[dict[str, Any]]:
-        return [e for t, e in self._rows() if "/events/" in t and e["type"] == type_]
-
-    def result(self, command_id: str) -> dict[str, Any] | None:
-        found = [r for t, r in self._rows() if t.endswith("/results")]
-        return next((r for r in found if r["command_id"] == command_id), None)
-
     def stored_code(self, locker: int) -> Any:
         bank = self.site.devices.get("lockers")
         assert bank is not None
-        return self.site.call(lambda: bank.machine.lockers[locker].code_hash)
-
-    def state(self, locker: int) -> dict[str, Any]:
-        return cast(
-            dict[str, Any], self.site.call(lambda: self.site.states.get(f"locker-{locker}"))
-        )
+        return self.call(lambda: bank.machine.lockers[locker].code_hash)
 
     def pulses(self) -> list[str]:
         return [c["name"] for c in self.hw.coil_intervals()]
-
-    def close(self) -> None:
-        self.site.stop_soon()
-        self.site.join(10)
-        self.hw.close()
-
-
-@contextmanager
-def running(cfg: dict[str, Any], keys: Keys) -> Iterator[Rig]:
-    r = Rig(cfg, keys)
-    try:
-        yield r
-    finally:
-        r.close()
 
 
 def rejections(r: Rig, count: int) -> list[dict[str, Any]]:
@@ -162,7 +118,7 @@ def rejections(r: Rig, count: int) -> list[dict[str, Any]]:
 
 
 def test_every_stored_code_has_its_own_salt_and_no_site_salt(keys: Keys, tmp_path: Path) -> None:
-    with running(config(tmp_path / "d", keys), keys) as r:
+    with Rig(config(tmp_path / "d", keys), keys) as r:
         assert r.assign(1, pickup_code="482913")["ok"] is True
         first = r.stored_code(1)
         assert r.send("locker.release", {"locker": 1})["ok"] is True
@@ -183,11 +139,11 @@ def test_every_stored_code_has_its_own_salt_and_no_site_salt(keys: Keys, tmp_pat
 
 
 def test_the_same_code_for_another_locker_is_still_a_duplicate(keys: Keys, tmp_path: Path) -> None:
-    with running(config(tmp_path / "d", keys), keys) as r:
+    with Rig(config(tmp_path / "d", keys), keys) as r:
         assert r.assign(1, pickup_code="482913")["ok"] is True
         res = r.assign(2, pickup_code="482913")
         assert res["ok"] is False and res["error"]["code"] == "duplicate_code"
-        assert r.state(2)["state"] == "free"
+        assert r.state("locker-2")["state"] == "free"
         # also against a code the centre hashed (another salt: found by hashing)
         assert r.assign(3, pickup_code_hash=centre_hash("555555"))["ok"] is True
         res = r.assign(2, pickup_code="555555")
@@ -197,14 +153,14 @@ def test_the_same_code_for_another_locker_is_still_a_duplicate(keys: Keys, tmp_p
 
 
 def test_a_code_shorter_than_six_is_refused_with_a_clear_error(keys: Keys, tmp_path: Path) -> None:
-    with running(config(tmp_path / "d", keys), keys) as r:
+    with Rig(config(tmp_path / "d", keys), keys) as r:
         res = r.assign(1, pickup_code="12345")
         assert res["ok"] is False
         assert res["error"] == {
             "code": "invalid_args",
             "message": "pickup_code: String should have at least 6 characters",
         }
-        assert r.state(1)["state"] == "free" and r.stored_code(1) is None
+        assert r.state("locker-1")["state"] == "free" and r.stored_code(1) is None
         assert r.assign(1, pickup_code="123456")["ok"] is True
 
 
@@ -213,7 +169,7 @@ def test_a_code_shorter_than_six_is_refused_with_a_clear_error(keys: Keys, tmp_p
 
 def test_a_code_hashed_by_the_centre_opens_its_locker(keys: Keys, tmp_path: Path) -> None:
     sent = centre_hash("482913", n=2**14)  # the documented default cost
-    with running(config(tmp_path / "d", keys), keys) as r:
+    with Rig(config(tmp_path / "d", keys), keys) as r:
         res = r.assign(2, pickup_code_hash=sent)
         assert res["ok"] is True and res["data"] == {"locker": 2, "state": "occupied"}
         assert r.stored_code(2) == sent  # stored as it came
@@ -232,7 +188,7 @@ def test_the_documented_worked_example_opens_the_locker(keys: Keys, tmp_path: Pa
     lines = doc.splitlines()
     i = lines.index("<!-- pickup-hash: output -->")
     example = json.loads(lines[i + 2])
-    with running(config(tmp_path / "d", keys), keys) as r:
+    with Rig(config(tmp_path / "d", keys), keys) as r:
         assert r.assign(1, pickup_code_hash=example)["ok"] is True
         r.type_code("482913")
         wait_until(lambda: r.pulses() == ["coil-1"], message="locker 1's coil pulses")
@@ -241,7 +197,7 @@ def test_the_documented_worked_example_opens_the_locker(keys: Keys, tmp_path: Pa
 def test_the_same_pre_hashed_code_twice_is_a_duplicate_and_two_equal_codes_open_nothing(
     keys: Keys, tmp_path: Path
 ) -> None:
-    with running(config(tmp_path / "d", keys), keys) as r:
+    with Rig(config(tmp_path / "d", keys), keys) as r:
         sent = centre_hash("777777")
         assert r.assign(1, pickup_code_hash=sent)["ok"] is True
         res = r.assign(2, pickup_code_hash=sent)
@@ -277,11 +233,11 @@ def bad_hashes() -> list[Any]:
 def test_hostile_or_broken_hash_parameters_are_refused_with_a_result(
     keys: Keys, tmp_path: Path, bad: dict[str, Any], why: str
 ) -> None:
-    with running(config(tmp_path / "d", keys), keys) as r:
+    with Rig(config(tmp_path / "d", keys), keys) as r:
         res = r.assign(1, pickup_code_hash=bad)
         assert res["ok"] is False and res["error"]["code"] == "invalid_args", res
         assert why in res["error"]["message"]
-        assert r.state(1)["state"] == "free" and r.stored_code(1) is None
+        assert r.state("locker-1")["state"] == "free" and r.stored_code(1) is None
 
 
 @pytest.mark.parametrize(
@@ -295,7 +251,7 @@ def test_hostile_or_broken_hash_parameters_are_refused_with_a_result(
     ],
 )
 def test_exactly_one_of_code_and_hash(keys: Keys, tmp_path: Path, args: dict[str, Any]) -> None:
-    with running(config(tmp_path / "d", keys), keys) as r:
+    with Rig(config(tmp_path / "d", keys), keys) as r:
         res = r.assign(1, **args)
         if args.get("pickup_code_hash", "absent") is None:  # null is "not given"
             assert res["ok"] is True
@@ -322,7 +278,7 @@ def test_codes_stored_by_the_old_version_still_open_their_lockers(
     store.put_state("pickup_salt", site_salt)
     store.put_state("lockers", json.dumps(rows))
     store.close()
-    with running(config(data, keys), keys) as r:
+    with Rig(config(data, keys), keys) as r:
         upgraded = r.stored_code(1)
         assert upgraded == {
             "alg": "scrypt",
@@ -342,7 +298,7 @@ def test_codes_stored_by_the_old_version_still_open_their_lockers(
 def test_codes_typed_during_a_lockout_are_not_even_hashed(
     keys: Keys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with running(config(tmp_path / "d", keys), keys) as r:
+    with Rig(config(tmp_path / "d", keys), keys) as r:
         assert r.assign(1, pickup_code="482913")["ok"] is True
         bank = r.site.devices.get("lockers")
         assert bank is not None
@@ -367,7 +323,7 @@ def test_codes_typed_during_a_lockout_are_not_even_hashed(
 def test_codes_typed_faster_than_they_are_checked_wait_then_overflow(
     keys: Keys, tmp_path: Path
 ) -> None:
-    with running(config(tmp_path / "d", keys), keys) as r:
+    with Rig(config(tmp_path / "d", keys), keys) as r:
         assert r.assign(1, pickup_code="482913")["ok"] is True
         bank = r.site.devices.get("lockers")
         assert bank is not None
@@ -398,7 +354,7 @@ def test_no_code_text_in_logs_results_events_or_the_store(keys: Keys, tmp_path: 
     # Every 4-character part holds a letter G-Z: it cannot occur in a UUID or a timestamp.
     secrets = ["QZ7XW93K", "KX7Q93ZP", "MW4TR8YN", "PV9SX2LQ"]
     cfg = config(tmp_path / "d", keys)
-    with structlog.testing.capture_logs() as logs, running(cfg, keys) as r:
+    with structlog.testing.capture_logs() as logs, Rig(cfg, keys) as r:
         assert r.assign(1, pickup_code=secrets[0])["ok"] is True
         assert r.assign(2, pickup_code_hash=centre_hash(secrets[1]))["ok"] is True
         assert r.assign(3, pickup_code=secrets[0])["error"]["code"] == "duplicate_code"
@@ -408,7 +364,7 @@ def test_no_code_text_in_logs_results_events_or_the_store(keys: Keys, tmp_path: 
         r.type_code(secrets[1])  # right
         wait_until(lambda: r.pulses() == ["coil-2"], message="locker 2 opens")
         rejections(r, 1)
-        outbox = json.dumps([e for _, e in r._rows()])
+        outbox = json.dumps([e for _, e in r.pending()])
     db = b"".join(p.read_bytes() for p in (tmp_path / "d").glob("ansim-edge.db*"))
     events = [entry["event"] for entry in logs]
     assert "command_result" in events  # the logs were captured
