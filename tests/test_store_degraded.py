@@ -28,9 +28,10 @@ from edge.core.outbox import Outbox
 from edge.core.signing import generate_keypair, load_private_key, sign_command
 from edge.core.store import PRIO_ALARM, PRIO_EVENT, PRIO_RESULT, Store
 from edge.core.topics import Topics
-from edge.site import STORE_RETRY_MAX_S, Site
+from edge.site import STORE_RETRY_MAX_S
 from simulator.hardware import SimHardware
 from tests.support.events import TEST_EVENTS, Alarm, Normal
+from tests.support.site import SteppedSite
 
 DISK_FULL = "database or disk is full"
 TOPICS = Topics("ansim/v1", "shelter-1")
@@ -390,128 +391,29 @@ class Hardware(SimHardware):
         return self.recorder
 
 
-@dataclass
-class Published:
-    mid: int
-    topic: str
-    payload: bytes
-    retain: bool
+class Harness(SteppedSite):
+    """The shared SteppedSite on a store whose connections fail as ``faults`` says, with a
+    recording modem."""
 
-    @property
-    def json(self) -> dict[str, Any]:
-        parsed: dict[str, Any] = json.loads(self.payload)
-        return parsed
-
-
-class FakeUplink:
-    def __init__(self, cfg: Any, **kwargs: Any) -> None:
-        self.connected = False
-        self.published: list[Published] = []
-
-    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> int | None:
-        if not self.connected:
-            return None
-        self.published.append(Published(len(self.published) + 1, topic, payload, retain))
-        return len(self.published)
-
-    def start(self) -> None:
-        pass
-
-    def check(self) -> None:
-        pass
-
-    def stop(self, last: tuple[str, bytes] | None = None, timeout_s: float = 2.0) -> None:
-        self.connected = False
-
-
-class Harness:
     def __init__(self, cfg: SiteConfig, faults: Faults, clock: FakeClock | None = None) -> None:
-        self.cfg = cfg
-        self.faults = faults
-        self.clock = clock or FakeClock(start=datetime(2026, 1, 1, tzinfo=UTC))
-        self.hw = Hardware(self.clock.monotonic)
-        self.uplink = FakeUplink(None)
-        self.site = Site(
+        clock = clock or FakeClock(start=datetime(2026, 1, 1, tzinfo=UTC))
+        self.hw: Hardware = Hardware(clock.monotonic)
+        super().__init__(
             cfg,
-            self.hw,
-            clock=self.clock,
-            keys=load_keys(cfg.keys),
-            uplink_factory=lambda *a, **k: self.uplink,
+            load_keys(cfg.keys),
+            clock=clock,
+            hw=self.hw,
+            check_commits=False,  # the data dir may be unreadable
             store_factory=functools.partial(Store, connect=faults.connect),
         )
-        self.acked: set[int] = set()
-
-    @property
-    def db(self) -> Path:
-        return self.cfg.data_dir / "ansim-edge.db"
-
-    def start(self) -> None:
-        self.site.start()
-        self.run()
-
-    def run(self) -> None:
-        self.site.loop.run_pending()
-
-    def step(self, seconds: float) -> None:
-        self.clock.advance(seconds)
-        self.run()
-
-    def connect(self) -> None:
-        self.uplink.connected = True
-        self.site.loop.post(self.site.uplink_connected)
-        self.run()
-
-    def set_input(self, name: str, active: bool) -> None:
-        self.hw.set_input(name, active)
-        self.run()
-        self.step(0.051)
-
-    def press(self) -> None:
-        self.set_input(BUTTON, True)
-
-    def release(self) -> None:
-        self.set_input(BUTTON, False)
+        self.faults = faults
 
     def turn_key(self) -> None:
-        self.set_input("reset_key", True)
-        self.set_input("reset_key", False)
-
-    def ack_all(self) -> None:
-        """The broker acknowledges every QoS 1 publish so far (until nothing new)."""
-        while True:
-            new = [p.mid for p in self.uplink.published if p.mid not in self.acked]
-            if not new:
-                return
-            for mid in new:
-                self.acked.add(mid)
-                self.site.loop.post(functools.partial(self.site.uplink_acked, mid, True))
-            self.run()
-
-    def command(self, payload: dict[str, Any]) -> None:
-        topic = self.site.topics.command(payload["name"])
-        data = json.dumps(payload).encode()
-        self.site.loop.post(lambda: self.site.uplink_message(topic, data))
-        self.run()
+        self.press("reset_key")
+        self.release("reset_key")
 
     def events(self, type_: str | None = None) -> list[dict[str, Any]]:
-        out = [p.json for p in self.uplink.published if "/events/" in p.topic]
-        return [e for e in out if type_ is None or e["type"] == type_]
-
-    def status(self) -> dict[str, Any]:
-        return [p.json for p in self.uplink.published if p.topic.endswith("/status")][-1]
-
-    def results(self) -> list[dict[str, Any]]:
-        return [p.json for p in self.uplink.published if p.topic.endswith("/results")]
-
-    def output(self, name: str) -> bool:
-        return self.site.outputs[name].is_on
-
-    def shutdown(self) -> None:
-        self.uplink.connected = False
-        self.site.loop.post(lambda: self.site.uplink_disconnected("test"))
-        self.run()
-        self.site.shutdown()
-        self.hw.close()
+        return self.published_events(type_)
 
 
 def shelter_config(data_dir: Path, keys: list[dict[str, Any]] | None = None) -> SiteConfig:

@@ -17,6 +17,7 @@ Both take a ``SiteConfig`` or a config dict; ``site_dict`` builds the stock shel
 from __future__ import annotations
 
 import cProfile
+import functools
 import json
 import os
 import signal
@@ -259,7 +260,11 @@ class Published:
 
 
 class FakeUplink:
-    """Stands in for edge.core.uplink.Uplink: records publishes, returns mids while connected."""
+    """Stands in for edge.core.uplink.Uplink: records publishes, returns mids while connected.
+
+    ``check_commits``: note for each outbox row whether it was committed (read through a
+    connection of its own); off where the data dir cannot be read (a failing disk).
+    """
 
     def __init__(
         self,
@@ -274,8 +279,10 @@ class FakeUplink:
         rng: Any = None,
         post_message: Callable[[Callable[[], None]], object] | None = None,
         max_payload_bytes: int | None = None,
+        check_commits: bool = True,
     ) -> None:
         self.db_path = db_path
+        self.check_commits = check_commits
         self.listener = listener
         self.post_message = post_message or post
         self.max_payload_bytes = max_payload_bytes
@@ -301,7 +308,7 @@ class FakeUplink:
             return None
         self._mid += 1
         from_outbox = "/events/" in topic or topic.endswith("/results")
-        committed = self._committed(payload) if from_outbox else True
+        committed = self._committed(payload) if from_outbox and self.check_commits else True
         self.published.append(Published(self._mid, topic, payload, qos, retain, committed))
         return self._mid
 
@@ -329,9 +336,12 @@ class SteppedSite:
         *,
         clock: FakeClock | None = None,
         hw: SimHardware | None = None,
+        check_commits: bool = True,
         **site_kw: Any,
     ) -> None:
         self.cfg = _config(cfg)
+        self.check_commits = check_commits
+        self.acked: set[int] = set()
         self.clock = clock or FakeClock()
         self.hw = hw if hw is not None else SimHardware(monotonic=self.clock.monotonic)
         self.uplinks: list[FakeUplink] = []
@@ -348,7 +358,7 @@ class SteppedSite:
         self.closed = False
 
     def _make_uplink(self, cfg: Any, **kw: Any) -> FakeUplink:
-        up = FakeUplink(self.cfg.data_dir / "ansim-edge.db", cfg, **kw)
+        up = FakeUplink(self.db, cfg, check_commits=self.check_commits, **kw)
         self.uplinks.append(up)
         return up
 
@@ -356,6 +366,10 @@ class SteppedSite:
     def uplink(self) -> FakeUplink:
         [up] = self.uplinks
         return up
+
+    @property
+    def db(self) -> Path:
+        return self.cfg.data_dir / "ansim-edge.db"
 
     # ---- driving ----
     def start(self) -> None:
@@ -395,6 +409,17 @@ class SteppedSite:
     def ack_mid(self, mid: int, ok: bool = True) -> None:
         self.site.loop.post(lambda: self.site.uplink_acked(mid, ok))
         self.run()
+
+    def ack_all(self) -> None:
+        """The broker acknowledges every QoS 1 publish so far (until nothing new)."""
+        while True:
+            new = [p.mid for p in self.uplink.published if p.mid not in self.acked]
+            if not new:
+                return
+            for mid in new:
+                self.acked.add(mid)
+                self.site.loop.post(functools.partial(self.site.uplink_acked, mid, True))
+            self.run()
 
     def ack_event(self, event_id: str) -> None:
         [p] = [p for p in self.uplink.published if p.json.get("event_id") == event_id][-1:]
@@ -436,8 +461,15 @@ class SteppedSite:
     def results(self) -> list[dict[str, Any]]:
         return [p.json for p in self.uplink.published if p.topic.endswith("/results")]
 
+    def status(self) -> dict[str, Any]:
+        """The last status the site published."""
+        return [p.json for p in self.uplink.published if p.topic.endswith("/status")][-1]
+
     def outputs(self) -> dict[str, bool]:
         return {name: out.is_on for name, out in self.site.outputs.items()}
+
+    def output(self, name: str) -> bool:
+        return self.site.outputs[name].is_on
 
     def transitions(self, name: str) -> list[bool]:
         snap = self.hw.snapshot()["outputs"][name]["transitions"]
