@@ -140,7 +140,6 @@ class EscSite(ShelterSite):
         super().__init__(cfg_dict, bench_hardware(), keys={})
         self.fb = self.site.devices["modem"]
         wait_until(lambda: self.hw.modem_sim is not None, 15, 0.005, "simulated modem up")
-        self.modem = self.hw.modem_sim
         wait_until(self._ready, 20, 0.01, "site online, outbox empty, modem healthy")
 
     def _ready(self) -> bool:
@@ -324,7 +323,7 @@ def sms_latency(
         pending = es.call(lambda: len(es.site.store))
     finally:
         if es is not None:
-            es.stop()
+            es.close()
         own.close()
     return {
         "n": n,
@@ -370,7 +369,7 @@ def press_latency(
             pause(gap_s)
             stamps0 = len(modem.stamps)
             sms0 = len(modem.snapshot()["sms"])
-            latency = es.press(sub)
+            latency = es.timed_press(sub)
             if i >= WARMUP:
                 samples.append(latency)
                 started += es.escalation_started()
@@ -392,7 +391,7 @@ def press_latency(
         fb = es.fb
         health = es.call(lambda: dict(fb.health or {}))
     finally:
-        es.stop()
+        es.close()
     return {
         "n": n,
         "escalate_after_s": escalate_after_s,

@@ -33,6 +33,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -249,10 +250,10 @@ class FloodSite(ShelterSite):
         site.uplink_message = counting  # type: ignore[method-assign]
         wait_until(lambda: self.call(lambda: site.outbox.online), 15, 0.005, "site online")
 
-    def call(self, fn: Any) -> Any:
+    def call(self, fn: Callable[[], Any], timeout: float = 300.0) -> Any:
         # Behind a long core queue (a loop without a separate lane for inputs) an answer
         # can take long: wait for it rather than fail the run.
-        return self.site.call(fn, timeout=300)
+        return self.site.call(fn, timeout=timeout)
 
     def shed(self) -> int:
         """Commands the core loop refused to queue so far (0 where it has no bound)."""
@@ -381,7 +382,7 @@ def flood_rounds(
                 acc["stats"].append(st)
     finally:
         flood.close()
-        bs.stop()
+        bs.close()
     no_flood = {"latency": summary_ms(quiet), "queued_at_press": int_summary(q_quiet)}
     out = []
     for (rate, qos), acc in zip(floods, loud, strict=True):

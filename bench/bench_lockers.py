@@ -179,12 +179,11 @@ class LockerSite(ThreadedSite):
     """A real Site (locker.yaml) on BenchHardware, its core loop on a thread."""
 
     def __init__(self, cfg_dict: dict[str, Any]) -> None:
-        super().__init__(cfg_dict, bench_hardware())
+        super().__init__(cfg_dict, hw=bench_hardware())
         bank = self.site.devices.get("lockers")
         assert bank is not None
         self.bank = bank
         wait_until(lambda: BUS in self.hw.buses, 15, 0.005, "simulated bus up")
-        self.bus = self.hw.buses[BUS]
         wait_until(self._ready, 20, 0.01, "site online, every door known, outbox empty")
 
     def _ready(self) -> bool:
@@ -356,7 +355,7 @@ def command_latency(
     site_id = "bench-lk-lat"
     ls = LockerSite(locker_config(site_id, url, workdir / "lat", centre.pub, pulse_ms))
     machine = ls.bank.machine
-    bus = ls.bus
+    bus = ls.bus(BUS)
     poll_s = 1 / float(example_config()["devices"]["lockers"]["buses"][0]["poll_hz"])
     topic = f"{ROOT}/{site_id}/commands/locker/open"
     samples: list[float] = []
@@ -389,7 +388,7 @@ def command_latency(
             pause(max(0.0, t + pulse_ms / 1000 + SETTLE_S + 0.02 - time.monotonic()))
         overlapping = bus.snapshot()["overlapping_pulses"]
     finally:
-        ls.stop()
+        ls.close()
     return {
         "n": n,
         "pulse_ms": pulse_ms,
@@ -430,7 +429,7 @@ def open_all(
         )
         coils = ls.hw.coil_intervals()
     finally:
-        ls.stop()
+        ls.close()
     starts = [c["start"] for c in coils]
     gaps = [b - a for a, b in itertools.pairwise(starts)]
     overlaps = sum(1 for a, b in itertools.pairwise(coils) if b["start"] < a["end"])

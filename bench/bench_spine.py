@@ -144,7 +144,7 @@ def press_latency(
     bs = BenchSite(site_config("bench-press", broker_url, workdir / "press", debounce_ms))
 
     def one_press() -> float:
-        latency = bs.press(sub)
+        latency = bs.timed_press(sub)
         bs.clear(drained=True)
         return latency
 
@@ -153,7 +153,7 @@ def press_latency(
             one_press()
         samples = [one_press() for _ in range(n)]
     finally:
-        bs.stop()
+        bs.close()
     deb = debounce_ms / 1000
     lat = summary_ms(samples)
     beyond = summary_ms([s - deb for s in samples])
@@ -208,7 +208,7 @@ def outbox_throughput(
         t_empty = time.monotonic()
         stats = bs.call(lambda: {"published": site.outbox.published, "acked": site.outbox.acked})
     finally:
-        bs.stop()
+        bs.close()
     return {
         "n": n,
         "durability": durability,

@@ -1,7 +1,8 @@
 """What the benchmarks in bench/ share: statistics, the broker they start, the
-MQTT clients that time messages (the subscriber child, the bare paho publisher), a real
-``edge.site.Site`` on a thread, ``ansim-edge sim`` as a child process, and the frame of a
-run (work dir, meta, targets, table, JSON).
+MQTT clients that time messages (the subscriber child, the bare paho publisher), the
+shelter on the shared ``tests.support.site.ThreadedSite`` (a real ``edge.site.Site`` on a
+thread), ``ansim-edge sim`` as a child process, and the frame of a run (work dir, meta,
+targets, table, JSON).
 
     python -m bench.common --subscriber-child HOST PORT [TOPIC_FILTER ...]
 
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import cProfile
 import json
 import math
 import os
@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.mqtt import Mosquitto
+from tests.support.site import ThreadedSite
 from tests.support.wait import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
@@ -368,51 +369,15 @@ def shelter_devices(debounce_ms: int) -> dict[str, Any]:
     }
 
 
-class ThreadedSite:
-    """A real ``edge.site.Site`` on the given (simulated) hardware, its core loop on a thread,
-    optionally under cProfile (the stats go to ``profile`` when the loop ends)."""
-
-    def __init__(
-        self, cfg_dict: dict[str, Any], hw: Any, profile: Path | None = None, **site_kw: Any
-    ) -> None:
-        from edge.config import parse_config
-        from edge.site import Site
-
-        self.hw = hw
-        self.site = Site(parse_config(cfg_dict), hw, **site_kw)
-        self.profile = profile
-        self._thread = threading.Thread(target=self._run, name="bench-site", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        if self.profile is None:
-            self.site.run()
-            return
-        prof = cProfile.Profile()
-        prof.enable()
-        try:
-            self.site.run()
-        finally:
-            prof.disable()
-            prof.dump_stats(str(self.profile))
-
-    def call(self, fn: Callable[[], Any]) -> Any:
-        return self.site.call(fn, timeout=30)
-
-    def stop(self) -> None:
-        self.site.stop_soon()
-        self._thread.join(15)
-        self.hw.close()
-
-
 class ShelterSite(ThreadedSite):
-    """A ThreadedSite with the shelter of ``shelter_devices``: press the panic button, time
-    ``alarm.raised`` at the subscriber, clear the alarm with the reset key."""
+    """The shared ThreadedSite (tests/support/site.py) with the shelter of
+    ``shelter_devices``: press the panic button, time ``alarm.raised`` at the subscriber,
+    clear the alarm with the reset key."""
 
     def __init__(
         self, cfg_dict: dict[str, Any], hw: Any, profile: Path | None = None, **site_kw: Any
     ) -> None:
-        super().__init__(cfg_dict, hw, profile, **site_kw)
+        super().__init__(cfg_dict, hw=hw, profile=profile, **site_kw)
         shelter = self.site.devices.get("panic")
         assert shelter is not None and shelter.reset_key is not None
         self.shelter = shelter
@@ -420,7 +385,7 @@ class ShelterSite(ThreadedSite):
         self.key = shelter.reset_key
         self.alarm_topic = f"{ROOT}/{self.site.cfg.site.id}/events/alarm/raised"
 
-    def state(self) -> str:
+    def alarm_state(self) -> str:
         m = self.shelter.machine
         return str(self.call(lambda: m.s.state))
 
@@ -456,7 +421,7 @@ class ShelterSite(ThreadedSite):
 
         return json.dumps(self.call(snap), default=str)
 
-    def press(self, sub: RemoteSubscriber) -> float:
+    def timed_press(self, sub: RemoteSubscriber) -> float:
         """Press the panic button: seconds until ``alarm.raised`` reaches the subscriber."""
         sub.arm(1, self.alarm_topic)
         t0 = time.monotonic()
@@ -470,7 +435,9 @@ class ShelterSite(ThreadedSite):
     def clear(self, drained: bool, poll_s: float = 0.001) -> None:
         """Reset key: the alarm clears (an escalation stops); then key and button let go."""
         self.hw.set_input("reset_key", True)
-        wait_until(lambda: self.state() == "idle", 10, 0.001, "alarm cleared by the reset key")
+        wait_until(
+            lambda: self.alarm_state() == "idle", 10, 0.001, "alarm cleared by the reset key"
+        )
         self.hw.set_input("reset_key", False)
         self.hw.set_input("panic-1", False)
         wait_until(lambda: self.idle(drained), 10, poll_s, "site idle after a press")
