@@ -138,6 +138,27 @@ class OutboxConfig(_Model):
         "group",
         description="group: one fsync per batch the core handles together; per_event: one each.",
     )
+    reject_after_drops: int = Field(
+        3,
+        ge=2,
+        le=100,
+        description="A message after which the broker closed the connection this many times in "
+        "a row (each within reject_window_s of sending it, before its PUBACK) is moved to the "
+        "dead letters.",
+    )
+    reject_window_s: float = Field(
+        2.0,
+        gt=0,
+        le=60,
+        description="'Right after': a connection closed by the broker or the network within "
+        "this many seconds of sending a message that has no PUBACK yet.",
+    )
+    dead_letters_max: int = Field(
+        1000,
+        ge=10,
+        le=100_000,
+        description="Dead letters kept at most (refused messages); the oldest go first, counted.",
+    )
 
 
 class CommandsConfig(_Model):

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from edge.core.clock import rfc3339
 
@@ -161,6 +161,25 @@ class OutboxOverflow(EventData):
     last_seq: int | None
 
 
+class OutboxRejected(EventData):
+    TYPE: ClassVar[str] = "outbox.rejected"
+    count: int = Field(ge=1, description="Messages of this type moved to the dead letters.")
+    type: str = Field(
+        description="Their event type (e.g. alarm.raised), 'result' for command results, "
+        "'unknown' for a message without one."
+    )
+    reason: str = Field(
+        description="Why: 'refused by the broker: PUBACK <reason code>' (MQTT 5) or 'the "
+        "broker closed the connection right after it was sent, N times in a row'."
+    )
+    first_seq: int | None = Field(description="The lowest seq among them; null for results.")
+    last_seq: int | None = Field(description="The highest seq among them; null for results.")
+    dead_letters: list[int] = Field(
+        description="Their dead-letter ids (outbox.dead_letters lists them, outbox.resend "
+        "sends them again)."
+    )
+
+
 class CommandsShed(EventData):
     TYPE: ClassVar[str] = "commands.shed"
     count: int = Field(
@@ -248,6 +267,7 @@ class Emit:
 CORE_EVENTS: tuple[type[EventData], ...] = (
     InputFault,
     OutboxOverflow,
+    OutboxRejected,
     CommandsShed,
     SiteStarted,
     StoreReset,
@@ -257,6 +277,48 @@ CORE_EVENTS: tuple[type[EventData], ...] = (
     CommandsRefused,
     ConfigRejected,
 )
+
+
+# ---- the core's own commands (each device kind registers its own) ----
+
+
+class OutboxDeadLettersArgs(Payload):
+    after_id: int = Field(0, ge=0, description="List dead letters with a higher id (paging).")
+    limit: int = Field(20, ge=1, le=100, description="At most this many in one result.")
+
+
+class OutboxResendArgs(Payload):
+    ids: list[int] | None = Field(
+        None, min_length=1, max_length=1000, description="The dead letters to send again."
+    )
+    all: bool = Field(False, description="true: every dead letter (then no ids).")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> OutboxResendArgs:
+        if (self.ids is not None) == self.all:
+            raise ValueError("give either ids or all: true")
+        return self
+
+
+class DeadLetterInfo(Payload):
+    """One dead letter in the outbox.dead_letters result."""
+
+    id: int = Field(description="Its dead-letter id (its outbox row id).")
+    type: str = Field(description="Event type, 'result' or 'unknown'.")
+    seq: int | None
+    event_id: str | None
+    priority: str = Field(description="'alarm', 'result' or 'normal'.")
+    topic: str
+    bytes: int = Field(description="Payload size (the payload itself is not listed).")
+    reason: str
+    at: str = Field(description="When it was moved to the dead letters.")
+
+
+# The core's own commands: name -> args model (edge/devices/registry.py adds the kinds').
+CORE_COMMANDS: dict[str, type[BaseModel]] = {
+    "outbox.dead_letters": OutboxDeadLettersArgs,
+    "outbox.resend": OutboxResendArgs,
+}
 
 
 def make_result(

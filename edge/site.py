@@ -17,12 +17,12 @@ from drivers.base import Hardware
 from edge import __version__
 from edge.config import SiteConfig
 from edge.core.clock import Clock, SystemClock, rfc3339
-from edge.core.commands import CommandProcessor, LoadedKey, load_keys
+from edge.core.commands import CommandContext, CommandProcessor, LoadedKey, load_keys
 from edge.core.loop import CoreLoop, Timer
 from edge.core.outbox import Outbox, Publisher
 from edge.core.ports import Ports
 from edge.core.state import StateBoard
-from edge.core.store import Store
+from edge.core.store import PRIO_ALARM, PRIORITY_NAMES, DeadLetter, Store
 from edge.core.topics import Topics
 from edge.core.uplink import ConnectFailures, Uplink, UplinkListener
 from edge.devices.kind import BuildContext, DeviceController, DeviceKind, Output, section
@@ -31,6 +31,9 @@ from edge.health import FaultBoard, StatusFile, oldest_pending_age
 from edge.homeassistant import Discovery
 from edge.models import (
     CommandsShed,
+    DeadLetterInfo,
+    OutboxDeadLettersArgs,
+    OutboxResendArgs,
     SiteStarted,
     Status,
     StoreFault,
@@ -148,6 +151,7 @@ class Site(UplinkListener):
             cfg.data_dir / "ansim-edge.db",
             max_messages=cfg.outbox.max_events,
             durability=cfg.outbox.durability,
+            max_dead_letters=cfg.outbox.dead_letters_max,
         )
         self.uplink: UplinkLike = uplink_factory(
             cfg.broker,
@@ -159,6 +163,7 @@ class Site(UplinkListener):
             subscriptions=subscriptions,
             will=lambda: (self.topics.status, self._status("offline")),
             rng=rng,
+            heartbeat=self.topics.heartbeat,
         )
         self.outbox = Outbox(
             self.store,
@@ -167,7 +172,10 @@ class Site(UplinkListener):
             self.uplink,
             events=EVENT_DATA,
             window=cfg.broker.max_inflight,
+            reject_after_drops=cfg.outbox.reject_after_drops,
+            reject_window_s=cfg.outbox.reject_window_s,
         )
+        self.outbox.rejected_listeners.append(self._message_rejected)
         self.faults = FaultBoard()  # every active fault, from the events as they are recorded
         self.outbox.observers.append(self.faults.observe)
         self.states = StateBoard(self.topics, self.clock, self.uplink)
@@ -189,6 +197,8 @@ class Site(UplinkListener):
         self.ports = Ports(
             self.loop, self.clock, self.outbox, self.store, self.states, self.commands
         )
+        self.commands.register("outbox.dead_letters", OutboxDeadLettersArgs, self._cmd_dead_letters)
+        self.commands.register("outbox.resend", OutboxResendArgs, self._cmd_resend)
         # 2. The device controllers, kind by kind (a kind after the kinds it needs).
         self.devices: dict[str, DeviceController] = {}
         for kind in build_order(KINDS):
@@ -340,6 +350,7 @@ class Site(UplinkListener):
 
     def _after_batch(self) -> None:
         self._report_shed()
+        self.outbox.report_rejected()
         self.store.commit()  # one fsync for everything this batch recorded
         self._check_store()
         self.outbox.drain()
@@ -517,10 +528,10 @@ class Site(UplinkListener):
         if self.discovery is not None:
             self.discovery.on_connected()
 
-    def uplink_disconnected(self, reason: str) -> None:
+    def uplink_disconnected(self, reason: str, dead_link: bool = False) -> None:
         if self.outbox.online:
             self.log.warning("uplink_disconnected", reason=reason, pending=len(self.store))
-        self.outbox.on_disconnected()
+        self.outbox.on_disconnected(dead_link)
         self.states.on_disconnected()
         if self.discovery is not None:
             self.discovery.on_disconnected()
@@ -536,8 +547,44 @@ class Site(UplinkListener):
             broker = f"{self.cfg.broker.host}:{self.cfg.broker.port}"
             self.log.warning("uplink_connect_failed", broker=broker, **line)
 
-    def uplink_acked(self, mid: int, ok: bool) -> None:
-        self.outbox.on_acked(mid, ok)
+    def uplink_acked(self, mid: int, ok: bool, reason: str | None = None) -> None:
+        self.outbox.on_acked(mid, ok, reason)
+
+    # ---- refused messages (dead letters) ----
+    def _message_rejected(self, dl: DeadLetter) -> None:
+        """A message the broker refused: the centre will not hear of it. An alarm-priority
+        one escalates over the modem as if the link were down."""
+        if dl.priority == PRIO_ALARM:
+            self._link_lost()
+
+    def _cmd_dead_letters(self, args: OutboxDeadLettersArgs, ctx: CommandContext) -> dict[str, Any]:
+        found = self.store.dead_letters(args.after_id, args.limit + 1)
+        more = len(found) > args.limit
+        page = found[: args.limit]
+        return {
+            "dead_letters": [
+                DeadLetterInfo(
+                    id=d.id,
+                    type=d.type,
+                    seq=d.seq,
+                    event_id=d.event_id,
+                    priority=PRIORITY_NAMES.get(d.priority, str(d.priority)),
+                    topic=d.topic,
+                    bytes=len(d.payload),
+                    reason=d.reason,
+                    at=d.at,
+                ).model_dump()
+                for d in page
+            ],
+            "total": self.store.dead_letter_count(),
+            "dropped": self.store.dead_letters_dropped(),
+            "next_after_id": page[-1].id if more else None,
+        }
+
+    def _cmd_resend(self, args: OutboxResendArgs, ctx: CommandContext) -> dict[str, Any]:
+        moved = self.outbox.resend_dead_letters(None if args.all else args.ids)
+        missing = sorted(set(args.ids or []) - set(moved))
+        return {"resent": len(moved), "missing": missing}
 
     def uplink_message(self, topic: str, payload: bytes) -> None:
         if self.discovery is not None and self.discovery.handle(topic, payload):

@@ -11,7 +11,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from edge.config import BrokerConfig
-from edge.core.uplink import ConnectFailures, Uplink, backoff_delay
+from edge.core.uplink import ConnectFailures, LinkMonitor, Uplink, backoff_delay
 
 
 def test_full_jitter_backoff_bounds_and_spread() -> None:
@@ -38,14 +38,14 @@ class _Listener:
     def uplink_connected(self) -> None:
         self.calls.append("connected")
 
-    def uplink_disconnected(self, reason: str) -> None:
-        self.calls.append(f"disconnected {reason}")
+    def uplink_disconnected(self, reason: str, dead_link: bool = False) -> None:
+        self.calls.append(f"disconnected {reason}" + (" (dead link)" if dead_link else ""))
 
     def uplink_failed(self, reason: str) -> None:
         self.calls.append(f"failed {reason}")
 
-    def uplink_acked(self, mid: int, ok: bool) -> None:
-        self.calls.append(f"acked {mid} {ok}")
+    def uplink_acked(self, mid: int, ok: bool, reason: str | None = None) -> None:
+        self.calls.append(f"acked {mid} {ok}" + (f" {reason}" if reason else ""))
 
     def uplink_message(self, topic: str, payload: bytes) -> None:
         self.calls.append(f"message {topic}")
@@ -173,3 +173,52 @@ def test_publish_when_disconnected_queues_nothing() -> None:
 def test_bad_broker_urls_rejected(url: str) -> None:
     with pytest.raises(ValueError):
         BrokerConfig(url=url)
+
+
+# --------------------------------------------------------------------------- dead link
+
+
+def test_a_silent_link_is_dead_within_1_5_keepalive_idle_or_busy() -> None:
+    """Issue 9.5: keepalive 10: a heartbeat after 5 s without anything from the broker,
+    dead 7.5 s after the first unanswered publish."""
+    m = LinkMonitor(10)
+    m.connected(100.0)
+    assert m.due(104.9) is None
+    assert m.due(105.0) == "heartbeat"  # idle 5 s: probe
+    m.sent(105.0)
+    assert m.due(105.05) is None  # no second heartbeat while one is out
+    m.acked(105.1)  # its PUBACK: alive
+    assert m.due(110.0) is None and m.due(110.1) == "heartbeat"
+    # The link goes silent at 110.5; the heartbeat at 110.1 is never answered.
+    m.sent(110.1)
+    assert m.due(117.5) is None
+    assert m.due(117.6) == "dead"  # 7.1 s after the silence began, within 15 s
+
+
+def test_acks_keep_a_busy_link_alive_and_their_absence_kills_it() -> None:
+    m = LinkMonitor(10)
+    m.connected(0.0)
+    for t in range(100):  # a publish every second, each acknowledged 0.5 s later
+        m.sent(float(t))
+        assert m.due(t + 0.4) is None
+        m.acked(t + 0.5)
+    # 100 in flight, PUBACKs keep coming (older ones still outstanding): alive.
+    for t in range(100, 110):
+        m.sent(float(t))
+        m.sent(t + 0.1)
+        m.acked(t + 0.5)
+        assert m.due(t + 0.9) is None
+    # PUBACKs stop at 109.5 while messages are outstanding: dead 7.5 s later.
+    assert m.due(116.9) is None
+    assert m.due(117.0) == "dead"
+
+
+def test_a_failed_send_and_a_message_from_the_broker_count() -> None:
+    m = LinkMonitor(10)
+    m.connected(0.0)
+    m.sent(1.0)
+    m.unsent()  # the publish failed: nothing is awaited
+    assert m.due(8.6) == "heartbeat"
+    m.connected(10.0)
+    m.inbound(14.0)  # a command arrived
+    assert m.due(18.9) is None and m.due(19.0) == "heartbeat"

@@ -35,6 +35,7 @@ PRIO_ALARM = 0
 PRIO_RESULT = 1
 PRIO_EVENT = 2
 PRIORITIES = (PRIO_ALARM, PRIO_RESULT, PRIO_EVENT)
+PRIORITY_NAMES = {PRIO_ALARM: "alarm", PRIO_RESULT: "result", PRIO_EVENT: "normal"}
 # On overflow, results go first (a flood of command results must not push events out),
 # then normal events; alarms never.
 DROP_ORDER = (PRIO_RESULT, PRIO_EVENT)
@@ -61,7 +62,20 @@ CREATE TABLE IF NOT EXISTS commands (
     result BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY,
+    priority INTEGER NOT NULL,
+    seq INTEGER,
+    event_id TEXT,
+    type TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    reason TEXT NOT NULL,
+    at TEXT NOT NULL
+);
 """
+# kv key of the number of dead letters dropped (oldest first) to stay within the bound.
+DEAD_DROPPED_KEY = "dead_letters_dropped"
 
 
 @dataclass(frozen=True)
@@ -72,6 +86,21 @@ class Pending:
     event_id: str | None
     priority: int
     seq: int | None = None
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message the broker refused, moved out of the outbox (it keeps its outbox row id)."""
+
+    id: int
+    priority: int
+    seq: int | None
+    event_id: str | None
+    type: str  # the event type, "result", or "unknown"
+    topic: str
+    payload: bytes
+    reason: str
+    at: str  # RFC 3339, when it was moved
 
 
 @dataclass(frozen=True)
@@ -95,9 +124,11 @@ class Store:
         max_messages: int = 100_000,
         durability: str = "group",
         connect: Connect = sqlite3.connect,
+        max_dead_letters: int = 1000,
     ):
         self.path = path
         self.max_messages = max_messages
+        self.max_dead_letters = max_dead_letters
         self.per_event = durability == "per_event"
         self._connect = connect
         self.quarantined: Path | None = None
@@ -112,11 +143,15 @@ class Store:
         self._gone: set[int] = set()
         self._mem_kv: dict[str, str] = {}
         self._mem_commands: dict[str, tuple[float, bytes]] = {}
+        self._mem_dead: dict[int, DeadLetter] = {}
+        self._gone_dead: set[int] = set()  # dead letters in the file deleted while degraded
         # What the open transaction wrote, to move into memory if it cannot commit.
         self._txn_rows: list[Pending] = []
         self._txn_deleted: list[int] = []
         self._txn_kv: dict[str, str] = {}
         self._txn_commands: dict[str, tuple[float, bytes]] = {}
+        self._txn_dead: list[DeadLetter] = []
+        self._txn_dead_deleted: list[int] = []
         self._db: sqlite3.Connection | None = None
         self._readonly = False
         self._loaded = False  # seq, ids and rows come from the file (not a blank start)
@@ -253,6 +288,13 @@ class Store:
         self._gone |= deleted
         self._mem_kv.update(self._txn_kv)
         self._mem_commands.update(self._txn_commands)
+        dead_deleted = set(self._txn_dead_deleted)
+        for dl in self._txn_dead:
+            if dl.id in dead_deleted:
+                dead_deleted.discard(dl.id)
+            else:
+                self._mem_dead[dl.id] = dl
+        self._gone_dead |= dead_deleted
         self._clear_txn()
         self._deletes.clear()
         self._dirty = False
@@ -276,6 +318,8 @@ class Store:
         self._txn_deleted.clear()
         self._txn_kv.clear()
         self._txn_commands.clear()
+        self._txn_dead.clear()
+        self._txn_dead_deleted.clear()
 
     def recover(self) -> bool:
         """Write what is only in memory back to the store and leave degraded mode.
@@ -300,6 +344,14 @@ class Store:
             db.executemany(
                 "INSERT OR REPLACE INTO commands(command_id, expires_at, result) VALUES (?, ?, ?)",
                 [(cid, exp, res) for cid, (exp, res) in self._mem_commands.items()],
+            )
+            db.executemany(
+                "DELETE FROM dead_letters WHERE id=?", [(i,) for i in sorted(self._gone_dead)]
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO dead_letters(id, priority, seq, event_id, type, topic, "
+                "payload, reason, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [_dead_row(d) for d in self._mem_dead.values()],
             )
             self._write_seq(db)
             # Row ids go on above every id handed out, in memory too (the outbox skips
@@ -329,6 +381,8 @@ class Store:
         self._gone.clear()
         self._mem_kv.clear()
         self._mem_commands.clear()
+        self._mem_dead.clear()
+        self._gone_dead.clear()
         self._seq_dirty = False
         self.degraded = False
         self.error = None
@@ -371,6 +425,7 @@ class Store:
             "SELECT 1 FROM outbox LIMIT 1",
             "SELECT 1 FROM kv LIMIT 1",
             "SELECT 1 FROM commands LIMIT 1",
+            "SELECT 1 FROM dead_letters LIMIT 1",
         ):
             if db.execute(sql).fetchone() is not None:
                 return True
@@ -627,6 +682,99 @@ class Store:
         """Messages held only in memory (degraded mode)."""
         return sum(len(d) for d in self._mem.values())
 
+    # ---- dead letters ----
+    def dead_letter(self, row: Pending, type_: str, reason: str, at: str) -> DeadLetter:
+        """Move a stored outbox row (a message the broker refused) into the dead letters,
+        in the open transaction, keeping at most ``max_dead_letters`` (the oldest go, and
+        are counted). Never raises; while degraded it goes into memory."""
+        dl = DeadLetter(
+            row.id, row.priority, row.seq, row.event_id, type_, row.topic, row.payload, reason, at
+        )
+        self.delete(row.id)
+        if not self.degraded:
+            try:
+                db = self._begin()
+                self._apply_deletes()
+                db.execute(
+                    "INSERT OR REPLACE INTO dead_letters(id, priority, seq, event_id, type, "
+                    "topic, payload, reason, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    _dead_row(dl),
+                )
+            except DB_ERRORS as exc:
+                self._fault(exc)
+            else:
+                self._txn_dead.append(dl)
+        if self.degraded:
+            self._gone_dead.discard(dl.id)
+            self._mem_dead[dl.id] = dl
+        over = self.dead_letter_count() - self.max_dead_letters
+        if over > 0:
+            oldest = [d.id for d in self.dead_letters(0, over)]
+            self._delete_dead(oldest)
+            dropped = self.dead_letters_dropped() + len(oldest)
+            self.put_state(DEAD_DROPPED_KEY, str(dropped))
+            log.warning("dead_letters_dropped", count=len(oldest), total=dropped)
+        if self.per_event:
+            self.commit()
+        return dl
+
+    def dead_letters(self, after: int = 0, limit: int = 100) -> list[DeadLetter]:
+        """Dead letters with an id above ``after``, oldest first."""
+        out: list[DeadLetter] = []
+        rows = self._read(
+            "SELECT id, priority, seq, event_id, type, topic, payload, reason, at "
+            "FROM dead_letters WHERE id>? ORDER BY id LIMIT ?",
+            (after, limit + len(self._gone_dead)),
+        )
+        for r in rows or []:
+            if r[0] not in self._gone_dead and r[0] not in self._mem_dead:
+                out.append(DeadLetter(r[0], r[1], r[2], r[3], r[4], r[5], bytes(r[6]), r[7], r[8]))
+        out += [d for d in self._mem_dead.values() if d.id > after]
+        out.sort(key=lambda d: d.id)
+        return out[:limit]
+
+    def dead_letter_count(self) -> int:
+        rows = self._read("SELECT id FROM dead_letters")
+        in_file = {r[0] for r in rows or []} - self._gone_dead
+        return len(in_file | set(self._mem_dead))
+
+    def dead_letters_dropped(self) -> int:
+        value = self.get_state(DEAD_DROPPED_KEY)
+        return int(value) if value is not None else 0
+
+    def resend_dead_letters(self, ids: list[int] | None) -> list[int]:
+        """Put dead letters back into the outbox (same priority, seq and event_id; a new row
+        id, so they queue behind what is stored) and forget them. ``None``: every one.
+        Returns the ids moved (the others were not found)."""
+        if ids is None:
+            found = self.dead_letters(0, self.dead_letter_count() + 1)
+        else:
+            wanted = set(ids)
+            found = [
+                d for d in self.dead_letters(0, self.dead_letter_count() + 1) if d.id in wanted
+            ]
+        for d in found:
+            self.append(d.topic, d.payload, d.priority, seq=d.seq, event_id=d.event_id)
+        self._delete_dead([d.id for d in found])
+        return [d.id for d in found]
+
+    def _delete_dead(self, ids: list[int]) -> None:
+        if not ids:
+            return
+        if not self.degraded:
+            try:
+                self._begin().executemany(
+                    "DELETE FROM dead_letters WHERE id=?", [(i,) for i in ids]
+                )
+            except DB_ERRORS as exc:
+                self._fault(exc)
+            else:
+                self._txn_dead_deleted += ids
+                return
+        for i in ids:
+            if self._mem_dead.pop(i, None) is None:
+                self._gone_dead.add(i)
+
     # ---- remembered commands ----
     def command_result(self, command_id: str) -> bytes | None:
         kept = self._mem_commands.get(command_id)
@@ -710,3 +858,7 @@ class Store:
             if self._db is not None:
                 self._close_quietly(self._db)
                 self._db = None
+
+
+def _dead_row(d: DeadLetter) -> tuple[Any, ...]:
+    return (d.id, d.priority, d.seq, d.event_id, d.type, d.topic, d.payload, d.reason, d.at)

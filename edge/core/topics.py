@@ -77,3 +77,8 @@ class Topics:
     def ha_command(self, prefix: str, component: str, object_id: str) -> str:
         """A command topic Home Assistant publishes to and the site never reads."""
         return f"{prefix}/{component}/{self.site}/{object_id}/set"
+
+    @property
+    def heartbeat(self) -> str:
+        """The dead-link detector's probe (edge.core.uplink.LinkMonitor); nobody needs it."""
+        return f"{self.base}/heartbeat"

@@ -1,5 +1,7 @@
 """The MQTT uplink: one paho-mqtt 2.x client, its own supervised network thread,
-reconnect with exponential backoff and full jitter, last will, TLS.
+reconnect with exponential backoff and full jitter, last will, TLS, and a dead-link
+detector (LinkMonitor): a link that has stopped answering is left within keepalive_s, not
+after paho's two keepalive periods.
 
 Rules: paho callbacks never block and never raise; they only ``post`` into the core
 loop. ``publish`` may be called from the core thread at any time.
@@ -12,6 +14,7 @@ import logging
 import random
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,6 +37,16 @@ SESSION_EXPIRY_S = 24 * 3600
 # (fixed header, topic, packet id, properties), so a compliant broker never forwards a
 # command bigger than the site would read.
 PACKET_HEADROOM = 4096
+# The dead-link detector, in keepalive_s: a heartbeat is published when nothing came from the
+# broker for HEARTBEAT_AFTER and nothing awaits a PUBACK; the link is dead when something
+# has awaited its PUBACK for DEAD_AFTER with nothing from the broker meanwhile. A link that
+# goes silent is therefore left at most HEARTBEAT_AFTER + DEAD_AFTER after the silence
+# began (plus one network-loop turn, LOOP_S): within 1.5 x keepalive_s, which is also when
+# the broker gives up on the site and publishes its last will.
+HEARTBEAT_AFTER = 0.5
+DEAD_AFTER = 0.75
+LOOP_S = 0.2
+HEARTBEAT_PAYLOAD = b"{}"
 
 
 class UplinkListener(Protocol):
@@ -41,13 +54,17 @@ class UplinkListener(Protocol):
 
     def uplink_connected(self) -> None: ...
 
-    def uplink_disconnected(self, reason: str) -> None: ...
+    def uplink_disconnected(self, reason: str, dead_link: bool = False) -> None:
+        """``dead_link``: the site left a link that had stopped answering."""
+        ...
 
     def uplink_failed(self, reason: str) -> None:
         """A connection attempt failed before the broker accepted it."""
         ...
 
-    def uplink_acked(self, mid: int, ok: bool) -> None: ...
+    def uplink_acked(self, mid: int, ok: bool, reason: str | None = None) -> None:
+        """A PUBACK; ``ok`` False with the MQTT 5 reason (e.g. "Not authorized (0x87)")."""
+        ...
 
     def uplink_message(self, topic: str, payload: bytes) -> None: ...
 
@@ -71,6 +88,67 @@ class _LastError(logging.Handler):
             self.text = str(record.msg)
 
 
+class LinkMonitor:
+    """When is the link dead, when is a heartbeat due? Plain bookkeeping with the time
+    passed in (monotonic seconds); thread-safe (the core thread publishes, the network
+    thread sees PUBACKs and asks)."""
+
+    def __init__(self, keepalive_s: float) -> None:
+        self.heartbeat_after = keepalive_s * HEARTBEAT_AFTER
+        self.dead_after = keepalive_s * DEAD_AFTER
+        self._lock = threading.Lock()
+        self._outstanding = 0  # publishes awaiting their PUBACK
+        self._last_inbound = 0.0
+        self._waiting_since: float | None = None  # the first send not answered yet
+
+    def connected(self, now: float) -> None:
+        with self._lock:
+            self._outstanding = 0
+            self._last_inbound = now
+            self._waiting_since = None
+
+    def sent(self, now: float) -> None:
+        """A QoS 1 publish went out (its PUBACK is awaited)."""
+        with self._lock:
+            self._outstanding += 1
+            if self._waiting_since is None:
+                self._waiting_since = now
+
+    def unsent(self) -> None:
+        """A ``sent`` whose publish failed after all."""
+        with self._lock:
+            self._outstanding = max(0, self._outstanding - 1)
+            if not self._outstanding:
+                self._waiting_since = None
+
+    def acked(self, now: float) -> None:
+        with self._lock:
+            self._outstanding = max(0, self._outstanding - 1)
+            self._inbound(now)
+
+    def inbound(self, now: float) -> None:
+        """Any other packet from the broker (a message)."""
+        with self._lock:
+            self._inbound(now)
+
+    def _inbound(self, now: float) -> None:
+        self._last_inbound = now
+        self._waiting_since = now if self._outstanding else None
+
+    def silent_for(self, now: float) -> float:
+        with self._lock:
+            return now - self._last_inbound
+
+    def due(self, now: float) -> str | None:
+        """ "dead", "heartbeat" or None."""
+        with self._lock:
+            if self._waiting_since is not None and now - self._waiting_since >= self.dead_after:
+                return "dead"
+            if not self._outstanding and now - self._last_inbound >= self.heartbeat_after:
+                return "heartbeat"
+            return None
+
+
 def backoff_delay(attempt: int, min_s: float, max_s: float, rng: random.Random) -> float:
     """Full jitter: uniform in [0, min(max_s, min_s * 2**attempt)]."""
     return rng.uniform(0.0, min(max_s, min_s * (2 ** min(attempt, 30))))
@@ -89,12 +167,15 @@ class Uplink:
         rng: random.Random | None = None,
         post_message: Callable[[Job], object] | None = None,
         max_payload_bytes: int | None = None,
+        heartbeat: str | None = None,
     ) -> None:
         """``post`` hands connection events and PUBACKs to the core; ``post_message`` (by
         default ``post``) hands it inbound messages. A message longer than
         ``max_payload_bytes`` is cut to that + 1 byte before it is handed over (it is
         refused unread anyway), and under MQTT 5 the broker is asked not to send packets
-        much bigger (``PACKET_HEADROOM``)."""
+        much bigger (``PACKET_HEADROOM``). ``heartbeat``: the topic of the dead-link
+        detector's heartbeat (None: no heartbeats; a silent idle link is then found by
+        paho's keepalive only)."""
         self.cfg = cfg
         self._post = post
         self._post_message = post_message or post
@@ -107,7 +188,10 @@ class Uplink:
         self._thread: threading.Thread | None = None
         self._connected = threading.Event()
         self._attempt = 0
-        self._acks: list[tuple[int, bool]] = []
+        self._acks: list[tuple[int, bool, str | None]] = []
+        self._heartbeat = heartbeat
+        self.monitor = LinkMonitor(cfg.keepalive_s)
+        self._dead: str | None = None  # why the network thread left a dead link
         self._acks_lock = threading.Lock()
         self._acks_posted = False
         self.log = log.bind(broker=f"{cfg.host}:{cfg.port}", client_id=client_id)
@@ -164,8 +248,12 @@ class Uplink:
         """Queue a publish; returns its mid, or None when not connected (nothing queued)."""
         if not self._connected.is_set():
             return None
+        if qos:  # before the publish: its PUBACK may be handled before publish() returns
+            self.monitor.sent(time.monotonic())
         info = self.client.publish(topic, payload, qos=qos, retain=retain)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            if qos:
+                self.monitor.unsent()
             return None
         return int(info.mid)
 
@@ -205,19 +293,23 @@ class Uplink:
                     if self._stop.wait(delay):
                         break
                 first = False
-                self._paho_error.text = self._refused = None
+                self._paho_error.text = self._refused = self._dead = None
                 self._connect_once()
                 while not self._stop.is_set():
-                    rc = self.client.loop(timeout=0.2)
+                    rc = self.client.loop(timeout=LOOP_S)
                     if rc != mqtt.MQTT_ERR_SUCCESS:
                         reason = self._refused or self._paho_error.text or mqtt.error_string(rc)
+                        break
+                    if self._connected.is_set() and self._watch_link():
+                        reason = self._dead
                         break
             except Exception as exc:
                 reason = f"{type(exc).__name__}: {exc}"
             if self._connected.is_set():
                 self._connected.clear()
                 lost = reason or "connection lost"
-                self._post(functools.partial(self._listener.uplink_disconnected, lost))
+                dead = self._dead is not None
+                self._post(functools.partial(self._listener.uplink_disconnected, lost, dead))
             elif not self._stop.is_set():
                 # Never connected: refused (CONNACK), TLS alert, TCP error, timeout. The core
                 # counts, keeps and logs it (rate-limited).
@@ -227,6 +319,26 @@ class Uplink:
                 self.client._sock_close()  # make the next connect start from a clean socket
             except Exception:
                 pass
+
+    def _watch_link(self) -> bool:
+        """Network thread, between loop turns: publish a heartbeat when one is due; True
+        when the link is dead (the caller drops the connection)."""
+        now = time.monotonic()
+        verdict = self.monitor.due(now)
+        if verdict == "dead":
+            silent = self.monitor.silent_for(now)
+            self._dead = (
+                f"dead link: no PUBACK from the broker for {self.monitor.dead_after:g} s "
+                f"(nothing received for {silent:.1f} s; keepalive_s {self.cfg.keepalive_s})"
+            )
+            self.log.warning("uplink_dead_link", silent_s=round(silent, 3))
+            return True
+        if verdict == "heartbeat" and self._heartbeat is not None:
+            self.monitor.sent(now)
+            info = self.client.publish(self._heartbeat, HEARTBEAT_PAYLOAD, qos=1)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                self.monitor.unsent()
+        return False
 
     def _connect_once(self) -> None:
         topic, payload = self._will()
@@ -264,6 +376,7 @@ class Uplink:
             # Our durable outbox resends everything unacknowledged; drop paho's copies so
             # a reconnect does not send each in-flight message twice.
             client.drop_out_messages()
+            self.monitor.connected(time.monotonic())
             for sub in self._subscriptions:
                 client.subscribe(sub, qos=1)
             self._attempt = 0
@@ -289,9 +402,11 @@ class Uplink:
         self, client: mqtt.Client, userdata: Any, mid: int, rc: Any, props: Any
     ) -> None:
         try:
+            self.monitor.acked(time.monotonic())
             ok = not rc.is_failure
+            why = None if ok else f"{rc} (0x{int(rc.value):02x})"
             with self._acks_lock:
-                self._acks.append((mid, ok))
+                self._acks.append((mid, ok, why))
                 if self._acks_posted:
                     return  # one core job per burst of PUBACKs
                 self._acks_posted = True
@@ -309,11 +424,15 @@ class Uplink:
         with self._acks_lock:
             acks, self._acks = self._acks, []
             self._acks_posted = False
-        for mid, ok in acks:
-            self._listener.uplink_acked(mid, ok)
+        for mid, ok, why in acks:
+            if ok:
+                self._listener.uplink_acked(mid, ok)
+            else:
+                self._listener.uplink_acked(mid, ok, why)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:
+            self.monitor.inbound(time.monotonic())
             topic, payload = msg.topic, bytes(msg.payload)
             if self._max_payload is not None and len(payload) > self._max_payload:
                 payload = payload[: self._max_payload + 1]  # do not hold the rest in a queue

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field, create_model, model_validator
 from edge.devices import lockers, modem, panic
 from edge.devices.common import ConfigModel
 from edge.devices.kind import DeviceKind, section
-from edge.models import CORE_EVENTS, EventData
+from edge.models import CORE_COMMANDS, CORE_EVENTS, EventData
 
 KINDS: tuple[DeviceKind, ...] = (
     panic.KIND,
@@ -36,7 +36,7 @@ def _event_data(kinds: tuple[DeviceKind, ...]) -> dict[str, type[EventData]]:
 
 
 def _command_args(kinds: tuple[DeviceKind, ...]) -> dict[str, type[BaseModel]]:
-    out: dict[str, type[BaseModel]] = {}
+    out: dict[str, type[BaseModel]] = dict(CORE_COMMANDS)
     for k in kinds:
         for name, model in k.commands.items():
             if name in out:

@@ -280,6 +280,7 @@ class FakeUplink:
         post_message: Callable[[Callable[[], None]], object] | None = None,
         max_payload_bytes: int | None = None,
         check_commits: bool = True,
+        heartbeat: str | None = None,
     ) -> None:
         self.db_path = db_path
         self.check_commits = check_commits
@@ -406,8 +407,8 @@ class SteppedSite:
         self.site.loop.post(lambda: self.site.uplink_disconnected("test"))
         self.run()
 
-    def ack_mid(self, mid: int, ok: bool = True) -> None:
-        self.site.loop.post(lambda: self.site.uplink_acked(mid, ok))
+    def ack_mid(self, mid: int, ok: bool = True, reason: str | None = None) -> None:
+        self.site.loop.post(lambda: self.site.uplink_acked(mid, ok, reason))
         self.run()
 
     def ack_all(self) -> None:
