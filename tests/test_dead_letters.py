@@ -4,12 +4,13 @@ an ``outbox.rejected`` event says so, and the outbox drains on; an alarm that ca
 delivered escalates over the modem; dead letters are bounded, survive a restart and a
 degraded store, and can be listed and re-sent by signed commands.
 
-Store and outbox level with a FakeClock and a scripted broker; site level with the
-fake-uplink harness of test_store_degraded (its recording modem)."""
+Store and outbox level with a FakeClock and a scripted broker; site level on a SteppedSite
+(FakeClock, fake uplink) with a modem that records what it is asked to send."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -17,16 +18,38 @@ from typing import Any
 
 import pytest
 
+from edge.config import parse_config
 from edge.core.clock import FakeClock, rfc3339
+from edge.core.commands import load_keys
 from edge.core.outbox import Outbox
 from edge.core.signing import generate_keypair, load_private_key, sign_command
 from edge.core.store import PRIO_ALARM, Store
 from edge.core.topics import Topics
+from simulator.hardware import SimHardware
 from tests.support.events import TEST_EVENTS, Alarm, Normal
-from tests.test_store_degraded import SMS_TO, Faults, Harness, shelter_config
+from tests.support.site import SteppedSite, shelter_config
 
 TOPICS = Topics("ansim/v1", "shelter-1")
+SMS_TO = "+821011112222"
 POISON = "ansim/v1/shelter-1/events/bad.topic"  # what NATS refuses: a '.' in a level
+
+
+class Faults:
+    """Makes COMMIT fail like a full disk while ``full`` is set (connect through it)."""
+
+    def __init__(self) -> None:
+        self.full = False
+
+    def connect(self, *args: Any, **kwargs: Any) -> sqlite3.Connection:
+        faults = self
+
+        class Connection(sqlite3.Connection):
+            def execute(self, sql: str, params: Any = (), /) -> sqlite3.Cursor:
+                if faults.full and sql.split(None, 1)[0].upper() == "COMMIT":
+                    raise sqlite3.OperationalError("database or disk is full")
+                return super().execute(sql, params)
+
+        return sqlite3.connect(*args, factory=Connection, **kwargs)
 
 
 class Broker:
@@ -360,7 +383,7 @@ def test_a_degraded_store_keeps_dead_letters_in_memory_and_writes_them_on_recove
         body = json.dumps({"event_id": "p", "seq": seq, "type": "bad.topic"}).encode()
         row = store.append(POISON, body, 2, seq=seq, event_id="p")
         store.commit()
-        faults.fail()  # the disk is full from now on
+        faults.full = True  # the disk is full from now on
         broker.connected = True
         outbox.on_connected()
         outbox.drain()
@@ -376,7 +399,7 @@ def test_a_degraded_store_keeps_dead_letters_in_memory_and_writes_them_on_recove
         [(mid, _, _)] = [s for s in broker.sent[2:] if s[1] == POISON]
         outbox.on_acked(mid, False, "Not authorized (0x87)")  # refused again
         [again] = store.dead_letters()
-        faults.heal()
+        faults.full = False
         assert store.recover()
         store.close()
         store = Store(tmp_path / "s.db")
@@ -389,90 +412,134 @@ def test_a_degraded_store_keeps_dead_letters_in_memory_and_writes_them_on_recove
 # --------------------------------------------------------------------------- site level
 
 
-@pytest.fixture
-def new_site(tmp_path: Path) -> Iterator[Callable[[Any], Harness]]:
-    made: list[Harness] = []
+class RecordingModem:
+    """drivers.base.Modem that records what it is asked to send (no pty, no threads)."""
 
-    def factory(cfg: Any) -> Harness:
-        h = Harness(cfg, Faults())
+    def __init__(self) -> None:
+        self.sms: list[tuple[str, str]] = []
+
+    def start(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def send_sms(self, request_id: str, number: str, text: str) -> None:
+        self.sms.append((number, text))
+
+    def call(self, request_id: str, number: str, ring_timeout_s: float, talk_s: float) -> None: ...
+
+    def hangup(self) -> None: ...
+
+    def cancel(self, request_id: str) -> None: ...
+
+
+class Hardware(SimHardware):
+    def __init__(self, monotonic: Callable[[], float]) -> None:
+        super().__init__(monotonic)
+        self.recorder = RecordingModem()
+
+    def modem(self, url: str, **kwargs: Any) -> RecordingModem:  # type: ignore[override]
+        return self.recorder
+
+
+@pytest.fixture
+def new_site(tmp_path: Path) -> Iterator[Callable[..., tuple[SteppedSite, RecordingModem]]]:
+    made: list[SteppedSite] = []
+
+    def factory(keys: list[dict[str, Any]] | None = None) -> tuple[SteppedSite, RecordingModem]:
+        raw = shelter_config(tmp_path, keys=keys).model_dump(mode="json", exclude_none=True)
+        raw["devices"]["modem"] = {"url": "/dev/null"}
+        raw["escalation"] = {"escalate_after_s": 60, "sms_numbers": [SMS_TO]}
+        cfg = parse_config(raw)
+        clock = FakeClock()
+        hw = Hardware(clock.monotonic)
+        h = SteppedSite(cfg, load_keys(cfg.keys), clock=clock, hw=hw)
         made.append(h)
-        return h
+        return h, hw.recorder
 
     yield factory
     for h in made:
         h.shutdown()
 
 
-@pytest.fixture
-def centre_key(tmp_path: Path) -> dict[str, Any]:
-    generate_keypair(tmp_path / "centre.key", tmp_path / "centre.pub")
-    return {
-        "key_id": "centre",
-        "public_key": str(tmp_path / "centre.pub"),
-        "commands": ["outbox.*", "alarm.*"],
-        "private": load_private_key(tmp_path / "centre.key"),
-    }
+def ack_all(h: SteppedSite, refuse: Callable[[dict[str, Any]], str | None]) -> None:
+    """The broker answers every publish not answered yet (until nothing new): PUBACK, or a
+    failure PUBACK with the reason ``refuse`` returns for an event."""
+    done: set[int] = getattr(h, "_answered", set())
+    h._answered = done  # type: ignore[attr-defined]
+    while True:
+        new = [p for p in h.uplink.published if p.mid not in done]
+        if not new:
+            return
+        for p in new:
+            done.add(p.mid)
+            why = refuse(p.json) if "/events/" in p.topic else None
+            h.ack_mid(p.mid, why is None, why)
 
 
-def signed(h: Harness, key: Any, name: str, args: dict[str, Any], cid: str) -> dict[str, Any]:
-    expires = rfc3339(h.clock.now() + timedelta(seconds=120))
+def signed_now(h: SteppedSite, key: Any, name: str, args: dict[str, Any], cid: str) -> Any:
     cmd = {
         "command_id": cid,
         "site": "shelter-0001",
         "name": name,
         "args": args,
-        "expires_at": expires,
+        "expires_at": rfc3339(h.clock.now() + timedelta(seconds=120)),
         "key_id": "centre",
     }
     return sign_command(cmd, key)
 
 
+def result(h: SteppedSite, cid: str) -> dict[str, Any]:
+    [res] = [r for r in h.results() if r["command_id"] == cid]
+    return res
+
+
+def never(event: dict[str, Any]) -> str | None:
+    return None
+
+
 def test_a_refused_alarm_escalates_over_the_modem_and_the_rest_drains_on(
-    new_site: Callable[..., Harness], tmp_path: Path
+    new_site: Callable[..., tuple[SteppedSite, RecordingModem]],
 ) -> None:
-    h = new_site(shelter_config(tmp_path / "data"))
+    h, modem = new_site()
     h.start()
     h.connect()
-    h.ack_all()
+    ack_all(h, never)
     h.press()
-    [raised] = h.events("alarm.raised")
-    [pub] = [p for p in h.uplink.published if p.json.get("event_id") == raised["event_id"]]
-    assert h.hw.recorder.sms == []  # the link is up: escalation waits escalate_after_s
-    h.site.loop.post(lambda: h.site.uplink_acked(pub.mid, False, "Not authorized (0x87)"))
-    h.run()
+    assert modem.sms == []  # the link is up: escalation waits escalate_after_s
+    ack_all(h, lambda e: "Not authorized (0x87)" if e["type"] == "alarm.raised" else None)
+    [raised] = h.published_events("alarm.raised")
     # The centre will not hear of it: escalated at once, as with the link down.
-    assert h.hw.recorder.sms and h.hw.recorder.sms[0][0] == SMS_TO
-    assert not h.output("sent_led")
-    [ev] = h.events("outbox.rejected")
+    assert modem.sms and modem.sms[0][0] == SMS_TO
+    assert not h.outputs()["sent_led"]
+    [ev] = h.published_events("outbox.rejected")
     assert ev["data"]["type"] == "alarm.raised" and ev["data"]["first_seq"] == raised["seq"]
-    h.ack_all()
     assert len(h.site.store) == 0  # the outbox drained on (the report went out)
 
 
 def test_dead_letters_are_listed_and_resent_by_signed_commands(
-    new_site: Callable[..., Harness], tmp_path: Path, centre_key: dict[str, Any]
+    new_site: Callable[..., tuple[SteppedSite, RecordingModem]], tmp_path: Path
 ) -> None:
-    key = centre_key.pop("private")
-    h = new_site(shelter_config(tmp_path / "data", keys=[centre_key]))
+    generate_keypair(tmp_path / "centre.key", tmp_path / "centre.pub")
+    key = load_private_key(tmp_path / "centre.key")
+    trusted = {"key_id": "centre", "public_key": str(tmp_path / "centre.pub")}
+    h, _ = new_site(keys=[{**trusted, "commands": ["outbox.*", "alarm.*"]}])
     h.start()
     h.connect()
-    h.ack_all()
+    ack_all(h, never)
     for _ in range(3):
         h.press()
+        ack_all(h, lambda e: "Quota exceeded (0x97)" if e["type"] == "alarm.raised" else None)
         h.release()
-        h.turn_key()
-    raised = h.events("alarm.raised")
-    mids = {p.json["event_id"]: p.mid for p in h.uplink.published if "/events/" in p.topic}
-    for e in raised:
-        h.acked.add(mids[e["event_id"]])
-        h.site.loop.post(
-            lambda m=mids[e["event_id"]]: h.site.uplink_acked(m, False, "Quota exceeded (0x97)")
-        )
-    h.run()
-    h.ack_all()
+        h.set_input("reset_key", True)
+        h.step(0.051)
+        h.set_input("reset_key", False)
+        h.step(0.051)
+        ack_all(h, never)
+    raised = h.published_events("alarm.raised")
+    assert len(raised) == 3
 
-    h.command(signed(h, key, "outbox.dead_letters", {"limit": 2}, "list-1"))
-    [res] = [r for r in h.results() if r["command_id"] == "list-1"]
+    h.command(signed_now(h, key, "outbox.dead_letters", {"limit": 2}, "list-1"))
+    res = result(h, "list-1")
     assert res["ok"] is True, res
     page = res["data"]
     assert page["total"] == 3 and page["dropped"] == 0
@@ -484,21 +551,19 @@ def test_dead_letters_are_listed_and_resent_by_signed_commands(
     assert first["bytes"] > 0 and "payload" not in first
     after = page["next_after_id"]
     assert after == page["dead_letters"][1]["id"]
-    h.command(signed(h, key, "outbox.dead_letters", {"after_id": after}, "list-2"))
-    [res2] = [r for r in h.results() if r["command_id"] == "list-2"]
+    h.command(signed_now(h, key, "outbox.dead_letters", {"after_id": after}, "list-2"))
+    res2 = result(h, "list-2")
     assert [d["seq"] for d in res2["data"]["dead_letters"]] == [raised[2]["seq"]]
     assert res2["data"]["next_after_id"] is None
 
-    h.command(signed(h, key, "outbox.resend", {"ids": [first["id"], 12345]}, "re-1"))
-    [res3] = [r for r in h.results() if r["command_id"] == "re-1"]
-    assert res3["data"] == {"resent": 1, "missing": [12345]}
-    h.ack_all()
-    again = [e for e in h.events("alarm.raised") if e["seq"] == first["seq"]]
+    h.command(signed_now(h, key, "outbox.resend", {"ids": [first["id"], 12345]}, "re-1"))
+    assert result(h, "re-1")["data"] == {"resent": 1, "missing": [12345]}
+    ack_all(h, never)
+    again = [e for e in h.published_events("alarm.raised") if e["seq"] == first["seq"]]
     assert len(again) == 2 and again[0]["event_id"] == again[1]["event_id"]
-    h.command(signed(h, key, "outbox.resend", {"all": True}, "re-2"))
-    [res4] = [r for r in h.results() if r["command_id"] == "re-2"]
-    assert res4["data"] == {"resent": 2, "missing": []}
-    h.command(signed(h, key, "outbox.resend", {"ids": [1], "all": True}, "re-3"))
-    [res5] = [r for r in h.results() if r["command_id"] == "re-3"]
-    assert res5["error"]["code"] == "invalid_args"
-    assert h.site.store.dead_letter_count() == 0
+    h.command(signed_now(h, key, "outbox.resend", {"all": True}, "re-2"))
+    assert result(h, "re-2")["data"] == {"resent": 2, "missing": []}
+    h.command(signed_now(h, key, "outbox.resend", {"ids": [1], "all": True}, "re-3"))
+    assert result(h, "re-3")["error"]["code"] == "invalid_args"
+    ack_all(h, never)
+    assert h.site.store.dead_letter_count() == 0 and len(h.site.store) == 0

@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from brokers import TcpProxy
-from mqtt_helpers import Mosquitto, Subscriber, wait_until
-from sitekit import Keys, make_keys, running_site, site_dict
+
+from tests.support.brokers import TcpProxy
+from tests.support.mqtt import Mosquitto, Subscriber
+from tests.support.site import Keys, ThreadedSite, make_keys, site_dict
+from tests.support.wait import wait_until
 
 ROOT = "ansim/v1"
 KEEPALIVE_S = 5
@@ -76,7 +78,7 @@ def test_a_silent_link_is_left_within_1_5_keepalive_and_the_alarm_escalates(
     proxy = tcp_proxy(mosquitto.host, mosquitto.port)
     sub = Subscriber.for_broker(mosquitto, [f"{ROOT}/{site}/#"])
     times = Times()
-    with running_site(shelter(site, proxy.url, tmp_path / "d", keys, modem=busy)) as rs:
+    with ThreadedSite(shelter(site, proxy.url, tmp_path / "d", keys, modem=busy)) as rs:
         record(rs.site, times)
         sub.wait_for(lambda m: m.topic.endswith("/status") and m.json["state"] == "online")
         if busy:

@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from brokers import NatsCluster
-from mqtt_helpers import Mosquitto, Subscriber, wait_until
-from sitekit import Keys, make_keys, running_site, site_dict
 
 from edge.core.store import PRIO_ALARM, Store
+from tests.support.brokers import NatsCluster
+from tests.support.mqtt import Mosquitto, Subscriber
+from tests.support.site import Keys, ThreadedSite, make_keys, site_dict
+from tests.support.wait import wait_until
 
 ROOT = "ansim/v1"
 SMS_TO = "+821055556666"
@@ -47,7 +48,7 @@ def test_mqtt5_refused_alarm_is_kept_reported_and_escalated(
     acl.write_text(f"topic readwrite #\ntopic deny {ROOT}/+/events/alarm/raised\n")
     broker = mosquitto_factory(acl_file=acl)
     sub = Subscriber.for_broker(broker, [f"{ROOT}/{site}/#"], protocol="5")
-    with running_site(shelter(site, broker.url, tmp_path / "d", keys, "5")) as rs:
+    with ThreadedSite(shelter(site, broker.url, tmp_path / "d", keys, "5")) as rs:
         sub.wait_for(lambda m: m.topic.endswith("/status") and m.json["state"] == "online")
         wait_until(
             lambda: rs.site.call(lambda: (rs.site.fallback.health or {}).get("registered")),
@@ -94,7 +95,7 @@ def test_nats_closing_the_connection_on_one_message_does_not_block_the_alarm_beh
     store.close()
     node = nats_cluster.node("site")
     centre = Subscriber.for_broker(nats_cluster.node("centre"), [f"{ROOT}/{site}/#"])
-    with running_site(shelter(site, node.url, data_dir, keys, "3.1.1")) as rs:
+    with ThreadedSite(shelter(site, node.url, data_dir, keys, "3.1.1")) as rs:
         rs.press()  # an alarm queued behind the message NATS refuses
         raised = centre.wait_for(f"{ROOT}/{site}/events/alarm/raised", timeout=60).json
         report = centre.wait_for(f"{ROOT}/{site}/events/outbox/rejected", timeout=30).json
