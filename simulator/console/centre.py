@@ -67,6 +67,8 @@ def classify(topics: Topics, topic: str) -> tuple[str, str | None]:
         return "status", None
     if rest == "results":
         return "result", None
+    if rest == "heartbeat":
+        return "heartbeat", None
     if head == "state":
         return "state", tail or None
     if head in ("events", "commands"):
@@ -203,6 +205,8 @@ class Centre:
     def _received(self, topic: str, raw: bytes, retained: bool) -> None:
         self.received += 1
         kind, name = classify(self.topics, topic)
+        if kind == "heartbeat":  # the site's link probe (every keepalive_s / 2 when idle)
+            return
         try:
             payload: Any = json.loads(raw) if raw else None
         except ValueError:
