@@ -60,7 +60,13 @@ def test_the_page_and_its_files_are_served_with_their_types(
             "path": str(tmp_path / "d" / "dev-keys" / "dev.key"),
         }
         assert [b["name"] for b in site["panic_buttons"]] == ["panic-counter"]
-        assert site["commands"] == ["alarm.ack", "alarm.clear", "site.test_mode"]
+        assert site["commands"] == [
+            "alarm.ack",
+            "alarm.clear",
+            "outbox.dead_letters",
+            "outbox.resend",
+            "site.test_mode",
+        ]
         assert site["broker"] == mosquitto.url and site["link"] is True
 
 
