@@ -83,7 +83,7 @@ def test_a_silent_link_is_left_within_1_5_keepalive_and_the_alarm_escalates(
         sub.wait_for(lambda m: m.topic.endswith("/status") and m.json["state"] == "online")
         if busy:
             wait_until(
-                lambda: rs.site.call(lambda: (rs.site.fallback.health or {}).get("registered")),
+                lambda: (rs.state("modem") or {}).get("registered"),
                 message="modem registered",
             )
         else:  # a quiet moment: everything the start sent is acknowledged

@@ -51,7 +51,7 @@ def test_mqtt5_refused_alarm_is_kept_reported_and_escalated(
     with ThreadedSite(shelter(site, broker.url, tmp_path / "d", keys, "5")) as rs:
         sub.wait_for(lambda m: m.topic.endswith("/status") and m.json["state"] == "online")
         wait_until(
-            lambda: rs.site.call(lambda: (rs.site.fallback.health or {}).get("registered")),
+            lambda: (rs.state("modem") or {}).get("registered"),
             message="modem registered",
         )
         rs.press()
