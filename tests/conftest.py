@@ -46,7 +46,6 @@ from tests.support.brokers import (
     NatsCluster,
     TcpProxy,
     find_nats_server,
-    kill_all_processes,
 )
 from tests.support.mqtt import (
     Mosquitto,
@@ -54,9 +53,9 @@ from tests.support.mqtt import (
     SubscriberFactory,
     close_all,
     find_mosquitto,
-    kill_all_brokers,
     live_subscribers,
 )
+from tests.support.process import kill_all
 
 # Property tests are reproducible by default: the "ci" profile derives every example from
 # the test itself (derandomize), so a run that passed passes again. HYPOTHESIS_PROFILE=explore
@@ -133,8 +132,7 @@ _previous_sigterm: Any = None
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    kill_all_brokers()
-    kill_all_processes()
+    kill_all()
     signal.signal(signal.SIGTERM, _previous_sigterm or signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
 
@@ -150,8 +148,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    kill_all_brokers()
-    kill_all_processes()
+    kill_all()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -172,8 +169,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 @pytest.fixture(scope="session", autouse=True)
 def _kill_leftover_brokers() -> Iterator[None]:
     yield
-    kill_all_brokers()
-    kill_all_processes()
+    kill_all()
 
 
 @pytest.fixture(autouse=True)

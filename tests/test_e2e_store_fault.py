@@ -8,111 +8,27 @@ space". The process logs to a pipe (a pipe is not subject to the limit)."""
 
 from __future__ import annotations
 
-import json
-import os
 import resource
-import signal
-import subprocess
-import sys
-import threading
-import urllib.request
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.mqtt import Mosquitto, Subscriber, SubscriberFactory, free_port
-from tests.support.site import REPO, Keys, make_keys, site_dict
+from tests.support.mqtt import Mosquitto, Subscriber, SubscriberFactory
+from tests.support.site import Keys, SimProcess, make_keys, site_dict
 from tests.support.wait import wait_until
 
 ROOT = "ansim/v1"
 SMS_TO = "+821011112222"
 
 
-class PipedSim:
-    """`ansim-edge sim` as a child process whose log goes to a pipe."""
-
-    def __init__(self, cfg: dict[str, Any], workdir: Path, broker_url: str) -> None:
-        workdir.mkdir(parents=True, exist_ok=True)
-        cfg_path = workdir / f"site-{uuid.uuid4().hex[:6]}.yaml"
-        cfg_path.write_text(json.dumps(cfg), encoding="utf-8")
-        self.port = free_port()
-        self.lines: list[str] = []
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "edge.cli",
-                "sim",
-                "--config",
-                str(cfg_path),
-                "--broker",
-                broker_url,
-                "--control",
-                f"127.0.0.1:{self.port}",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        wait_until(self._api_up, timeout=20, message="sim control API up")
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            self.lines.append(raw.decode("utf-8", "replace").rstrip())
-
-    @property
-    def log(self) -> str:
-        return "\n".join(self.lines)
-
-    def _api_up(self) -> bool:
-        if self.proc.poll() is not None:
-            self._reader.join(5)
-            raise AssertionError(f"sim exited {self.proc.returncode}:\n{self.log}")
-        try:
-            self.get("/state")
-            return True
-        except OSError:
-            return False
-
-    def get(self, path: str) -> Any:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
-            return json.loads(r.read())
-
-    def post(self, path: str, body: Any) -> Any:
-        req = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}{path}", data=json.dumps(body).encode(), method="POST"
-        )
-        with urllib.request.urlopen(req, timeout=5) as r:
-            return json.loads(r.read())
-
-    def set_input(self, name: str, active: bool) -> None:
-        self.post(f"/inputs/{name}", {"active": active})
-
-    def file_size_limit(self, soft: int) -> None:
-        _, hard = resource.prlimit(self.proc.pid, resource.RLIMIT_FSIZE)
-        resource.prlimit(self.proc.pid, resource.RLIMIT_FSIZE, (soft, hard))
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        rc = self.proc.wait(20)
-        self._reader.join(5)
-        return rc
-
-
 @pytest.fixture
-def sims() -> Iterator[list[PipedSim]]:
-    made: list[PipedSim] = []
+def sims() -> Iterator[list[SimProcess]]:
+    made: list[SimProcess] = []
     yield made
     for s in made:
-        s.stop(signal.SIGKILL)
+        s.kill()
 
 
 def shelter(site: str, url: str, data: Path, keys: Keys) -> dict[str, Any]:
@@ -158,13 +74,13 @@ def test_disk_full_press_still_alarms_and_the_site_recovers_when_space_is_freed(
     mosquitto: Mosquitto,
     subscriber_factory: SubscriberFactory,
     tmp_path: Path,
-    sims: list[PipedSim],
+    sims: list[SimProcess],
 ) -> None:
     site = "store-full"
     keys = make_keys(tmp_path / "keys")
     cfg = shelter(site, mosquitto.url, tmp_path / "data", keys)
     sub = subscriber_factory([f"{ROOT}/{site}/#"])
-    sim = PipedSim(cfg, tmp_path / "w", mosquitto.url)
+    sim = SimProcess(cfg, tmp_path / "w", mosquitto.url, pipe=True)
     sims.append(sim)
     assert status(sub, site)["store"] == "ok"
     sub.wait_for(f"{ROOT}/{site}/events/site/started")
@@ -204,8 +120,8 @@ def test_disk_full_press_still_alarms_and_the_site_recovers_when_space_is_freed(
     assert sim.get("/state")["site"]["last_seq"] == seqs[-1]
 
     # What recovery persisted survives a kill: the second alarm comes back, seq goes on.
-    assert sim.stop(signal.SIGKILL) != 0
-    again = PipedSim(cfg, tmp_path / "w", mosquitto.url)
+    assert sim.kill() != 0
+    again = SimProcess(cfg, tmp_path / "w", mosquitto.url, pipe=True)
     sims.append(again)
     started = sub.wait_for(
         lambda m: m.topic.endswith("/events/site/started") and m.json["seq"] > seqs[-1]
@@ -218,7 +134,7 @@ def test_unusable_data_dir_at_start_runs_degraded_and_alarms(
     mosquitto: Mosquitto,
     subscriber_factory: SubscriberFactory,
     tmp_path: Path,
-    sims: list[PipedSim],
+    sims: list[SimProcess],
 ) -> None:
     site = "store-unusable"
     keys = make_keys(tmp_path / "keys")
@@ -226,7 +142,7 @@ def test_unusable_data_dir_at_start_runs_degraded_and_alarms(
     blocker.write_text("not a directory")
     cfg = shelter(site, mosquitto.url, blocker / "ansim", keys)
     sub = subscriber_factory([f"{ROOT}/{site}/#"])
-    sim = PipedSim(cfg, tmp_path / "w", mosquitto.url)
+    sim = SimProcess(cfg, tmp_path / "w", mosquitto.url, pipe=True)
     sims.append(sim)
     st = status(sub, site, store="degraded")
     assert "Not a directory" in st["store_error"]
@@ -239,6 +155,6 @@ def test_unusable_data_dir_at_start_runs_degraded_and_alarms(
     wait_until(lambda: sim.get("/state")["outputs"]["sent_led"]["on"], message="sent lamp")
     gapless(events(sub, site))
     # A clean stop, never a crash or a restart loop.
-    assert sim.stop() == 0
+    assert sim.terminate() == 0
     assert "Traceback" not in sim.log
     assert "store_lost_on_exit" in sim.log

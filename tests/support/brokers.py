@@ -18,7 +18,7 @@ Public API::
         .freeze(new_connections=True) / .unfreeze() / .cut() / .frozen
         .connections / .accepted / .pending_bytes() / .wait_connections(n)
     BrokerHandle   what the ``broker_matrix`` fixture yields (see its docstring)
-    kill_all_processes()                           SIGKILL every broker process started here
+    (tests.support.process.kill_all() SIGKILLs every broker process still running)
 
 Node roles in a NATS cluster: the site connects to node 1 (``nodes[0]``), the centre to
 node 2 (``nodes[1]``), node 3 (``nodes[2]``) is the spare that only stores replicas.
@@ -26,30 +26,27 @@ node 2 (``nodes[1]``), node 3 (``nodes[2]``) is the spare that only stores repli
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import fcntl
 import json
 import os
 import selectors
 import shutil
-import signal
 import socket
 import struct
-import subprocess
 import sys
 import termios
 import threading
 import time
 import urllib.request
 import uuid
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from tests.support.mqtt import DEFAULT_HOST, Mosquitto, Subscriber, free_port, port_accepts
+from tests.support.process import ChildProcess, find_binary
 from tests.support.wait import wait_until
 
 __all__ = [
@@ -61,7 +58,6 @@ __all__ = [
     "Role",
     "TcpProxy",
     "find_nats_server",
-    "kill_all_processes",
 ]
 
 REPO = Path(__file__).resolve().parent.parent
@@ -76,23 +72,8 @@ class BrokerError(RuntimeError):
 
 # --------------------------------------------------------------------------- processes
 
-_LIVE: weakref.WeakSet[_Process] = weakref.WeakSet()
-_LIVE_LOCK = threading.Lock()
 
-
-def kill_all_processes() -> None:
-    """SIGKILL every NATS node and amqtt broker started by this module that still runs."""
-    with _LIVE_LOCK:
-        procs = list(_LIVE)
-    for proc in procs:
-        with contextlib.suppress(Exception):
-            proc.kill()
-
-
-atexit.register(kill_all_processes)
-
-
-class _Process:
+class _Process(ChildProcess):
     """One broker process with its log file; ``ready()`` decides when a start is complete."""
 
     name = "broker"
@@ -104,7 +85,6 @@ class _Process:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.log_path = workdir / "broker.log"
         self.start_timeout = start_timeout
-        self._proc: subprocess.Popen[bytes] | None = None
         self._log_offset = 0
 
     # subclasses ---------------------------------------------------------------------------
@@ -119,14 +99,6 @@ class _Process:
         raise NotImplementedError
 
     # common -------------------------------------------------------------------------------
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
     def log_text(self, since_start: bool = False) -> str:
         """The process's output (all of it, or only since the latest start)."""
         try:
@@ -148,18 +120,7 @@ class _Process:
             self._log_offset = self.log_path.stat().st_size
         except FileNotFoundError:
             self._log_offset = 0
-        with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(
-                self._command(),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                cwd=self.workdir,
-                env=self._env(),
-                start_new_session=True,  # a Ctrl-C in the terminal must not race our cleanup
-            )
-        with _LIVE_LOCK:
-            _LIVE.add(self)
+        self._spawn(self._command(), self.log_path, cwd=self.workdir, env=self._env())
 
     def wait_ready(self, timeout: float | None = None) -> None:
         """Block until ``ready()``; raise :class:`BrokerError` with the log if it exits first."""
@@ -184,48 +145,13 @@ class _Process:
                 f"--- {self.name} log ---\n{self.log_text(since_start=True)}"
             )
 
-    def _signal_and_wait(self, sig: signal.Signals, timeout: float) -> int | None:
-        proc = self._proc
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(sig)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=timeout)
-        return proc.returncode
-
-    def kill(self, timeout: float = 10.0) -> int | None:
-        """SIGKILL the process and wait until it has exited (its ports are closed then)."""
-        return self._signal_and_wait(signal.SIGKILL, timeout)
-
-    def stop(self, timeout: float = 10.0) -> int | None:
-        """SIGTERM the process (graceful shutdown) and wait until it has exited."""
-        return self._signal_and_wait(signal.SIGTERM, timeout)
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):
-            self.kill(timeout=2.0)
-
 
 # --------------------------------------------------------------------------- NATS
 
 
 def find_nats_server() -> str | None:
     """Path of the nats-server binary (``$ANSIM_NATS_SERVER``, PATH, then sbin/bin dirs)."""
-    explicit = os.environ.get("ANSIM_NATS_SERVER")
-    if explicit:
-        return explicit if os.access(explicit, os.X_OK) else None
-    found = shutil.which("nats-server")
-    if found:
-        return found
-    for candidate in _NATS_FALLBACKS:
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
-    return None
+    return find_binary("nats-server", "ANSIM_NATS_SERVER", _NATS_FALLBACKS)
 
 
 class NatsNode(_Process):
@@ -461,9 +387,8 @@ class NatsCluster:
 
     def close(self) -> None:
         self.kill()
-        with _LIVE_LOCK:
-            for node in self.nodes:
-                _LIVE.discard(node)
+        for node in self.nodes:
+            node.untrack()
 
     def __enter__(self) -> NatsCluster:
         return self.start()
@@ -557,8 +482,7 @@ class AmqttBroker(_Process):
 
     def close(self) -> None:
         self.kill()
-        with _LIVE_LOCK:
-            _LIVE.discard(self)
+        self.untrack()
 
 
 # --------------------------------------------------------------------------- TCP proxy

@@ -20,7 +20,6 @@ Public API::
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import datetime as dt
 import ipaddress
@@ -48,6 +47,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from tests.support.process import ChildProcess, find_binary
+
 __all__ = [
     "Mosquitto",
     "MosquittoError",
@@ -60,7 +61,6 @@ __all__ = [
     "find_mosquitto",
     "find_mosquitto_passwd",
     "free_port",
-    "kill_all_brokers",
     "live_subscribers",
     "mqtt_protocol_version",
     "persistent_broker",
@@ -99,27 +99,15 @@ def port_accepts(host: str, port: int, timeout: float = 0.2) -> bool:
 
 def find_mosquitto() -> str | None:
     """Path of the mosquitto broker binary (``$ANSIM_MOSQUITTO``, PATH, then sbin dirs)."""
-    explicit = os.environ.get("ANSIM_MOSQUITTO")
-    if explicit:
-        return explicit if os.access(explicit, os.X_OK) else None
-    found = shutil.which("mosquitto")
-    if found:
-        return found
-    for candidate in _MOSQUITTO_FALLBACKS:
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
-    return None
+    return find_binary("mosquitto", "ANSIM_MOSQUITTO", _MOSQUITTO_FALLBACKS)
 
 
 def find_mosquitto_passwd() -> str | None:
     """Path of ``mosquitto_passwd`` (Debian ships it in the mosquitto package)."""
-    found = shutil.which("mosquitto_passwd")
-    if found:
-        return found
-    for candidate in ("/usr/bin/mosquitto_passwd", "/usr/local/bin/mosquitto_passwd"):
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
-    return None
+    return find_binary(
+        "mosquitto_passwd",
+        fallbacks=("/usr/bin/mosquitto_passwd", "/usr/local/bin/mosquitto_passwd"),
+    )
 
 
 def write_password_file(path: Path, users: dict[str, str]) -> Path:
@@ -295,23 +283,7 @@ class MosquittoError(RuntimeError):
     """The broker could not be started (the message carries its log)."""
 
 
-_LIVE_BROKERS: weakref.WeakSet[Mosquitto] = weakref.WeakSet()
-_LIVE_LOCK = threading.Lock()
-
-
-def kill_all_brokers() -> None:
-    """SIGKILL every broker started by this module that is still running."""
-    with _LIVE_LOCK:
-        brokers = list(_LIVE_BROKERS)
-    for broker in brokers:
-        with contextlib.suppress(Exception):
-            broker.kill()
-
-
-atexit.register(kill_all_brokers)
-
-
-class Mosquitto:
+class Mosquitto(ChildProcess):
     """A real mosquitto process on a private 127.0.0.1 port, configured from a temp dir.
 
     ``tls=True`` generates a CA, a server and a client certificate and requires
@@ -351,7 +323,6 @@ class Mosquitto:
         self.log_path = self.workdir / "mosquitto.log"
         self.stderr_path = self.workdir / "mosquitto.stderr"
         self._tls_files = generate_tls_files(self.workdir / "pki") if tls else None
-        self._proc: subprocess.Popen[bytes] | None = None
         self._log_offset = 0
         self._closed = False
 
@@ -382,14 +353,6 @@ class Mosquitto:
     @property
     def client_key_path(self) -> Path:
         return self.tls_files.client_key_path
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def __repr__(self) -> str:
         state = f"pid={self.pid}" if self.running else "stopped"
@@ -480,18 +443,12 @@ class Mosquitto:
             self._log_offset = self.log_path.stat().st_size
         except FileNotFoundError:
             self._log_offset = 0
-        with open(self.stderr_path, "wb") as stderr:
-            proc = subprocess.Popen(
-                [self.binary, "-c", str(self.config_path)],
-                stdin=subprocess.DEVNULL,
-                stdout=stderr,
-                stderr=stderr,
-                cwd=self.workdir,
-                start_new_session=True,  # a Ctrl-C in the terminal must not race our cleanup
-            )
-        self._proc = proc
-        with _LIVE_LOCK:
-            _LIVE_BROKERS.add(self)
+        proc = self._spawn(
+            [self.binary, "-c", str(self.config_path)],
+            self.stderr_path,
+            append=False,
+            cwd=self.workdir,
+        )
         pause = threading.Event()
         while True:
             code = proc.poll()
@@ -508,28 +465,6 @@ class Mosquitto:
                 return "timed out waiting for the port"
             pause.wait(0.01)
 
-    def _signal_and_wait(self, sig: signal.Signals, timeout: float) -> int | None:
-        proc = self._proc
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(sig)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=timeout)
-        return proc.returncode
-
-    def kill(self, timeout: float = 10.0) -> int | None:
-        """SIGKILL the broker and wait until it has exited (its port is closed then)."""
-        return self._signal_and_wait(signal.SIGKILL, timeout)
-
-    def stop(self, timeout: float = 10.0) -> int | None:
-        """SIGTERM the broker (graceful shutdown) and wait until it has exited."""
-        return self._signal_and_wait(signal.SIGTERM, timeout)
-
     def restart(self, timeout: float | None = None) -> Mosquitto:
         """Kill the broker if it still runs, then start it again on the SAME port."""
         self.kill()
@@ -541,8 +476,7 @@ class Mosquitto:
     def close(self) -> None:
         """Kill the broker and remove the temp dir if this object created it."""
         self.kill()
-        with _LIVE_LOCK:
-            _LIVE_BROKERS.discard(self)
+        self.untrack()
         self._closed = True
         if self._owns_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
@@ -552,10 +486,6 @@ class Mosquitto:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):
-            self.kill(timeout=2.0)
 
 
 # --------------------------------------------------------------------------- the subscriber
@@ -583,6 +513,7 @@ class ReceivedMessage:
 Match = str | Callable[[ReceivedMessage], bool]
 
 _LIVE_SUBSCRIBERS: weakref.WeakSet[Subscriber] = weakref.WeakSet()
+_LIVE_LOCK = threading.Lock()
 
 
 def live_subscribers() -> list[Subscriber]:

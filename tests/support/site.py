@@ -20,9 +20,8 @@ import cProfile
 import functools
 import json
 import os
-import signal
+import resource
 import sqlite3
-import subprocess
 import sys
 import threading
 import urllib.request
@@ -43,6 +42,7 @@ from edge.site import Site
 from simulator.hardware import SimHardware
 from simulator.modem_device import SimTimings
 from tests.support.mqtt import free_port
+from tests.support.process import ChildProcess
 from tests.support.wait import wait_until
 
 __all__ = [
@@ -686,18 +686,24 @@ def on_fake_clock(
 # --------------------------------------------------------------------------- a child process
 
 
-class SimProcess:
-    """`ansim-edge sim` as a real child process (for SIGKILL tests)."""
+class SimProcess(ChildProcess):
+    """`ansim-edge sim` as a real child process (for SIGKILL tests).
 
-    def __init__(self, cfg_dict: dict[str, Any], workdir: Path, broker_url: str) -> None:
+    Its output goes to ``log_path``, or with ``pipe=True`` through a pipe into ``lines``
+    (a log file the sim writes itself would count against a file-size limit set on it).
+    """
+
+    def __init__(
+        self, cfg_dict: dict[str, Any], workdir: Path, broker_url: str, *, pipe: bool = False
+    ) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
-        self.cfg_path = workdir / "site.yaml"
+        name = uuid.uuid4().hex[:6]
+        self.cfg_path = workdir / f"site-{name}.yaml"
         self.cfg_path.write_text(json.dumps(cfg_dict), encoding="utf-8")  # JSON is YAML
         self.port = free_port()
-        self.log_path = workdir / f"sim-{uuid.uuid4().hex[:6]}.log"
-        self._log = self.log_path.open("wb")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(
+        self.log_path: Path | None = None if pipe else workdir / f"sim-{name}.log"
+        self.lines: list[str] = []
+        self.proc = self._spawn(
             [
                 sys.executable,
                 "-m",
@@ -710,16 +716,38 @@ class SimProcess:
                 "--control",
                 f"127.0.0.1:{self.port}",
             ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
+            self.log_path,
+            append=False,
             cwd=REPO,
-            env=env,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            new_session=False,
         )
+        self._reader: threading.Thread | None = None
+        if pipe:
+            self._reader = threading.Thread(target=self._read, daemon=True)
+            self._reader.start()
         wait_until(self._api_up, timeout=20, message=f"sim control API up ({self.log_path})")
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            self.lines.append(raw.decode("utf-8", "replace").rstrip())
+
+    def _join_reader(self) -> None:
+        if self._reader is not None:
+            self._reader.join(5)
+
+    @property
+    def log(self) -> str:
+        """What the sim wrote so far."""
+        if self.log_path is None:
+            return "\n".join(self.lines)
+        return self.log_path.read_text("utf-8", "replace")
 
     def _api_up(self) -> bool:
         if self.proc.poll() is not None:
-            raise AssertionError(f"sim exited {self.proc.returncode}: {self.log_path.read_text()}")
+            self._join_reader()
+            raise AssertionError(f"sim exited {self.proc.returncode}:\n{self.log}")
         try:
             self.get("/state")
             return True
@@ -740,17 +768,25 @@ class SimProcess:
         with urllib.request.urlopen(req, timeout=5) as r:
             return json.loads(r.read())
 
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-        self._log.close()
+    def set_input(self, name: str, active: bool) -> None:
+        self.post(f"/inputs/{name}", {"active": active})
 
-    def terminate(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        rc = self.proc.wait(15)
-        self._log.close()
+    def file_size_limit(self, soft: int) -> None:
+        """RLIMIT_FSIZE of the sim: writes beyond ``soft`` bytes fail (a full SD card)."""
+        _, hard = resource.prlimit(self.proc.pid, resource.RLIMIT_FSIZE)
+        resource.prlimit(self.proc.pid, resource.RLIMIT_FSIZE, (soft, hard))
+
+    def kill(self, timeout: float = 10.0) -> int | None:
+        rc = super().kill(timeout)
+        self._join_reader()
+        return rc
+
+    def terminate(self, timeout: float = 20.0) -> int:
+        """SIGTERM; the exit code (SIGKILL after ``timeout``)."""
+        rc = self.stop(timeout)
+        self._join_reader()
+        assert rc is not None
         return rc
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.kill()
+        self.kill()
