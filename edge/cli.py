@@ -36,7 +36,10 @@ def _parser() -> argparse.ArgumentParser:
     ):
         s = sub.add_parser(name, help=helptext)
         s.add_argument("--config", required=True, type=Path)
-        s.add_argument("--broker", help="override broker.url, e.g. mqtt://host:1883")
+        s.add_argument(
+            "--broker",
+            help="override broker.url / broker.urls (one address), e.g. mqtt://host:1883",
+        )
         s.add_argument("--data-dir", type=Path, help="override data_dir")
         s.add_argument(
             "--force",

@@ -80,8 +80,23 @@ class ReconnectConfig(_Model):
         return self
 
 
+def _broker_url(url: str) -> str:
+    parse_broker_url(url)
+    return url
+
+
+BrokerUrl = Annotated[str, AfterValidator(_broker_url)]
+DEFAULT_BROKER_URL = "mqtt://127.0.0.1:1883"
+
+
 class BrokerConfig(_Model):
-    url: str = Field("mqtt://127.0.0.1:1883", description="mqtt://host:port or mqtts://host:port")
+    url: BrokerUrl = Field(DEFAULT_BROKER_URL, description="mqtt://host:port or mqtts://host:port")
+    urls: list[BrokerUrl] | None = Field(
+        None,
+        min_length=1,
+        max_length=16,
+        description="Several addresses of one broker service, tried in turn.",
+    )
     client_id: str | None = Field(None, max_length=64)
     keepalive_s: int = Field(30, ge=5, le=3600)
     protocol: Literal["3.1.1", "5"] = "3.1.1"
@@ -91,23 +106,47 @@ class BrokerConfig(_Model):
     reconnect: ReconnectConfig = ReconnectConfig()
     max_inflight: int = Field(100, ge=1, le=1000)
 
-    @field_validator("url")
+    @model_validator(mode="before")
     @classmethod
-    def _url(cls, v: str) -> str:
-        parse_broker_url(v)
+    def _url_or_urls(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "url" in data and data.get("urls") is not None:
+            raise ValueError("give url (one address) or urls (several), not both")
+        return data
+
+    @field_validator("urls")
+    @classmethod
+    def _distinct_same_scheme(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        seen: dict[tuple[str, str, int], str] = {}
+        for url in v:
+            parsed = parse_broker_url(url)
+            if parsed in seen:
+                raise ValueError(f"{url} and {seen[parsed]} are the same address")
+            seen[parsed] = url
+        if len({scheme for scheme, _, _ in seen}) > 1:
+            raise ValueError("mixes mqtt:// and mqtts://: all addresses use TLS or none does")
         return v
 
     @property
+    def addresses(self) -> list[str]:
+        """Every broker address, in the order tried: ``urls``, or ``[url]``."""
+        return list(self.urls) if self.urls is not None else [self.url]
+
+    @property
     def host(self) -> str:
-        return parse_broker_url(self.url)[1]
+        """Host of the first address."""
+        return parse_broker_url(self.addresses[0])[1]
 
     @property
     def port(self) -> int:
-        return parse_broker_url(self.url)[2]
+        """Port of the first address."""
+        return parse_broker_url(self.addresses[0])[2]
 
     @property
     def uses_tls(self) -> bool:
-        return parse_broker_url(self.url)[0] == "mqtts"
+        """The addresses are mqtts:// (all are, or none is)."""
+        return parse_broker_url(self.addresses[0])[0] == "mqtts"
 
 
 def parse_broker_url(url: str) -> tuple[str, str, int]:
@@ -335,6 +374,9 @@ def with_overrides(
     data = cfg.model_dump()
     if broker_url is not None:
         data["broker"]["url"] = broker_url
+        data["broker"]["urls"] = None  # one address replaces the list
+    elif data["broker"]["urls"] is not None:
+        del data["broker"]["url"]  # the dump carries url's default next to urls
     if data_dir is not None:
         data["data_dir"] = data_dir.resolve()
     try:

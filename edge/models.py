@@ -130,7 +130,9 @@ class Status(Payload):
         "when the outbox is empty (and offline).",
     )
     broker: str | None = Field(
-        None, description="The broker this status went to (broker.url); null offline."
+        None,
+        description="The broker address this status went to (broker.url, or the one of "
+        "broker.urls in use); null offline.",
     )
     faults: list[Fault] | None = Field(
         None,

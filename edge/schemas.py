@@ -192,7 +192,14 @@ CONFIG_NOTES: dict[str, str] = {
     "broker": "The MQTT broker connection.",
     "broker.url": (
         "mqtt://host[:port] (default port 1883) or mqtts://host[:port] (TLS, default port "
-        "8883). Nothing else: no path, query or user."
+        "8883). Nothing else: no path, query or user. Shorthand for urls: [url]; give url or "
+        "urls, not both."
+    ),
+    "broker.urls": (
+        "Several addresses of the same broker service (the nodes of a cluster, or a primary "
+        "and a standby), each as broker.url: distinct, all mqtt:// or all mqtts://. After "
+        "every failed attempt or lost connection the site tries the next one (after the same "
+        "backoff); status.broker names the one in use. null: broker.url alone."
     ),
     "broker.client_id": "MQTT client id; null means ansim-edge-<site.id>.",
     "broker.keepalive_s": "MQTT keepalive, seconds.",

@@ -15,7 +15,7 @@ import structlog
 
 from drivers.base import Hardware
 from edge import __version__
-from edge.config import SiteConfig
+from edge.config import SiteConfig, parse_broker_url
 from edge.core.clock import Clock, SystemClock, rfc3339
 from edge.core.commands import CommandContext, CommandProcessor, LoadedKey, load_keys
 from edge.core.loop import CoreLoop, Timer
@@ -65,6 +65,7 @@ def clock_synced() -> bool | None:
 
 class UplinkLike(Publisher):
     connected: bool
+    address: str  # the broker address of the current (or last) connection attempt
 
     def start(self) -> None: ...
 
@@ -93,6 +94,11 @@ def build_order(kinds: tuple[DeviceKind, ...]) -> list[DeviceKind]:
     for kind in kinds:
         add(kind, ())
     return out
+
+
+def _host_port(url: str) -> str:
+    _, host, port = parse_broker_url(url)
+    return f"{host}:{port}"
 
 
 StoreFactory = Callable[..., Store]
@@ -264,7 +270,7 @@ class Site(UplinkListener):
         return {
             "uptime_s": int(now - self.started_at) if self.started_at is not None else 0,
             "oldest_pending_s": oldest_pending_age(self.store, self.clock.now()),
-            "broker": self.cfg.broker.url,
+            "broker": self.uplink.address,
             "faults": self.faults.active(),
         }
 
@@ -292,7 +298,7 @@ class Site(UplinkListener):
             "written_at": rfc3339(self.clock.now()),
             "link": {
                 "connected": self.outbox.online,
-                "broker": self.cfg.broker.url,
+                "broker": self.uplink.address,
                 **self.connect_failures.snapshot(),
             },
             "status": json.loads(self._status("online")),
@@ -521,7 +527,12 @@ class Site(UplinkListener):
     # ---- uplink events (core thread) ----
     def uplink_connected(self) -> None:
         failed = self.connect_failures.connected()
-        self.log.info("uplink_connected", pending=len(self.store), failed_attempts=failed)
+        self.log.info(
+            "uplink_connected",
+            broker=_host_port(self.uplink.address),
+            pending=len(self.store),
+            failed_attempts=failed,
+        )
         self.outbox.on_connected()
         self._publish_status()
         self.states.on_connected()
@@ -541,11 +552,11 @@ class Site(UplinkListener):
         for controller in self.devices.values():
             controller.link_lost()
 
-    def uplink_failed(self, reason: str) -> None:
+    def uplink_failed(self, reason: str, broker: str | None = None) -> None:
         line = self.connect_failures.failed(reason, self.clock.monotonic(), self.clock.now())
         if line is not None:
-            broker = f"{self.cfg.broker.host}:{self.cfg.broker.port}"
-            self.log.warning("uplink_connect_failed", broker=broker, **line)
+            where = _host_port(broker or self.cfg.broker.addresses[0])
+            self.log.warning("uplink_connect_failed", broker=where, **line)
 
     def uplink_acked(self, mid: int, ok: bool, reason: str | None = None) -> None:
         self.outbox.on_acked(mid, ok, reason)

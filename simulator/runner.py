@@ -89,7 +89,9 @@ class SimRunner:
             self.broker.start()
             cfg = cfg.model_copy(
                 update={
-                    "broker": cfg.broker.model_copy(update={"url": self.broker.url, "tls": None})
+                    "broker": cfg.broker.model_copy(
+                        update={"url": self.broker.url, "urls": None, "tls": None}
+                    )
                 }
             )
         made_dev_key = not cfg.keys

@@ -244,6 +244,8 @@ class GatedUplink:
     """A broker link that never connects; ``start`` (the last step of Site.start) waits
     for ``gate``, and ``check`` (the uplink supervisor) raises while ``broken`` is set."""
 
+    address = "mqtt://127.0.0.1:1883"
+
     def __init__(self, cfg: Any, **kw: Any) -> None:
         self.connected = False
         self.gate = threading.Event()

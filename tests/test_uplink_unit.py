@@ -41,7 +41,7 @@ class _Listener:
     def uplink_disconnected(self, reason: str, dead_link: bool = False) -> None:
         self.calls.append(f"disconnected {reason}" + (" (dead link)" if dead_link else ""))
 
-    def uplink_failed(self, reason: str) -> None:
+    def uplink_failed(self, reason: str, broker: str | None = None) -> None:
         self.calls.append(f"failed {reason}")
 
     def uplink_acked(self, mid: int, ok: bool, reason: str | None = None) -> None:

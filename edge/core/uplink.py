@@ -26,7 +26,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from edge.config import BrokerConfig
+from edge.config import BrokerConfig, parse_broker_url
 from edge.core.clock import rfc3339
 
 log = structlog.get_logger(__name__)
@@ -58,8 +58,9 @@ class UplinkListener(Protocol):
         """``dead_link``: the site left a link that had stopped answering."""
         ...
 
-    def uplink_failed(self, reason: str) -> None:
-        """A connection attempt failed before the broker accepted it."""
+    def uplink_failed(self, reason: str, broker: str | None = None) -> None:
+        """A connection attempt (to the address ``broker``) failed before the broker
+        accepted it."""
         ...
 
     def uplink_acked(self, mid: int, ok: bool, reason: str | None = None) -> None:
@@ -194,6 +195,12 @@ class Uplink:
         self._dead: str | None = None  # why the network thread left a dead link
         self._acks_lock = threading.Lock()
         self._acks_posted = False
+        # broker.urls: every failure (a refused attempt, a lost connection) moves on to the
+        # next address; ``address`` is the one of the current (or last) attempt.
+        self._addresses = cfg.addresses
+        self._index = 0
+        self.address = self._addresses[0]
+        self._client_id = client_id
         self.log = log.bind(broker=f"{cfg.host}:{cfg.port}", client_id=client_id)
         v5 = cfg.protocol == "5"
         self.client = mqtt.Client(
@@ -292,6 +299,7 @@ class Uplink:
                     self._attempt += 1
                     if self._stop.wait(delay):
                         break
+                    self._next_address()
                 first = False
                 self._paho_error.text = self._refused = self._dead = None
                 self._connect_once()
@@ -314,7 +322,7 @@ class Uplink:
                 # Never connected: refused (CONNACK), TLS alert, TCP error, timeout. The core
                 # counts, keeps and logs it (rate-limited).
                 failed = reason or self._refused or "connection closed before CONNACK"
-                self._post(functools.partial(self._listener.uplink_failed, failed))
+                self._post(functools.partial(self._listener.uplink_failed, failed, self.address))
             try:
                 self.client._sock_close()  # make the next connect start from a clean socket
             except Exception:
@@ -340,7 +348,15 @@ class Uplink:
                 self.monitor.unsent()
         return False
 
+    def _next_address(self) -> None:
+        if len(self._addresses) > 1:
+            self._index = (self._index + 1) % len(self._addresses)
+            self.address = self._addresses[self._index]
+            _, host, port = parse_broker_url(self.address)
+            self.log = log.bind(broker=f"{host}:{port}", client_id=self._client_id)
+
     def _connect_once(self) -> None:
+        _, host, port = parse_broker_url(self.address)
         topic, payload = self._will()
         self.client.will_set(topic, payload, qos=1, retain=True)
         if self.cfg.protocol == "5":
@@ -349,14 +365,10 @@ class Uplink:
             if self._max_payload is not None:
                 props.MaximumPacketSize = self._max_payload + PACKET_HEADROOM
             self.client.connect(
-                self.cfg.host,
-                self.cfg.port,
-                self.cfg.keepalive_s,
-                clean_start=False,
-                properties=props,
+                host, port, self.cfg.keepalive_s, clean_start=False, properties=props
             )
         else:
-            self.client.connect(self.cfg.host, self.cfg.port, self.cfg.keepalive_s)
+            self.client.connect(host, port, self.cfg.keepalive_s)
 
     # ---------------- paho callbacks: never block, never raise ----------------
     def _on_connect(

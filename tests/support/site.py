@@ -284,6 +284,7 @@ class FakeUplink:
     ) -> None:
         self.db_path = db_path
         self.check_commits = check_commits
+        self.address = cfg.addresses[0]  # the broker address "in use"
         self.listener = listener
         self.post_message = post_message or post
         self.max_payload_bytes = max_payload_bytes
