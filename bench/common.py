@@ -237,14 +237,18 @@ class RemoteSubscriber:
 
 
 class BareClient:
-    """Bare paho-mqtt 2.x publisher (MQTT 3.1.1, inflight INFLIGHT), network loop started."""
+    """Bare paho-mqtt 2.x publisher (MQTT 3.1.1 or ``protocol`` "5", inflight INFLIGHT),
+    network loop started."""
 
-    def __init__(self, host: str, port: int, nodelay: bool, name: str) -> None:
+    def __init__(
+        self, host: str, port: int, nodelay: bool, name: str, protocol: str = "3.1.1"
+    ) -> None:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
+        version = mqtt.MQTTv5 if protocol == "5" else mqtt.MQTTv311
         self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"{name}-{os.getpid()}", protocol=mqtt.MQTTv311
+            CallbackAPIVersion.VERSION2, client_id=f"{name}-{os.getpid()}", protocol=version
         )
         self.client.max_inflight_messages_set(INFLIGHT)
         self.client.max_queued_messages_set(0)
@@ -282,9 +286,11 @@ class BareClient:
         self.client.loop_stop()
 
 
-def bare_latency(host: str, port: int, sub: RemoteSubscriber, n: int, nodelay: bool) -> dict:
+def bare_latency(
+    host: str, port: int, sub: RemoteSubscriber, n: int, nodelay: bool, protocol: str = "3.1.1"
+) -> dict:
     """Bare paho QoS 1 publish -> the subscriber child, one 96-byte message at a time."""
-    c = BareClient(host, port, nodelay, "bench-lat")
+    c = BareClient(host, port, nodelay, "bench-lat", protocol)
     topic = f"bench/lat/{'nd' if nodelay else 'nagle'}"
     try:
         for i in range(10):  # warm-up
