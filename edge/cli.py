@@ -27,7 +27,18 @@ EXIT_USAGE = 2
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ansim-edge", description="ansim-edge site controller")
     p.add_argument("--version", action="version", version=f"ansim-edge {__version__}")
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--log-level",
+        default=None,
+        choices=["debug", "info", "warning", "error"],
+        help="default info (warning for `scenario`)",
+    )
+    p.add_argument(
+        "--log-format",
+        default="auto",
+        choices=["auto", "json", "console"],
+        help="auto (default): JSON for `run` when stderr is not a terminal, else human-readable",
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
 
     for name, helptext in (
@@ -100,9 +111,10 @@ def main(argv: list[str] | None = None) -> int:
         from edge.runtime import without_pretty_printers
 
         without_pretty_printers()  # before structlog is imported (edge.logs)
-    from edge.logs import configure
+    from edge.logs import configure, wants_json
 
-    configure(args.log_level)
+    level = args.log_level or ("warning" if args.cmd == "scenario" else "info")
+    configure(level, json=wants_json(args.log_format, command=args.cmd))
     try:
         if args.cmd == "check-config":
             return _check_config(args.file)

@@ -1,11 +1,23 @@
-"""structlog setup: one event per line; JSON when stderr is not a terminal."""
+"""structlog setup: one event per line, as JSON objects or human-readable lines."""
 
 from __future__ import annotations
 
 import logging
 import sys
+from typing import Literal
 
 import structlog
+
+LogFormat = Literal["auto", "json", "console"]
+
+
+def wants_json(fmt: LogFormat, *, command: str | None = None) -> bool:
+    """``json`` / ``console`` as asked. ``auto``: JSON only for ``run`` (the daemon, under
+    systemd/journald) when stderr is not a terminal; every other command, ``sim``
+    included, logs human-readable lines (docs/cli.md)."""
+    if fmt != "auto":
+        return fmt == "json"
+    return command == "run" and not sys.stderr.isatty()
 
 
 def configure(level: str = "info", json: bool | None = None) -> None:

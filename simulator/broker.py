@@ -17,13 +17,25 @@ def _free_port(host: str) -> int:
         return int(s.getsockname()[1])
 
 
+DEFAULT_PORT = 1883
+
+
 def port_free(host: str, port: int) -> bool:
+    """Could a listening server bind ``host:port`` now? SO_REUSEADDR, as the broker's own
+    listener has: connections of a broker stopped a moment ago linger in TIME_WAIT on the
+    port, and without it the port would look taken after every quick restart."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
             return False
     return True
+
+
+def choose_port(host: str, preferred: int = DEFAULT_PORT) -> int:
+    """``preferred`` (1883) when it is free, else 0 (any free port)."""
+    return preferred if port_free(host, preferred) else 0
 
 
 class EmbeddedBroker:
@@ -86,11 +98,24 @@ class EmbeddedBroker:
         loop = self._loop
         if loop is None or self._broker is None:
             return
+        # The listening socket first, so the port is free whatever happens next: amqtt's
+        # shutdown can hang on a connected client's handler (then the loop is just stopped).
+        closed = asyncio.run_coroutine_threadsafe(self._close_listeners(), loop)
+        try:
+            closed.result(2)
+        except Exception:
+            pass
         fut = asyncio.run_coroutine_threadsafe(self._broker.shutdown(), loop)
         try:
-            fut.result(5)
+            fut.result(2)
         except Exception:
             pass
         loop.call_soon_threadsafe(loop.stop)
         if self._thread is not None:
             self._thread.join(5)
+
+    async def _close_listeners(self) -> None:
+        for server in getattr(self._broker, "_servers", {}).values():
+            instance = getattr(server, "instance", None)
+            if instance is not None:
+                instance.close()

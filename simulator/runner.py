@@ -15,7 +15,7 @@ from edge.core.signing import generate_keypair
 from edge.devices.lockers.controller import LockerBank
 from edge.health import status_file_path
 from edge.site import Site
-from simulator.broker import EmbeddedBroker, port_free
+from simulator.broker import EmbeddedBroker, choose_port
 from simulator.control import ApiError, ControlApi, require_bool
 from simulator.hardware import SimHardware
 from simulator.link import LinkProxy
@@ -84,7 +84,7 @@ class SimRunner:
         if broker_url is None:
             if embedded_port is None:
                 # 1883 when free; otherwise (say a system mosquitto holds it) any free port.
-                embedded_port = 1883 if port_free("127.0.0.1", 1883) else 0
+                embedded_port = choose_port("127.0.0.1")
             self.broker = EmbeddedBroker("127.0.0.1", embedded_port)
             self.broker.start()
             cfg = cfg.model_copy(

@@ -875,3 +875,40 @@ def test_a_command_that_runs_is_never_held_back_by_a_flood(rig: Rig) -> None:
     flood(rig, 500)
     assert rig.send(command(rig.centre, command_id="real"))["ok"] is True
     assert len(rig.ack.calls) == 1
+
+
+# --------------------------------------------------------------------------- log lines
+
+
+def _result_lines(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in logs if e["event"] == "command_result"]
+
+
+def test_command_result_log_line_names_the_command_and_its_target(rig: Rig) -> None:
+    # A technician reading the log sees which command and which alarm / locker (issue 10.5).
+    with structlog.testing.capture_logs() as logs:
+        rig.send(command(rig.centre))
+        rig.send(command(rig.rogue, command_id="cmd-2"))  # refused: still named
+        rig.send(b"junk", topic="alarm/ack")  # unreadable: the name from its topic
+    ok, refused, junk = _result_lines(logs)
+    assert ok["command"] == "alarm.ack" and ok["alarm_id"] == "a-1" and ok["ok"] is True
+    assert refused["command"] == "alarm.ack" and refused["alarm_id"] == "a-1"
+    assert refused["code"] == "bad_signature"
+    assert junk["command"] == "alarm.ack" and "alarm_id" not in junk
+    assert "by" not in ok  # only the target, not every argument
+
+
+def test_command_result_log_line_takes_the_target_from_the_result(rig: Rig) -> None:
+    # alarm.clear may name no alarm: its result does; a locker command names its locker.
+    rig.proc.register(
+        "alarm.clear", ModeArgs, lambda args, ctx: {"alarm_id": "a-9", "state": "idle"}
+    )
+    rig.proc.register("locker.open", ModeArgs, lambda args, ctx: {"queued": 0})
+    with structlog.testing.capture_logs() as logs:
+        rig.send(command(rig.centre, "alarm.clear", {"on": True}, command_id="c-1"))
+        rig.send(command(rig.centre, "locker.open", {"on": True, "locker": 7}, command_id="c-2"))
+    clear, locker = _result_lines(logs)
+    assert clear["command"] == "alarm.clear" and clear["alarm_id"] == "a-9"
+    # locker.open's args are invalid here (ModeArgs forbids 'locker'): still its locker.
+    assert locker["command"] == "locker.open" and locker["locker"] == 7
+    assert locker["code"] == "invalid_args"

@@ -152,6 +152,21 @@ class _Outcome:
     until: float | None = None  # remember the result until then (accepted commands)
     limited: bool = False
     running_replay: str | None = None  # a copy of this deferred command still running
+    name: str | None = None  # the command's name, once known (for the log line)
+    target: dict[str, Any] | None = None  # what it acts on (for the log line)
+
+
+def command_target(args: Any) -> dict[str, Any]:
+    """What a command acts on, for its log lines: its ``locker`` and/or ``alarm_id``
+    argument (only plain values; the arguments may not have been validated)."""
+    if not isinstance(args, dict):
+        return {}
+    out: dict[str, Any] = {}
+    for key in ("locker", "alarm_id"):
+        value = args.get(key)
+        if isinstance(value, int | str) and not isinstance(value, bool):
+            out[key] = value if isinstance(value, int) else value[:64]
+    return out
 
 
 @dataclass(frozen=True)
@@ -252,20 +267,21 @@ class CommandProcessor:
                 code = out.result.error.code
             self._suppress(code)
             return
+        where = {"command": out.name, **(out.target or {})}
         if out.cached is not None:
-            log.info("command_replayed", command_id=out.command_id)
+            log.info("command_replayed", command_id=out.command_id, **where)
             self.send_result(out.cached)
             return
         if out.running_replay is not None:  # answered when the running command ends
             self._running[out.running_replay] += 1
-            log.info("command_replayed_while_running", command_id=out.running_replay)
+            log.info("command_replayed_while_running", command_id=out.running_replay, **where)
             return
         if out.deferred is not None:  # the result follows from _finish
             cid, deferred = out.deferred
-            self._start_deferred(cid, deferred, out.until)
+            self._start_deferred(cid, deferred, out.until, where)
             return
         assert out.result is not None
-        self._send(out.result, out.until)
+        self._send(out.result, out.until, where=where)
 
     # ---- periodic work (core thread) ----
     def tick(self) -> None:
@@ -324,18 +340,31 @@ class CommandProcessor:
         else:
             log.warning("clock_behind_high_water", now=rfc3339(self.clock.now()), high_water=mark)
 
-    def _send(self, result: Result, remember_until: float | None, copies: int = 1) -> None:
+    def _send(
+        self,
+        result: Result,
+        remember_until: float | None,
+        copies: int = 1,
+        where: dict[str, Any] | None = None,
+    ) -> None:
         body = result.model_dump_json().encode("utf-8")
         if remember_until is not None and result.command_id is not None:
             self.store.remember_command(result.command_id, remember_until, body)
         code = result.error.code if result.error else None
-        log.info("command_result", command_id=result.command_id, ok=result.ok, code=code)
+        # The command's name and what it acted on: its arguments', else its result's
+        # locker / alarm id (alarm.clear may name no alarm; its result does).
+        where = {"command": None, **(where or {})}
+        for key, value in command_target(result.data).items():
+            where.setdefault(key, value)
+        log.info("command_result", command_id=result.command_id, ok=result.ok, code=code, **where)
         for _ in range(copies):
             self.send_result(body)
 
-    def _start_deferred(self, cid: str, d: Deferred, until: float | None) -> None:
+    def _start_deferred(
+        self, cid: str, d: Deferred, until: float | None, where: dict[str, Any]
+    ) -> None:
         if self.post is None:  # no core loop to come back to: run it here
-            self._finish(cid, d, until, self._work(d))
+            self._finish(cid, d, until, self._work(d), where)
             return
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ansim-cmd")
@@ -344,7 +373,7 @@ class CommandProcessor:
 
         def run() -> None:
             value = self._work(d)
-            post(lambda: self._finish(cid, d, until, value))
+            post(lambda: self._finish(cid, d, until, value, where))
 
         self._executor.submit(run)
 
@@ -355,7 +384,9 @@ class CommandProcessor:
         except Exception as exc:
             return _WorkFailed(exc)
 
-    def _finish(self, cid: str, d: Deferred, until: float | None, value: Any) -> None:
+    def _finish(
+        self, cid: str, d: Deferred, until: float | None, value: Any, where: dict[str, Any]
+    ) -> None:
         replays = self._running.pop(cid, 0)
         now = self.clock.now()
         if isinstance(value, _WorkFailed):
@@ -367,9 +398,9 @@ class CommandProcessor:
             except CommandError as exc:
                 result = make_result(cid, now, error=(exc.code, exc.message))
             except Exception as exc:
-                log.exception("command_handler_failed", command_id=cid)
+                log.exception("command_handler_failed", command_id=cid, **where)
                 result = make_result(cid, now, error=("failed", f"{type(exc).__name__}: {exc}"))
-        self._send(result, until, copies=1 + replays)
+        self._send(result, until, copies=1 + replays, where=where)
 
     def close(self) -> None:
         if self._suppressed_since is not None:  # no event now: the site is stopping
@@ -379,6 +410,17 @@ class CommandProcessor:
             self._executor.shutdown(wait=False, cancel_futures=True)
 
     def _process(self, topic_levels: str | None, payload: bytes) -> _Outcome:
+        named: list[tuple[str, dict[str, Any]]] = []
+        out = self._examine(topic_levels, payload, named)
+        if named:
+            out.name, out.target = named[0]
+        elif topic_levels:
+            out.name = topic_levels.replace("/", ".")[:64]
+        return out
+
+    def _examine(
+        self, topic_levels: str | None, payload: bytes, named: list[tuple[str, dict[str, Any]]]
+    ) -> _Outcome:
         now = self.clock.now()
 
         def fail(cid: str | None, code: str, msg: str) -> _Outcome:
@@ -407,6 +449,7 @@ class CommandProcessor:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "(object)"
             return fail(cid, "bad_schema", f"{where}: {first['msg']}")
+        named.append((cmd.name, command_target(cmd.args)))
         if topic_levels is not None and topic_levels != name_levels(cmd.name):
             return fail(
                 cid,
