@@ -13,7 +13,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Literal
 
-from edge import __version__
+from edge import __version__, cli_tools
 from edge.core.errors import AnsimError, ConfigError
 
 if TYPE_CHECKING:
@@ -102,6 +102,7 @@ def _parser() -> argparse.ArgumentParser:
         default=300.0,
         help="seconds until expires_at when the command has none (default %(default)s)",
     )
+    cli_tools.add_parsers(sub)
     return p
 
 
@@ -130,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
             return _safe_outputs(args.config)
         if args.cmd == "status":
             return _status(args)
+        if args.cmd in cli_tools.TOOLS:
+            return cli_tools.run(args)
     except AnsimError as exc:
         print(f"ansim-edge: {exc}", file=sys.stderr)
         return EXIT_INVALID
@@ -227,7 +230,12 @@ def _run(args: argparse.Namespace, *, simulated: bool) -> int:
     from simulator.runner import SimRunner
 
     runner = SimRunner(
-        cfg, broker_url=args.broker, control=args.control, embedded_port=args.embedded_port
+        cfg,
+        broker_url=args.broker,
+        control=args.control,
+        embedded_port=args.embedded_port,
+        config_path=args.config,
+        prog=_prog(),
     )
     _record_mode(cfg.data_dir, mode, log)
     return _serve(runner, None, log)
@@ -267,6 +275,18 @@ def _record_mode(data_dir: Path, mode: Literal["run", "sim"], log: Any) -> None:
     problem = record_mode(data_dir, mode)
     if problem is not None:
         log.warning("data_dir_mode_not_recorded", data_dir=str(data_dir), error=problem)
+
+
+def _prog() -> str:
+    """How this program was started, for the commands the banner suggests:
+    ``.venv/bin/ansim-edge`` when run from there, else ``ansim-edge``."""
+    argv0 = Path(sys.argv[0])
+    if argv0.name != "ansim-edge" or "/" not in sys.argv[0]:
+        return "ansim-edge"
+    try:
+        return str(argv0.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(argv0)
 
 
 def _serve(target: Any, hardware: Any, log: Any) -> int:

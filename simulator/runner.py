@@ -16,6 +16,7 @@ from edge.devices.lockers.controller import LockerBank
 from edge.health import status_file_path
 from edge.site import Site
 from simulator.broker import EmbeddedBroker, choose_port
+from simulator.clock import SimClock, add_clock_routes
 from simulator.control import ApiError, ControlApi, require_bool
 from simulator.hardware import SimHardware
 from simulator.link import LinkProxy
@@ -71,7 +72,14 @@ class SimRunner:
         broker_url: str | None,
         control: str = "127.0.0.1:8765",
         embedded_port: int | None = None,
+        config_path: Path | None = None,
+        prog: str = "ansim-edge",
+        announce: bool = True,
     ) -> None:
+        self.config_path = config_path
+        self.prog = prog
+        self.announce = announce
+        self.config_broker_url = cfg.broker.url
         host, port = parse_hostport(control)
         try:
             self.api = ControlApi(host, port)  # first: a taken port fails before anything else
@@ -103,9 +111,19 @@ class SimRunner:
         if self.link is not None:
             relayed = self.broker_cfg.model_copy(update={"url": self.link.url})
             site_cfg = self.cfg.model_copy(update={"broker": relayed})
+        self.dev_key: Path | None = None
+        if made_dev_key:
+            self.dev_key = self.cfg.keys[0].public_key.with_suffix(".key")
+        self.clock = SimClock(self.cfg.data_dir)
         self.hardware = SimHardware()
-        self.site = Site(site_cfg, self.hardware, status_file=status_file_path(self.cfg.data_dir))
+        self.site = Site(
+            site_cfg,
+            self.hardware,
+            clock=self.clock,
+            status_file=status_file_path(self.cfg.data_dir),
+        )
         add_site_routes(self.api, self.site, self.hardware)
+        add_clock_routes(self.api, self.clock)
         from simulator.console import Console
 
         dev = next((k for k in self.cfg.keys if k.key_id == DEV_KEY_ID), None)
@@ -136,6 +154,8 @@ class SimRunner:
             broker=self.broker_cfg.url,
             site=self.cfg.site.id,
         )
+        if self.announce:
+            print(self.banner(), flush=True)
         try:
             self.site.run()
         finally:
@@ -149,6 +169,35 @@ class SimRunner:
 
     def stop_soon(self) -> None:
         self.site.stop_soon()
+
+    @property
+    def console_url(self) -> str:
+        host, port = self.api.address
+        return f"http://{host}:{port}/"
+
+    def banner(self) -> str:
+        """A few lines for the person who started the simulator (stdout, docs/cli.md)."""
+        cfg = self.cfg
+        where = f" ({self.config_path})" if self.config_path is not None else ""
+        broker = cfg.broker.url
+        if self.broker is not None:
+            broker += "  (embedded"
+            broker += ")" if self.broker.port == 1883 else "; 1883 was taken)"
+        watch = f"{self.prog} watch --config {self.config_path or 'FILE'}"
+        if cfg.broker.url != self.config_broker_url:
+            watch += f" --broker {cfg.broker.url}"
+        lines = [
+            f"ansim-edge sim: site {cfg.site.id}{where}",
+            f"  console     {self.console_url}  (control API: docs/simulator-api.md)",
+            f"  broker      {broker}",
+            f"  data dir    {cfg.data_dir}",
+        ]
+        if self.dev_key is not None:
+            lines.append(f"  dev key     {self.dev_key}  (key id {DEV_KEY_ID})")
+        if self.clock.offset_s:
+            lines.append(f"  site clock  {self.clock.offset_s / 3600:+.1f} h (POST /clock)")
+        lines += [f"  watch it    {watch}", "  stop        Ctrl-C"]
+        return "\n".join(lines)
 
 
 def link_for(broker: BrokerConfig) -> LinkProxy | None:

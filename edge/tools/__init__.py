@@ -1,0 +1,1 @@
+"""Tools for technicians and the centre: watch a site, send it a signed command."""

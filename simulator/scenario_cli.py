@@ -1,0 +1,153 @@
+"""`ansim-edge scenario run|check` (docs/cli.md, docs/scenarios.md): start a simulated
+site in this process, on a fresh data dir, behind a link relay (so a scenario can cut its
+broker link), run the scenario against it and print the report."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from edge.config import SiteConfig, load_config
+from edge.core.errors import AnsimError
+from edge.tools.centre import broker_config
+from simulator.broker import EmbeddedBroker
+from simulator.linkproxy import LinkProxy
+from simulator.runner import SimRunner
+from simulator.scenario import Scenario, load_scenario
+from simulator.scenario_run import Report, ScenarioRunner, StepReport, Target
+
+STOP_S = 15.0
+
+
+def target_for(runner: SimRunner, cut_link: Any = None) -> Target:
+    """The Target of a running SimRunner (e.g. the one serving the web console): its
+    control API, its broker, its dev key. ``cut_link(seconds)``: how to cut its link."""
+    host, port = runner.api.address
+    return Target(
+        control_url=f"http://{host}:{port}",
+        broker=runner.cfg.broker,
+        site=runner.cfg.site.id,
+        root=runner.cfg.topic_root,
+        key=runner.dev_key,
+        cut_link=cut_link,
+    )
+
+
+@contextmanager
+def simulated_site(config: Path | SiteConfig, broker_url: str | None = None) -> Iterator[Target]:
+    """A simulated site for one scenario: the config's devices on a fresh temporary data
+    dir, connected through a LinkProxy to ``broker_url`` (default: an embedded broker on a
+    free port), with its control API on a free port. Stopped and removed afterwards."""
+    cfg = load_config(config) if isinstance(config, Path) else config
+    work = Path(tempfile.mkdtemp(prefix="ansim-scenario-"))
+    embedded: EmbeddedBroker | None = None
+    proxy: LinkProxy | None = None
+    runner: SimRunner | None = None
+    thread: threading.Thread | None = None
+    try:
+        if broker_url is None:
+            embedded = EmbeddedBroker("127.0.0.1", 0)
+            embedded.start()
+            centre_broker = broker_config(None, embedded.url)
+        else:
+            centre_broker = broker_config(cfg, broker_url)
+            if centre_broker.uses_tls:
+                raise AnsimError("scenario run needs a plain mqtt:// broker (no TLS)")
+            centre_broker = centre_broker.model_copy(update={"tls": None})
+        proxy = LinkProxy((centre_broker.host, centre_broker.port)).start()
+        site_broker = centre_broker.model_copy(update={"url": proxy.url})
+        site_cfg = cfg.model_copy(update={"broker": site_broker, "data_dir": work / "data"})
+        runner = SimRunner(site_cfg, broker_url=proxy.url, control="127.0.0.1:0", announce=False)
+        thread = threading.Thread(target=runner.run, name="scenario-site", daemon=True)
+        thread.start()
+        host, port = runner.api.address
+        yield Target(
+            control_url=f"http://{host}:{port}",
+            broker=centre_broker,
+            site=cfg.site.id,
+            root=cfg.topic_root,
+            key=runner.dev_key,
+            cut_link=proxy.cut,
+        )
+    finally:
+        if runner is not None:
+            if proxy is not None:
+                proxy.restore()  # let the site say goodbye if the link is still cut
+            runner.stop_soon()
+            if thread is not None:
+                thread.join(STOP_S)
+        if proxy is not None:
+            proxy.close()
+        if embedded is not None:
+            embedded.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run_file(
+    path: Path,
+    *,
+    config: Path | None = None,
+    broker_url: str | None = None,
+    out: Any = None,
+) -> Report:
+    """Load the scenario, start its site, run it; print the report to ``out`` as it goes
+    (None: print nothing). Returns the report."""
+    sc = load_scenario(path)
+    cfg_path = config.resolve() if config is not None else sc.config
+    return run_scenario(sc, cfg_path, broker_url=broker_url, source=_show(path), out=out)
+
+
+def run_scenario(
+    sc: Scenario,
+    cfg_path: Path,
+    *,
+    broker_url: str | None = None,
+    source: str = "",
+    out: Any = None,
+) -> Report:
+    def say(text: str) -> None:
+        if out is not None:
+            print(text, file=out, flush=True)
+
+    def step_done(rep: StepReport) -> None:
+        say(rep.line())
+
+    with simulated_site(cfg_path, broker_url) as target:
+        runner = ScenarioRunner(
+            sc, target, source=source, config=_show(cfg_path), on_step=step_done
+        )
+        say(runner.report.header())
+        report = runner.run()
+    for rep in report.steps:
+        if rep.status == "skip":
+            say(rep.line())
+    say(report.footer())
+    return report
+
+
+def _show(path: Path) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
+
+
+def scenario_command(args: argparse.Namespace) -> int:
+    if args.scenario_cmd == "check":
+        sc = load_scenario(args.file)
+        print(f"{args.file}: ok ({len(sc.steps)} steps; site config {_show(sc.config)})")
+        return 0
+    try:
+        report = run_file(args.file, config=args.config, broker_url=args.broker, out=sys.stdout)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 1
+    return 0 if report.ok else 1
