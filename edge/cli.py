@@ -227,6 +227,7 @@ def _run(args: argparse.Namespace, *, simulated: bool) -> int:
         reloader = Reloader(cfg, args.config, load=load, build=build)
         return _serve(reloader, reloader, log)
 
+    from edge.config import load_config
     from simulator.runner import SimRunner
 
     runner = SimRunner(
@@ -236,6 +237,8 @@ def _run(args: argparse.Namespace, *, simulated: bool) -> int:
         embedded_port=args.embedded_port,
         config_path=args.config,
         prog=_prog(),
+        # the file's broker URL, before --broker: what `watch --config` connects to
+        config_broker_url=load_config(args.config).broker.url,
     )
     _record_mode(cfg.data_dir, mode, log)
     return _serve(runner, None, log)

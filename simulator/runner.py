@@ -15,7 +15,7 @@ from edge.core.signing import generate_keypair
 from edge.devices.lockers.controller import LockerBank
 from edge.health import status_file_path
 from edge.site import Site
-from simulator.broker import EmbeddedBroker, choose_port
+from simulator.broker import DEFAULT_PORT, EmbeddedBroker, choose_port
 from simulator.clock import SimClock, add_clock_routes
 from simulator.control import ApiError, ControlApi, require_bool
 from simulator.hardware import SimHardware
@@ -75,11 +75,13 @@ class SimRunner:
         config_path: Path | None = None,
         prog: str = "ansim-edge",
         announce: bool = True,
+        config_broker_url: str | None = None,
     ) -> None:
         self.config_path = config_path
         self.prog = prog
         self.announce = announce
-        self.config_broker_url = cfg.broker.url
+        # The config file's broker URL (before --broker): `watch --config` connects there.
+        self.config_broker_url = config_broker_url or cfg.broker.url
         host, port = parse_hostport(control)
         try:
             self.api = ControlApi(host, port)  # first: a taken port fails before anything else
@@ -89,10 +91,12 @@ class SimRunner:
                 "pass --control HOST:PORT with a free port"
             ) from None
         self.broker: EmbeddedBroker | None = None
+        self.port_moved = False  # the default 1883 was taken: the embedded broker is elsewhere
         if broker_url is None:
             if embedded_port is None:
                 # 1883 when free; otherwise (say a system mosquitto holds it) any free port.
                 embedded_port = choose_port("127.0.0.1")
+                self.port_moved = embedded_port != DEFAULT_PORT
             self.broker = EmbeddedBroker("127.0.0.1", embedded_port)
             self.broker.start()
             cfg = cfg.model_copy(
@@ -181,8 +185,9 @@ class SimRunner:
         where = f" ({self.config_path})" if self.config_path is not None else ""
         broker = cfg.broker.url
         if self.broker is not None:
-            broker += "  (embedded"
-            broker += ")" if self.broker.port == 1883 else "; 1883 was taken)"
+            broker += (
+                f"  (embedded; {DEFAULT_PORT} was taken)" if self.port_moved else "  (embedded)"
+            )
         watch = f"{self.prog} watch --config {self.config_path or 'FILE'}"
         if cfg.broker.url != self.config_broker_url:
             watch += f" --broker {cfg.broker.url}"

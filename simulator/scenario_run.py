@@ -492,12 +492,16 @@ class ScenarioRunner:
             now = self.http("POST", "/clock", {"advance_s": step.advance_clock.total_s})
             return f"site clock now {now.get('now')}"
         elif isinstance(step, CutLink):
-            if self.target.cut_link is None:
+            if self.target.cut_link is not None:
+                self.target.cut_link(step.cut_link.for_s)
+                return None
+            try:  # the simulator's own link relay (POST /link), when it has one
+                self.http("POST", "/link", {"seconds": step.cut_link.for_s})
+            except StepFailed as exc:
                 raise StepFailed(
-                    "this simulator cannot cut its broker link here; run the scenario with "
-                    "`ansim-edge scenario run`, which starts a site whose link it can cut"
-                )
-            self.target.cut_link(step.cut_link.for_s)
+                    f"this simulator cannot cut its broker link ({exc}); run the scenario "
+                    "with `ansim-edge scenario run`, which starts a site whose link it can cut"
+                ) from None
         elif isinstance(step, Send):
             return self._send(step)
         elif isinstance(step, Expect):

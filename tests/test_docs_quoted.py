@@ -241,8 +241,12 @@ def sim_config(tmp_path: Path) -> Path:
 
 
 @contextmanager
-def sim(cfg: Path, control: int, *, stderr: int | None) -> Iterator[subprocess.Popen[bytes]]:
+def sim(
+    cfg: Path, control: int, *, stderr: int | None, log_format: str | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     args = ["sim", "--config", str(cfg), "--embedded-port", "0"]
+    if log_format is not None:
+        args = ["--log-format", log_format, *args]
     proc = subprocess.Popen(
         [sys.executable, "-m", "edge.cli", *args, "--control", f"127.0.0.1:{control}"],
         stdin=subprocess.DEVNULL,
@@ -276,12 +280,14 @@ def test_sim_ready_json_line_and_supervision_input_are_as_documented(tmp_path: P
     cli_doc = (DOCS / "cli.md").read_text(encoding="utf-8")
     sim_doc = (DOCS / "simulator-api.md").read_text(encoding="utf-8")
     json_quote = '`"broker": "mqtt://127.0.0.1:PORT"`'
-    assert json_quote in readme and json_quote in cli_doc
+    assert json_quote in cli_doc and "`--log-format json`" in cli_doc
     assert "`<button>-supervision`" in sim_doc
+    assert "broker=mqtt://127.0.0.1:PORT" in readme
 
     log = tmp_path / "sim.log"
     control = free_port()
-    with log.open("wb") as err, sim(sim_config(tmp_path), control, stderr=err.fileno()) as proc:
+    cfg = sim_config(tmp_path)
+    with log.open("wb") as err, sim(cfg, control, stderr=err.fileno(), log_format="json") as proc:
 
         def ready() -> dict[str, Any] | None:
             assert proc.poll() is None, log.read_text()

@@ -84,13 +84,16 @@ def parse_message(
 
 def broker_config(cfg: SiteConfig | None, url: str | None) -> BrokerConfig:
     """The connection settings of the config's ``broker`` (TLS, username, password file,
-    protocol) with its URL replaced by ``url`` when given; without a config, ``url``."""
+    protocol) with its URL replaced by ``url`` when given (a plain ``mqtt://`` URL drops the
+    TLS settings: e.g. the simulator's embedded broker); without a config, ``url``."""
     if cfg is None:
         data: dict[str, Any] = {"url": url or "mqtt://127.0.0.1:1883"}
     else:
         data = cfg.broker.model_dump()
         if url is not None:
             data["url"] = url
+            if url.startswith("mqtt://"):
+                data["tls"] = None
     try:
         return BrokerConfig.model_validate(data)
     except ValidationError as exc:
