@@ -133,6 +133,10 @@ def main(argv: list[str] | None = None) -> int:
             return _status(args)
         if args.cmd in cli_tools.TOOLS:
             return cli_tools.run(args)
+        if args.cmd == "scenario":
+            from simulator.scenario_cli import scenario_command
+
+            return scenario_command(args)
     except AnsimError as exc:
         print(f"ansim-edge: {exc}", file=sys.stderr)
         return EXIT_INVALID

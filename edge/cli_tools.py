@@ -17,7 +17,7 @@ from edge.core.errors import AnsimError
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_TIMEOUT = 2
-TOOLS = ("watch", "send", "scenario")
+TOOLS = ("watch", "send")
 
 
 def add_parsers(sub: Any) -> None:
@@ -65,13 +65,11 @@ def _site_options(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """watch and send; `scenario` runs the simulator, so edge.cli (the composition root)
+    dispatches it."""
     if args.cmd == "watch":
         return _watch(args)
-    if args.cmd == "send":
-        return _send(args)
-    from simulator.scenario_cli import scenario_command
-
-    return scenario_command(args)
+    return _send(args)
 
 
 def _target(args: argparse.Namespace, *, need_site: bool) -> tuple[Any, str, str]:

@@ -96,6 +96,8 @@ def violations(
             ),
             KIND_MODELS,
         ),
+        # The centre-side tools know the wire (core, config, models), not the site's insides.
+        ("edge.tools", ("edge.devices", "edge.machines", "edge.site", "drivers", "simulator")),
         # Nothing in edge/ runs simulated hardware or test code.
         ("edge", ("simulator", "tests", "bench"), None),
         # The simulator never imports tests.

@@ -13,9 +13,9 @@ import pytest
 from mqtt_helpers import free_port, wait_until
 from sitekit import make_keys, site_dict
 
-from edge.clock import SystemClock
-from edge.commands import CLOCK_MARK_KEY
 from edge.config import parse_config
+from edge.core.clock import SystemClock
+from edge.core.commands import CLOCK_MARK_KEY
 from edge.site import Site
 from simulator.clock import FILE, MAX_ADVANCE_S, SimClock, add_clock_routes
 from simulator.control import ControlApi

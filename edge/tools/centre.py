@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import ValidationError
 
-from edge.core.clock import rfc3339
 from edge.config import BrokerConfig, SiteConfig
+from edge.core.clock import rfc3339
 from edge.core.errors import AnsimError, ConfigError
 from edge.core.signing import sign_command
 
