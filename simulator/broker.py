@@ -93,6 +93,19 @@ class EmbeddedBroker:
             return
         self._ready.set()
         loop.run_forever()
+        # Stopped: end what amqtt left running (its shutdown may not have finished), so no
+        # task is destroyed pending, then close the loop and its sockets.
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+
+        async def ended() -> None:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+        try:
+            loop.run_until_complete(ended())
+        finally:
+            loop.close()
 
     def stop(self) -> None:
         loop = self._loop
