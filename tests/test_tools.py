@@ -242,7 +242,7 @@ def test_render_kinds() -> None:
     t = 1_800_000_000.0
     ts = "2027-01-15T08:00:00.000Z"
     cmd = msg(
-        "ansim/v1/s1/commands/locker.open",
+        "ansim/v1/s1/commands/locker/open",
         {
             "command_id": "c-1",
             "site": "s1",
@@ -291,7 +291,7 @@ def test_render_kinds() -> None:
         "result   ?                     FAILED busy: locker 5 is opening  command_id=c-2"
     )
     late = msg(
-        "ansim/v1/s1/events/door.forced",
+        "ansim/v1/s1/events/door/forced",
         {
             "event_id": "e",
             "seq": 7,

@@ -26,6 +26,7 @@ from edge.config import BrokerConfig, SiteConfig
 from edge.core.clock import rfc3339
 from edge.core.errors import AnsimError, ConfigError
 from edge.core.signing import sign_command
+from edge.core.topics import Topics
 
 KINDS = ("status", "events", "state", "commands", "results")
 
@@ -33,8 +34,9 @@ KINDS = ("status", "events", "state", "commands", "results")
 @dataclass(frozen=True)
 class Message:
     """One message as the centre received it. ``kind``: ``status``, ``event``, ``state``,
-    ``command``, ``result`` or ``other``; ``name``: the event type, state device or command
-    name (``""`` for status and results); ``body``: the payload parsed as JSON, or None."""
+    ``command``, ``result`` or ``other``; ``name``: the event type or command name (dotted,
+    as in payloads: ``events/alarm/raised`` is ``alarm.raised``) or the state's device
+    (``""`` for status and results); ``body``: the payload parsed as JSON, or None."""
 
     topic: str
     payload: bytes
@@ -56,7 +58,8 @@ class Message:
 def parse_message(
     root: str, topic: str, payload: bytes, retained: bool = False, received: float | None = None
 ) -> Message:
-    """Split ``{root}/{site}/{kind}[/{name}]``; anything else is kind ``other``."""
+    """Split ``{root}/{site}/{kind}[/{levels}]``; anything else is kind ``other``. The
+    levels of an event type or command name are joined with dots again."""
     try:
         body: Any = json.loads(payload) if payload else None
     except ValueError:
@@ -70,6 +73,8 @@ def parse_message(
                 parts[1], parts[1]
             )
             name = parts[2] if len(parts) == 3 else ""
+            if kind in ("event", "command"):
+                name = name.replace("/", ".")
     return Message(
         topic=topic,
         payload=payload,
@@ -376,10 +381,11 @@ class SendOutcome:
 def send_and_wait(
     client: CentreClient, site: str, command: dict[str, Any], timeout: float
 ) -> SendOutcome:
-    """Publish ``command`` on ``{root}/{site}/commands/{name}`` and wait for its result
-    (by ``command_id``) on the results topic. ``client`` must subscribe to that site."""
+    """Publish ``command`` on its topic (``{root}/{site}/commands/alarm/ack``) and wait for
+    its result (by ``command_id``) on the results topic. ``client`` must subscribe to that
+    site."""
     start = len(client.snapshot())
-    topic = f"{client.root}/{site}/commands/{command['name']}"
+    topic = Topics(client.root, site).command(str(command["name"]))
     payload = json.dumps(command, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     t0 = time.monotonic()
     client.publish(topic, payload, timeout=timeout)
