@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mqtt_helpers import Mosquitto, free_port, wait_until
-from sitekit import REPO
+
+from tests.support.mqtt import Mosquitto, free_port
+from tests.support.site import REPO
+from tests.support.wait import wait_until
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 CLI_DOC = (REPO / "docs" / "cli.md").read_text(encoding="utf-8")

@@ -13,13 +13,14 @@ from unittest import mock
 
 import pytest
 import yaml
-from mqtt_helpers import Mosquitto, wait_until
 
 from edge.cli import main as cli_main
 from simulator.linkproxy import LinkProxy
 from simulator.scenario import ScenarioError, load_scenario, parse_scenario, scenario_dir
 from simulator.scenario_cli import run_file
 from simulator.scenario_run import MISSING, mismatch
+from tests.support.mqtt import Mosquitto
+from tests.support.wait import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = sorted(scenario_dir().glob("*.yaml"))

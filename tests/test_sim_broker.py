@@ -7,9 +7,9 @@ from __future__ import annotations
 import socket
 
 import pytest
-from mqtt_helpers import Subscriber, free_port
 
 from simulator.broker import EmbeddedBroker, choose_port, port_free
+from tests.support.mqtt import Subscriber, free_port
 
 pytest.importorskip("amqtt")
 

@@ -10,8 +10,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from mqtt_helpers import free_port, wait_until
-from sitekit import make_keys, site_dict
 
 from edge.config import parse_config
 from edge.core.clock import SystemClock
@@ -20,6 +18,9 @@ from edge.site import Site
 from simulator.clock import FILE, MAX_ADVANCE_S, SimClock, add_clock_routes
 from simulator.control import ControlApi
 from simulator.hardware import SimHardware
+from tests.support.mqtt import free_port
+from tests.support.site import make_keys, site_dict
+from tests.support.wait import wait_until
 
 
 def ahead(clock: SimClock) -> float:

@@ -16,12 +16,13 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from mqtt_helpers import Mosquitto, free_port, wait_until
-from sitekit import REPO, Keys, RunningSite, make_keys, running_site, site_dict
 
 from edge.cli import main as cli_main
 from edge.tools.centre import default_key_id, parse_message
 from edge.tools.render import render, value_text
+from tests.support.mqtt import Mosquitto, free_port
+from tests.support.site import REPO, Keys, ThreadedSite, make_keys, site_dict
+from tests.support.wait import wait_until
 
 SITE = "tools-0001"
 
@@ -46,8 +47,8 @@ def keys(tmp_path: Path) -> Keys:
 
 
 @pytest.fixture
-def site(mosquitto: Mosquitto, keys: Keys, tmp_path: Path) -> Iterator[RunningSite]:
-    with running_site(site_dict(SITE, mosquitto.url, tmp_path / "d", keys)) as rs:
+def site(mosquitto: Mosquitto, keys: Keys, tmp_path: Path) -> Iterator[ThreadedSite]:
+    with ThreadedSite(site_dict(SITE, mosquitto.url, tmp_path / "d", keys)) as rs:
         wait_until(lambda: rs.site.call(lambda: rs.site.outbox.online), message="online")
         yield rs
 
@@ -100,7 +101,7 @@ def watch() -> Iterator[list[Watch]]:
 
 
 def test_watch_prints_a_press_and_a_command_readably_and_stops_on_ctrl_c(
-    site: RunningSite, mosquitto: Mosquitto, keys: Keys, watch: list[Watch]
+    site: ThreadedSite, mosquitto: Mosquitto, keys: Keys, watch: list[Watch]
 ) -> None:
     w = Watch("--broker", mosquitto.url, "--site", SITE)
     watch.append(w)
@@ -135,7 +136,7 @@ def test_watch_prints_a_press_and_a_command_readably_and_stops_on_ctrl_c(
 
 
 def test_watch_raw_and_every_site(
-    site: RunningSite, mosquitto: Mosquitto, watch: list[Watch]
+    site: ThreadedSite, mosquitto: Mosquitto, watch: list[Watch]
 ) -> None:
     w = Watch("--broker", mosquitto.url, "--raw")
     watch.append(w)
@@ -162,7 +163,7 @@ def test_watch_without_a_broker_says_so() -> None:
 
 
 def test_send_exit_codes_and_output(
-    site: RunningSite, mosquitto: Mosquitto, keys: Keys, capsys: pytest.CaptureFixture[str]
+    site: ThreadedSite, mosquitto: Mosquitto, keys: Keys, capsys: pytest.CaptureFixture[str]
 ) -> None:
     base = ["--broker", mosquitto.url, "--site", SITE, "--key", str(keys.dir / "centre.key")]
     # refused by the site: the result on stdout, exit 1
@@ -195,7 +196,7 @@ def test_send_exit_codes_and_output(
 def test_send_timeout_names_an_offline_site(
     mosquitto: Mosquitto, keys: Keys, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with running_site(site_dict(SITE, mosquitto.url, tmp_path / "d", keys)) as rs:
+    with ThreadedSite(site_dict(SITE, mosquitto.url, tmp_path / "d", keys)) as rs:
         wait_until(lambda: rs.site.call(lambda: rs.site.outbox.online), message="online")
     # stopped cleanly: its retained status is offline
     base = ["--broker", mosquitto.url, "--site", SITE, "--key", str(keys.dir / "centre.key")]
