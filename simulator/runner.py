@@ -144,6 +144,10 @@ class SimRunner:
                 else None
             ),
         )
+        from simulator.scenario_routes import ScenarioService
+
+        self.scenarios = ScenarioService(self)
+        self.scenarios.routes(self.api)
 
     def run(self) -> None:
         if self.link is not None:
@@ -163,6 +167,7 @@ class SimRunner:
         try:
             self.site.run()
         finally:
+            self.scenarios.close()
             self.api.close()
             self.console.close()
             self.hardware.close()

@@ -19,7 +19,6 @@ from edge.config import SiteConfig, load_config
 from edge.core.errors import AnsimError
 from edge.tools.centre import broker_config
 from simulator.broker import EmbeddedBroker
-from simulator.linkproxy import LinkProxy
 from simulator.runner import SimRunner
 from simulator.scenario import Scenario, load_scenario
 from simulator.scenario_run import Report, ScenarioRunner, StepReport, Target
@@ -27,9 +26,9 @@ from simulator.scenario_run import Report, ScenarioRunner, StepReport, Target
 STOP_S = 15.0
 
 
-def target_for(runner: SimRunner, cut_link: Any = None) -> Target:
-    """The Target of a running SimRunner (e.g. the one serving the web console): its
-    control API, its broker, its dev key. ``cut_link(seconds)``: how to cut its link."""
+def target_for(runner: SimRunner) -> Target:
+    """The Target of a running SimRunner: its control API (a cut_link step goes to its
+    POST /link), its broker (the real one, not the site's link relay), its dev key."""
     host, port = runner.api.address
     return Target(
         control_url=f"http://{host}:{port}",
@@ -37,55 +36,43 @@ def target_for(runner: SimRunner, cut_link: Any = None) -> Target:
         site=runner.cfg.site.id,
         root=runner.cfg.topic_root,
         key=runner.dev_key,
-        cut_link=cut_link,
     )
 
 
 @contextmanager
 def simulated_site(config: Path | SiteConfig, broker_url: str | None = None) -> Iterator[Target]:
     """A simulated site for one scenario: the config's devices on a fresh temporary data
-    dir, connected through a LinkProxy to ``broker_url`` (default: an embedded broker on a
-    free port), with its control API on a free port. Stopped and removed afterwards."""
+    dir, connected (through the simulator's link relay, which cut_link steps cut) to
+    ``broker_url`` (default: an embedded broker on a free port), with its control API on a
+    free port. Stopped and removed afterwards."""
     cfg = load_config(config) if isinstance(config, Path) else config
     work = Path(tempfile.mkdtemp(prefix="ansim-scenario-"))
     embedded: EmbeddedBroker | None = None
-    proxy: LinkProxy | None = None
     runner: SimRunner | None = None
     thread: threading.Thread | None = None
     try:
         if broker_url is None:
             embedded = EmbeddedBroker("127.0.0.1", 0)
             embedded.start()
-            centre_broker = broker_config(None, embedded.url)
+            broker = broker_config(None, embedded.url)
         else:
-            centre_broker = broker_config(cfg, broker_url)
-            if centre_broker.uses_tls:
-                raise AnsimError("scenario run needs a plain mqtt:// broker (no TLS)")
-            centre_broker = centre_broker.model_copy(update={"tls": None})
-        proxy = LinkProxy((centre_broker.host, centre_broker.port)).start()
-        site_broker = centre_broker.model_copy(update={"url": proxy.url})
-        site_cfg = cfg.model_copy(update={"broker": site_broker, "data_dir": work / "data"})
-        runner = SimRunner(site_cfg, broker_url=proxy.url, control="127.0.0.1:0", announce=False)
+            broker = broker_config(cfg, broker_url)
+            if broker.uses_tls:
+                raise AnsimError(
+                    "scenario run needs a plain mqtt:// broker (no TLS): its link is cut"
+                )
+        site_cfg = cfg.model_copy(update={"broker": broker, "data_dir": work / "data"})
+        runner = SimRunner(site_cfg, broker_url=broker.url, control="127.0.0.1:0", announce=False)
         thread = threading.Thread(target=runner.run, name="scenario-site", daemon=True)
         thread.start()
-        host, port = runner.api.address
-        yield Target(
-            control_url=f"http://{host}:{port}",
-            broker=centre_broker,
-            site=cfg.site.id,
-            root=cfg.topic_root,
-            key=runner.dev_key,
-            cut_link=proxy.cut,
-        )
+        yield target_for(runner)
     finally:
         if runner is not None:
-            if proxy is not None:
-                proxy.restore()  # let the site say goodbye if the link is still cut
+            if runner.link is not None:
+                runner.link.restore()  # let the site say goodbye if its link is still cut
             runner.stop_soon()
             if thread is not None:
                 thread.join(STOP_S)
-        if proxy is not None:
-            proxy.close()
         if embedded is not None:
             embedded.stop()
         shutil.rmtree(work, ignore_errors=True)

@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.support.console import Sim, locker_cfg, running_sim, shelter_cfg
 from tests.support.mqtt import Mosquitto
-from tests.support.site import make_keys
+from tests.support.site import REPO, make_keys
 
 selenium = pytest.importorskip("selenium")
 from selenium import webdriver  # noqa: E402
@@ -319,3 +320,26 @@ def test_the_log_filters_by_device_and_type(
         visible = shown_entries(driver)
         assert visible and all(e.get_attribute("data-device") == "modem" for e in visible)
         assert sim.get("/state").status == 200
+
+
+def test_a_scenario_runs_from_the_console(
+    driver: WebDriver, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    # The example store, so that its shipped scenarios fit (docs/scenarios.md).
+    cfg = yaml.safe_load((REPO / "config/examples/shelter.yaml").read_text("utf-8"))
+    cfg["data_dir"] = str(tmp_path / "d")
+    cfg["broker"]["url"] = mosquitto.url
+    with running_sim(cfg) as sim:
+        open_console(driver, sim, lang="en")
+        button = '[data-action="run-scenario"][data-file="alarm-acknowledged.yaml"]'
+        until(driver, shown(button), 5, "the scenario list")
+        assert not driver.find_elements(
+            By.CSS_SELECTOR, '[data-action="run-scenario"][data-file="jammed-door.yaml"]'
+        ), "a locker scenario is not offered for a shelter store"
+        css(driver, button).click()
+        until(driver, shown('#scenario-summary[data-ok="true"]'), 60, "the scenario passed")
+        assert css(driver, "#scenario-summary").text.startswith("PASSED: 15 steps")
+        steps = driver.find_elements(By.CSS_SELECTOR, '#scenario-steps li[data-status="ok"]')
+        assert len(steps) == 15
+        assert "An alarm acknowledged by the centre" in css(driver, "#scenario-title").text
+        assert severe_errors(driver) == []

@@ -6,7 +6,6 @@ number and the field."""
 from __future__ import annotations
 
 import io
-import socket
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -15,12 +14,10 @@ import pytest
 import yaml
 
 from edge.cli import main as cli_main
-from simulator.linkproxy import LinkProxy
 from simulator.scenario import ScenarioError, load_scenario, parse_scenario, scenario_dir
 from simulator.scenario_cli import run_file
 from simulator.scenario_run import MISSING, mismatch
 from tests.support.mqtt import Mosquitto
-from tests.support.wait import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = sorted(scenario_dir().glob("*.yaml"))
@@ -216,63 +213,3 @@ def test_every_shipped_scenario_is_valid_and_names_an_example_config() -> None:
 def test_matching(expected: Any, actual: Any, why: str | None) -> None:
     assert mismatch(expected, actual) == why
     assert MISSING is not None
-
-
-# --------------------------------------------------------------------------- the link relay
-
-
-def _echo_server() -> tuple[socket.socket, int]:
-    srv = socket.create_server(("127.0.0.1", 0))
-    return srv, srv.getsockname()[1]
-
-
-def test_the_link_relay_relays_cuts_and_comes_back() -> None:
-    srv, port = _echo_server()
-    proxy = LinkProxy(("127.0.0.1", port)).start()
-    try:
-        host, pport = proxy.address
-        a = socket.create_connection((host, pport), timeout=5)
-        b, _ = srv.accept()
-        a.sendall(b"ping")
-        assert b.recv(4) == b"ping"
-        b.sendall(b"pong")
-        assert a.recv(4) == b"pong"
-
-        proxy.cut(30)
-        assert a.recv(10) == b""  # the site's connection is closed at once
-        assert proxy.cut_s > 29
-        c = socket.create_connection((host, pport), timeout=5)
-        assert c.recv(10) == b""  # and new ones are refused while cut
-        srv.settimeout(0.3)
-        with pytest.raises(TimeoutError):
-            srv.accept()  # nothing reached the broker side
-
-        proxy.restore()
-        d = socket.create_connection((host, pport), timeout=5)
-        srv.settimeout(5)
-        e, _ = srv.accept()
-        d.sendall(b"back")
-        assert e.recv(4) == b"back"
-        for s in (a, b, c, d, e):
-            s.close()
-    finally:
-        proxy.close()
-        srv.close()
-
-
-def test_a_cut_ends_by_itself() -> None:
-    srv, port = _echo_server()
-    proxy = LinkProxy(("127.0.0.1", port)).start()
-    try:
-        proxy.cut(0.2)
-        wait_until(lambda: proxy.cut_s == 0, timeout=5, message="the cut to end")
-        d = socket.create_connection(proxy.address, timeout=5)
-        srv.settimeout(5)
-        e, _ = srv.accept()
-        d.sendall(b"x")
-        assert e.recv(1) == b"x"
-        d.close()
-        e.close()
-    finally:
-        proxy.close()
-        srv.close()

@@ -18,7 +18,8 @@ from edge.site import Site
 from simulator.clock import FILE, MAX_ADVANCE_S, SimClock, add_clock_routes
 from simulator.control import ControlApi
 from simulator.hardware import SimHardware
-from tests.support.mqtt import free_port
+from tests.support.console import running_sim
+from tests.support.mqtt import Mosquitto, free_port
 from tests.support.site import make_keys, site_dict
 from tests.support.wait import wait_until
 
@@ -105,3 +106,19 @@ def test_a_restart_keeps_the_site_trusting_its_moved_clock(tmp_path: Path) -> No
 
     assert trusted(SimClock(data))  # the moved clock, kept in the data dir
     assert not trusted(SystemClock())  # what a forgotten offset would do: commands refused
+
+
+def test_the_console_signs_with_the_moved_clock(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    # The console's control centre signs with the site's time: after a move of 73 h its
+    # commands are not 'expired' (they were, signed with this machine's clock).
+    keys = make_keys(tmp_path / "keys")
+    cfg = site_dict("clock-2", mosquitto.url, tmp_path / "d", keys)
+    cfg["keys"] = []  # the simulator's development key
+    with running_sim(cfg) as sim:
+        assert sim.post("/clock", {"advance_s": 262800}).status == 200
+        answer = sim.post(
+            "/centre/commands",
+            {"name": "site.test_mode", "args": {"on": True, "minutes": 5}, "key": "dev"},
+        )
+        assert answer.status == 200, answer.body
+        assert answer.body["result"]["ok"] is True, answer.body["result"]

@@ -13,6 +13,7 @@ import json
 import threading
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -77,8 +78,17 @@ def classify(topics: Topics, topic: str) -> tuple[str, str | None]:
 
 
 class Centre:
-    def __init__(self, broker: BrokerConfig, topics: Topics, hub: EventHub) -> None:
+    def __init__(
+        self,
+        broker: BrokerConfig,
+        topics: Topics,
+        hub: EventHub,
+        now: Callable[[], datetime] | None = None,
+    ) -> None:
+        """``now``: the site's wall clock, which commands are signed with (the simulator's
+        clock may have been moved forward, POST /clock)."""
         self.broker = broker
+        self.now = now or (lambda: datetime.now(UTC))
         self.topics = topics
         self.hub = hub
         self._lock = threading.Lock()
@@ -149,7 +159,7 @@ class Centre:
             "site": self.topics.site,
             "name": name,
             "args": args,
-            "expires_at": rfc3339(datetime.now(UTC) + timedelta(seconds=ttl_s)),
+            "expires_at": rfc3339(self.now() + timedelta(seconds=ttl_s)),
             "key_id": key_id,
         }
         signed = sign_command(command, key)

@@ -9,6 +9,7 @@ import { ReaderPanel } from "./reader.js";
 import { ModemPanel } from "./modem.js";
 import { CentrePanel } from "./centre.js";
 import { LogPanel } from "./log.js";
+import { ScenarioPanel } from "./scenarios.js";
 
 const i18n = new I18n();
 const $ = (id) => document.getElementById(id);
@@ -68,6 +69,7 @@ function build(hello) {
     ["reader", ReaderPanel],
     ["modem", ModemPanel],
     ["centre", CentrePanel],
+    ["scenarios", ScenarioPanel],
     ["log", LogPanel],
   ];
   ctx.panels = [];
@@ -156,6 +158,10 @@ function connect() {
       for (const panel of ctx.panels) panel.onEvent?.(kind, data);
     });
   }
+  source.addEventListener("scenario", (e) => {
+    const data = JSON.parse(e.data);
+    for (const panel of ctx.panels) panel.onEvent?.("scenario", data);
+  });
   source.addEventListener("dropped", (e) => {
     const data = JSON.parse(e.data);
     ctx.log?.notice(`${i18n.t("missed")}: ${data.dropped}`);

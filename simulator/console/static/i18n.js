@@ -128,6 +128,8 @@ const WORDS = {
   off: ["꺼짐", "off"],
   yes: ["예", "yes"],
   no: ["아니오", "no"],
+  scenarios: ["시나리오", "Scenarios"],
+  run: ["실행", "Run"],
 };
 
 const KEY = "ansim-console-lang";
