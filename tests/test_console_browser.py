@@ -329,6 +329,7 @@ def test_a_scenario_runs_from_the_console(
     cfg = yaml.safe_load((REPO / "config/examples/shelter.yaml").read_text("utf-8"))
     cfg["data_dir"] = str(tmp_path / "d")
     cfg["broker"]["url"] = mosquitto.url
+    driver.get_log("browser")  # what earlier tests' pages left (e.g. a request cut short)
     with running_sim(cfg) as sim:
         open_console(driver, sim, lang="en")
         button = '[data-action="run-scenario"][data-file="alarm-acknowledged.yaml"]'
