@@ -97,7 +97,11 @@ def violations(
             KIND_MODELS,
         ),
         # The centre-side tools know the wire (core, config, models), not the site's insides.
-        ("edge.tools", ("edge.devices", "edge.machines", "edge.site", "drivers", "simulator")),
+        (
+            "edge.tools",
+            ("edge.devices", "edge.machines", "edge.site", "drivers", "simulator"),
+            None,
+        ),
         # Nothing in edge/ runs simulated hardware or test code.
         ("edge", ("simulator", "tests", "bench"), None),
         # The simulator never imports tests.

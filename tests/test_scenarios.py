@@ -29,7 +29,7 @@ def main(argv: list[str]) -> int:
     """edge.cli.main without its logging setup: it would point structlog, with logger
     caching on, at this test's captured stderr, and the loggers of a site running in this
     process meanwhile would keep writing there after the test (closed by then)."""
-    with mock.patch("edge.cli.configure"):
+    with mock.patch("edge.logs.configure"):
         return cli_main(argv)
 
 
