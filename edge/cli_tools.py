@@ -90,7 +90,7 @@ def _target(args: argparse.Namespace, *, need_site: bool) -> tuple[Any, str, str
 
 def _watch(args: argparse.Namespace) -> int:
     from edge.tools.centre import CentreClient, Message
-    from edge.tools.render import render
+    from edge.tools.render import is_heartbeat, render
 
     broker, root, site = _target(args, need_site=False)
     lines: queue.Queue[Message | str] = queue.Queue()
@@ -121,7 +121,7 @@ def _watch(args: argparse.Namespace) -> int:
                 print(item, file=sys.stderr, flush=True)
             elif args.raw:
                 print(item.topic, item.payload.decode("utf-8", "replace"), flush=True)
-            else:
+            elif not is_heartbeat(item):
                 print(render(item, names), flush=True)
     except KeyboardInterrupt:
         pass

@@ -19,7 +19,7 @@ import pytest
 
 from edge.cli import main as cli_main
 from edge.tools.centre import default_key_id, parse_message
-from edge.tools.render import render, value_text
+from edge.tools.render import is_heartbeat, render, value_text
 from tests.support.mqtt import Mosquitto, free_port
 from tests.support.site import REPO, Keys, ThreadedSite, make_keys, site_dict
 from tests.support.wait import wait_until
@@ -322,3 +322,9 @@ def test_value_text() -> None:
     assert value_text(True) == "true" and value_text(None) == "null"
     assert value_text(2.5) == "2.5"
     assert value_text({"ok": True}) == '{"ok":true}'
+
+
+def test_heartbeats_are_not_shown() -> None:
+    assert is_heartbeat(msg("ansim/v1/s1/heartbeat", {}))
+    assert not is_heartbeat(msg("ansim/v1/s1/status", {"state": "online"}))
+    assert not is_heartbeat(msg("ansim/v1/s1/state/heartbeat", {"on": True}))

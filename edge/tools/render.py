@@ -53,6 +53,11 @@ def _ts(body: Any) -> float | None:
         return None
 
 
+def is_heartbeat(m: Message) -> bool:
+    """The site's link probe (``{root}/{site}/heartbeat``, docs/mqtt-api.md): not shown."""
+    return m.kind == "other" and m.topic.endswith("/heartbeat")
+
+
 def render(m: Message, command_names: dict[str, str] | None = None) -> str:
     """The line for ``m``. ``command_names`` (command_id -> name) is filled from the
     commands seen, so their results can be named."""
