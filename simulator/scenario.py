@@ -346,6 +346,11 @@ class Scenario(_Model):
     name: Name
     description: str | None = None
     config: Path = Field(description="The site config, relative to the scenario file.")
+    config_overrides: dict[str, Any] | None = Field(
+        None,
+        description="Merged into the site config for `scenario run` (mappings key by key), "
+        "e.g. a short reconnect backoff.",
+    )
     timeout_s: Seconds = Field(5.0, description="Default within_s of expect and send steps.")
     steps: list[Step] = Field(min_length=1)
 

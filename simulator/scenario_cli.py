@@ -15,7 +15,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from edge.config import SiteConfig, load_config
+import yaml
+
+from edge.config import SiteConfig, load_config, parse_config
 from edge.core.errors import AnsimError
 from edge.tools.centre import broker_config
 from simulator.broker import EmbeddedBroker
@@ -107,7 +109,8 @@ def run_scenario(
     def step_done(rep: StepReport) -> None:
         say(rep.line())
 
-    with simulated_site(cfg_path, broker_url) as target:
+    cfg = config_with(cfg_path, sc.config_overrides)
+    with simulated_site(cfg, broker_url) as target:
         runner = ScenarioRunner(
             sc, target, source=source, config=_show(cfg_path), on_step=step_done
         )
@@ -118,6 +121,25 @@ def run_scenario(
             say(rep.line())
     say(report.footer())
     return report
+
+
+def merged(base: Any, over: Any) -> Any:
+    """``over`` on top of ``base``: mappings key by key, anything else replaced."""
+    if isinstance(base, dict) and isinstance(over, dict):
+        return {**base, **{k: merged(base.get(k), v) for k, v in over.items()}}
+    return over
+
+
+def config_with(path: Path, overrides: dict[str, Any] | None) -> SiteConfig:
+    """The site config at ``path`` with a scenario's ``config_overrides`` merged in,
+    validated as a whole (errors name the config file and the field)."""
+    if not overrides:
+        return load_config(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return load_config(path)  # says what is wrong with the file
+    return parse_config(merged(data, overrides), path)
 
 
 def _show(path: Path) -> str:

@@ -14,8 +14,9 @@ import pytest
 import yaml
 
 from edge.cli import main as cli_main
+from edge.core.errors import ConfigError
 from simulator.scenario import ScenarioError, load_scenario, parse_scenario, scenario_dir
-from simulator.scenario_cli import run_file
+from simulator.scenario_cli import config_with, merged, run_file
 from simulator.scenario_run import MISSING, mismatch
 from tests.support.mqtt import Mosquitto
 
@@ -213,3 +214,20 @@ def test_every_shipped_scenario_is_valid_and_names_an_example_config() -> None:
 def test_matching(expected: Any, actual: Any, why: str | None) -> None:
     assert mismatch(expected, actual) == why
     assert MISSING is not None
+
+
+def test_config_overrides_are_merged_and_validated(tmp_path: Path) -> None:
+    shelter = REPO / "config" / "examples" / "shelter.yaml"
+    cfg = config_with(shelter, {"broker": {"reconnect": {"max_s": 2}}, "site": {"name": "x"}})
+    assert cfg.broker.reconnect.max_s == 2 and cfg.broker.reconnect.min_s == 1
+    assert cfg.broker.keepalive_s == 30  # the rest of the mapping kept
+    assert cfg.site.id == "shelter-gangnam-0001" and cfg.site.name == "x"
+    assert cfg.data_dir == (REPO / "data" / "shelter-gangnam-0001").resolve()  # as in the file
+    with pytest.raises(ConfigError) as info:
+        config_with(shelter, {"broker": {"reconnect": {"max_s": -1}}})
+    assert str(info.value).startswith(f"{shelter}: ")
+    assert "broker.reconnect.max_s" in str(info.value)
+    assert merged({"a": {"b": 1, "c": 2}, "d": [1]}, {"a": {"b": 3}, "d": [2]}) == {
+        "a": {"b": 3, "c": 2},
+        "d": [2],
+    }
