@@ -328,3 +328,17 @@ def test_heartbeats_are_not_shown() -> None:
     assert is_heartbeat(msg("ansim/v1/s1/heartbeat", {}))
     assert not is_heartbeat(msg("ansim/v1/s1/status", {"state": "online"}))
     assert not is_heartbeat(msg("ansim/v1/s1/state/heartbeat", {"on": True}))
+
+
+def test_the_broker_of_a_config_with_several_urls(keys: Keys, tmp_path: Path) -> None:
+    from edge.config import parse_config
+    from edge.tools.centre import broker_config
+
+    d = site_dict("s1", "mqtt://127.0.0.1:1", tmp_path / "d", keys)
+    del d["broker"]["url"]
+    d["broker"]["urls"] = ["mqtt://10.0.0.1:1883", "mqtt://10.0.0.2:1883"]
+    cfg = parse_config(d)
+    assert broker_config(cfg, None).host == "10.0.0.1"  # the first
+    other = broker_config(cfg, "mqtt://127.0.0.1:18830")
+    assert (other.host, other.port, other.urls) == ("127.0.0.1", 18830, None)
+    assert other.keepalive_s == 5  # the rest of the config's broker section

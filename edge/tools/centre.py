@@ -93,12 +93,12 @@ def broker_config(cfg: SiteConfig | None, url: str | None) -> BrokerConfig:
     TLS settings: e.g. the simulator's embedded broker); without a config, ``url``."""
     if cfg is None:
         data: dict[str, Any] = {"url": url or "mqtt://127.0.0.1:1883"}
+    elif url is None:
+        return cfg.broker  # with several `urls`, the tools connect to the first
     else:
-        data = cfg.broker.model_dump()
-        if url is not None:
-            data["url"] = url
-            if url.startswith("mqtt://"):
-                data["tls"] = None
+        data = {**cfg.broker.model_dump(), "url": url, "urls": None}
+        if url.startswith("mqtt://"):
+            data["tls"] = None
     try:
         return BrokerConfig.model_validate(data)
     except ValidationError as exc:
