@@ -88,6 +88,25 @@ def send(sub: Subscriber, site: str, cmd: dict[str, Any]) -> None:
     sub.publish(f"{ROOT}/{site}/commands/{cmd['name'].replace('.', '/')}", cmd, timeout=SLOW_S)
 
 
+def answered(b: BrokerHandle, sub: Subscriber, site: str, cmd: dict[str, Any]) -> dict[str, Any]:
+    """Send ``cmd`` and return its result. On the NATS cluster the centre does what
+    docs/mqtt-api.md ("Replay and command_id") tells a centre to do about a lost result:
+    re-send the same command, here up to twice, 20 s apart. NATS 2.9's MQTT layer once (in
+    about twenty full CI runs) never delivered a QoS 1 command to the site at all: the site
+    logged nothing and the same command reached the centre's own subscription. The other
+    brokers get exactly one send."""
+    send(sub, site, cmd)
+    tries = 3 if b.kind == "nats" else 1
+    for attempt in range(1, tries + 1):
+        try:
+            return result(sub, site, cmd["command_id"], SLOW_S if attempt == tries else 20.0)
+        except AssertionError:
+            if attempt == tries:
+                raise
+            send(sub, site, cmd)
+    raise AssertionError("unreachable")
+
+
 def alarm_and_clear(rs: ThreadedSite) -> None:
     """Press and release the panic button, turn the reset key: alarm.raised, .cleared."""
     rs.press()
@@ -127,16 +146,14 @@ def test_alarm_reaches_the_centre_and_a_signed_ack_gets_its_result(
         wait_until(lambda: rs.output("sent_led"), timeout=SLOW_S, message="sent lamp")
         args = {"alarm_id": raised["data"]["alarm_id"], "by": "관제센터"}
         ack = command("alarm.ack", args, keys.centre, site=site)
-        send(sub, site, ack)
-        res = result(sub, site, ack["command_id"])
+        res = answered(b, sub, site, ack)
         assert res["ok"] is True and res["data"]["state"] == "acknowledged", res
         acked = sub.wait_for(f"{ROOT}/{site}/events/alarm/acknowledged", timeout=SLOW_S).json
         assert acked["data"] == {"alarm_id": raised["data"]["alarm_id"], "by": "관제센터"}
         wait_until(lambda: rs.output("ack_led"), timeout=SLOW_S, message="ack lamp")
         # A command for the wrong site is refused with a result too (one per command).
         other = command("alarm.ack", args, keys.centre, site="elsewhere")
-        send(sub, site, other)
-        assert result(sub, site, other["command_id"])["error"]["code"] == "wrong_site"
+        assert answered(b, sub, site, other)["error"]["code"] == "wrong_site"
 
 
 def test_a_broker_outage_loses_nothing_and_seq_stays_gapless(
