@@ -2,9 +2,10 @@
 
 The wire protocol (frame encoders, the incremental parser, the frame types) lives in
 :mod:`drivers.cu16_protocol`, pure and tested by feeding it bytes; every public name of it is
-re-exported here. :class:`Cu16Bus`, a :class:`~drivers.serialworker.SerialWorker`, owns one
-serial port (device path, pty path or ``socket://host:port``), polls every configured board
-from its own daemon thread and reports to a :class:`Cu16Listener`.
+re-exported here. :class:`Cu16Bus`, a :class:`~drivers.boardbus.PolledBoardBus` (the poll
+loop, command queue and fault/recovery it shares with the Modbus bus), owns one serial port
+(device path, pty path or ``socket://host:port``), polls every configured board from its own
+daemon thread and reports to a :class:`Cu16Listener`.
 
 Threading rules
 ---------------
@@ -21,16 +22,14 @@ There is no module-level mutable state: any number of buses can live in one proc
 
 from __future__ import annotations
 
-import collections
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-import structlog
-
 from drivers import cu16_protocol
 from drivers.base import Cu16Listener
+from drivers.boardbus import BoardState, PolledBoardBus, PollTiming, Unlock, check_ids
 from drivers.cu16_protocol import *  # noqa: F403  (re-export: the protocol's names stay here)
 from drivers.cu16_protocol import (
     BAUDRATE,
@@ -43,7 +42,6 @@ from drivers.cu16_protocol import (
     StatusFrame,
     UnlockTimeFrame,
     check_board,
-    check_int,
     check_lock,
     check_ms,
     encode_set_unlock_time,
@@ -52,11 +50,8 @@ from drivers.cu16_protocol import (
     reply_cmd,
 )
 from drivers.errors import CoilSafetyError
-from drivers.serialworker import SerialWorker
 
 __all__ = [*cu16_protocol.__all__, "BoardSettings", "Cu16Bus", "Cu16Listener"]
-
-log = structlog.get_logger(__name__)
 
 
 # --------------------------------------------------------------------------- bus driver
@@ -84,24 +79,6 @@ class BoardSettings:
         check_ms(self.pulse_ms)
 
 
-@dataclass(slots=True)
-class _BoardState:
-    settings: BoardSettings
-    pulse_ms: int
-    misses: int = 0
-    faulted: bool = False
-    answers: int = 0
-    last: tuple[tuple[bool, ...], tuple[bool, ...]] | None = None
-    requery_at: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _Unlock:
-    board: int
-    lock: int
-    queued_at: float
-
-
 @dataclass(frozen=True, slots=True)
 class _SetTime:
     board: int
@@ -109,18 +86,10 @@ class _SetTime:
     queued_at: float
 
 
-_Command: TypeAlias = _Unlock | _SetTime
+_Command: TypeAlias = Unlock | _SetTime
 
 
-@dataclass(slots=True)
-class _Stats:
-    polls: int = 0
-    unlocks_sent: int = 0
-    unlocks_expired: int = 0
-    late_frames: int = 0
-
-
-class Cu16Bus(SerialWorker):
+class Cu16Bus(PolledBoardBus[BoardSettings, _Command]):
     """One CU16 RS-485 bus (boards 0-9) driven from its own daemon thread.
 
     The thread opens the port (``serial.serial_for_url``: a device path, a pty path or
@@ -172,61 +141,29 @@ class Cu16Bus(SerialWorker):
         baudrate: int = BAUDRATE,
     ) -> None:
         settings = [b if isinstance(b, BoardSettings) else BoardSettings(b) for b in boards]
-        if not settings:
-            raise ValueError("boards must name at least one board")
-        ids = [s.board_id for s in settings]
-        if len(set(ids)) != len(ids):
-            raise ValueError(f"boards must not repeat a board id, got {ids}")
-        if not poll_hz > 0:
-            raise ValueError(f"poll_hz must be > 0, got {poll_hz!r}")
-        if not reply_timeout > 0:
-            raise ValueError(f"reply_timeout must be > 0, got {reply_timeout!r}")
-        check_int("fault_after", fault_after, 1, 1_000_000)
-        if requery_delay < 0 or coil_gap < 0 or command_ttl <= 0:
-            raise ValueError("requery_delay and coil_gap must be >= 0, command_ttl > 0")
+        check_ids([s.board_id for s in settings], "board id")
+        timing = PollTiming(poll_hz, reply_timeout, fault_after, coil_gap, command_ttl)
+        if requery_delay < 0:
+            raise ValueError(f"requery_delay must be >= 0, got {requery_delay!r}")
         check_ms(max_pulse_ms)
         super().__init__(
             url,
+            {s.board_id: BoardState(settings=s, pulse_ms=s.pulse_ms) for s in settings},
+            listener,
+            timing,
             name="cu16",
-            thread_name=f"cu16-bus[{url}]",
-            log=log.bind(bus=url),
+            max_pulse_ms=max_pulse_ms,
+            counters="polls unlocks_sent unlocks_expired late_frames",
             baudrate=baudrate,
-            read_timeout=reply_timeout,
             write_timeout=write_timeout,
             reopen_backoff=reopen_backoff,
             stable_s=0.0,  # every good open restarts the backoff
             monotonic=monotonic,
-            close_timeout=2.0,
         )
-        self._listener = listener
-        self._period = 1.0 / poll_hz
-        self._reply_timeout = reply_timeout
-        self._fault_after = fault_after
         self._requery_delay = requery_delay
-        self._coil_gap = coil_gap
-        self._command_ttl = command_ttl
-        self._max_pulse_ms = max_pulse_ms
-        self._boards: dict[int, _BoardState] = {
-            s.board_id: _BoardState(settings=s, pulse_ms=s.pulse_ms) for s in settings
-        }
-
-        # Shared with callers (guarded by _cond).
-        self._commands: collections.deque[_Command] = collections.deque()
-        self._wakeup = False
-
-        # Bus-thread only.
-        self._parser = Cu16Parser()
-        self._garbage_reported = 0
-        self._poll_pending: collections.deque[int] = collections.deque()
-        self._next_cycle = 0.0
-        self._coil_free_at = 0.0
-        self._stats = _Stats()
+        self._parser = Cu16Parser()  # bus thread only
 
     # ------------------------------------------------------------------ public API
-
-    @property
-    def boards(self) -> tuple[int, ...]:
-        return tuple(self._boards)
 
     def unlock(self, board: int, lock: int) -> None:
         """Queue an unlock of ``lock`` (1-16) on ``board``. Returns at once; the bus thread
@@ -239,7 +176,7 @@ class Cu16Bus(SerialWorker):
         :meth:`close`."""
         self._check_configured(board)
         check_lock(lock)
-        self._enqueue(_Unlock(board, lock, time.monotonic()))
+        self._enqueue(Unlock(board, lock, time.monotonic()))
 
     def set_unlock_time(self, board: int, ms: int) -> None:
         """Queue a 0x37 "set pulse time" for ``board`` (``ms`` in 10 ms steps). Raises
@@ -257,64 +194,38 @@ class Cu16Bus(SerialWorker):
         """A loose snapshot of counters (read without locking; for logs and tests)."""
         s = self._stats
         return {
-            "polls": s.polls,
-            "unlocks_sent": s.unlocks_sent,
-            "unlocks_expired": s.unlocks_expired,
+            "polls": s["polls"],
+            "unlocks_sent": s["unlocks_sent"],
+            "unlocks_expired": s["unlocks_expired"],
             "port_errors": self._port_errors,
             "listener_errors": self._listener_errors,
-            "late_frames": s.late_frames,
+            "late_frames": s["late_frames"],
             "frames": self._parser.frames,
             "garbage_bytes": self._parser.garbage_bytes,
             "bad_checksum": self._parser.bad_checksum,
-            "boards": {
-                b: {
-                    "faulted": st.faulted,
-                    "misses": st.misses,
-                    "answers": st.answers,
-                    "pulse_ms": st.pulse_ms,
-                }
-                for b, st in self._boards.items()
-            },
+            "boards": self._board_stats(),
         }
-
-    # ------------------------------------------------------------------ caller side helpers
 
     def _check_configured(self, board: int) -> None:
         check_board(board)
         if board not in self._boards:
             raise ValueError(f"board {board} is not configured on bus {self._url}")
 
-    def _enqueue(self, command: _Command) -> None:
-        with self._cond:
-            if self._closed:
-                raise RuntimeError("Cu16Bus is closed")
-            self._commands.append(command)
-            self._wakeup = True
-            self._cond.notify_all()
-
     # ------------------------------------------------------------------ bus thread
-
-    def _start_fields(self) -> dict[str, Any]:
-        return {"boards": list(self._boards), "period_s": self._period}
 
     def _port_opened(self) -> None:
         self._parser.discard()
         self._next_cycle = time.monotonic()
         self._poll_pending.clear()
 
-    def _on_fault(self, reason: str) -> None:
-        """The port failed (or cannot be opened): every board is faulted."""
-        for board, st in self._boards.items():
-            st.misses = max(st.misses, self._fault_after)
-            st.requery_at = None
-            if not st.faulted:
-                self._set_fault(board, st, reason)
+    def _parser_errors(self) -> int:
+        return self._parser.garbage_bytes + self._parser.bad_checksum
 
     def _serve(self) -> None:
         now = time.monotonic()
         command, wake_at = self._take_command(now)
         if command is not None:
-            if isinstance(command, _Unlock):
+            if isinstance(command, Unlock):
                 self._do_unlock(command)
             else:
                 self._do_set_time(command)
@@ -326,51 +237,18 @@ class Cu16Bus(SerialWorker):
                 self._poll(board)
                 return
             wake_at = min(wake_at, at)
-        if self._poll_pending:
-            self._poll(self._poll_pending.popleft())
+        if self._poll_step(now):
             return
-        if now >= self._next_cycle:
-            self._poll_pending.extend(self._boards)
-            self._next_cycle += self._period
-            if self._next_cycle <= now:  # overran (slow/silent boards): skip, do not burst
-                self._next_cycle = now + self._period
-            return
-        wake_at = min(wake_at, self._next_cycle)
-        with self._cond:
-            if not self._stop.is_set() and not self._wakeup:
-                self._cond.wait(max(0.0, wake_at - time.monotonic()))
+        self._wait_until(min(wake_at, self._next_cycle))
 
-    def _take_command(self, now: float) -> tuple[_Command | None, float]:
-        """First command that may go now (FIFO; unlocks wait for the coil), and when to look
-        again otherwise. Drops commands older than ``command_ttl``."""
-        wake_at = float("inf")
-        with self._cond:
-            self._wakeup = False
-            for command in list(self._commands):
-                if now - command.queued_at > self._command_ttl:
-                    self._commands.remove(command)
-                    self._expired(command, now)
-                    continue
-                if isinstance(command, _Unlock) and now < self._coil_free_at:
-                    wake_at = min(
-                        wake_at, self._coil_free_at, command.queued_at + self._command_ttl
-                    )
-                    continue
-                self._commands.remove(command)
-                return command, wake_at
-        return None, wake_at
+    def _blocked(self, command: _Command, now: float) -> bool:
+        return isinstance(command, Unlock) and now < self._coil_free_at
 
     def _expired(self, command: _Command, now: float) -> None:
-        if isinstance(command, _Unlock):
-            self._stats.unlocks_expired += 1
-            self._log.warning(
-                "cu16_unlock_expired",
-                board=command.board,
-                lock=command.lock,
-                age_s=round(now - command.queued_at, 3),
-            )
-        else:
+        if isinstance(command, _SetTime):
             self._log.warning("cu16_set_unlock_time_expired", board=command.board, ms=command.ms)
+        else:
+            super()._expired(command, now)
 
     # -- transactions
 
@@ -382,7 +260,7 @@ class Cu16Bus(SerialWorker):
         if port.in_waiting:  # a byte count on a tty, 0/1 on socket://: drain without blocking
             port.timeout = 0
             for frame in self._parser.feed(port.read(4096)):
-                self._stats.late_frames += 1
+                self._stats["late_frames"] += 1
                 self._log.debug("cu16_late_frame", frame=repr(frame))
         self._parser.discard()
         self._write(request)
@@ -390,55 +268,37 @@ class Cu16Bus(SerialWorker):
     def _await(self, cmd: int, board: int) -> tuple[Frame | None, bool]:
         """Wait up to ``reply_timeout`` for a ``cmd`` reply from ``board``. Returns the frame
         (or None) and whether anything garbled arrived meanwhile."""
-        port = self._port
         parser = self._parser
-        garbage0, bad0 = parser.garbage_bytes, parser.bad_checksum
         expected = FRAME_LENGTHS[cmd]
-        deadline = time.monotonic() + self._reply_timeout
-        found: Frame | None = None
-        while found is None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                frames = parser.idle()  # the line is quiet: judge what is pending
-            else:
-                port.timeout = remaining
-                want = max(1, port.in_waiting, expected - parser.pending)
-                frames = parser.feed(port.read(want))
-            for frame in frames:
-                if found is None and frame.board == board and reply_cmd(frame) == cmd:
-                    found = frame
-                elif not (isinstance(frame, CommandFrame) and frame.board == board):
-                    self._log.debug("cu16_unexpected_frame", frame=repr(frame), board=board)
-            if remaining <= 0:
-                break
-        garbled = parser.garbage_bytes > garbage0 or parser.bad_checksum > bad0
-        self._report_garbage()
-        return found, garbled
 
-    def _report_garbage(self) -> None:
-        total = self._parser.garbage_bytes
-        delta = total - self._garbage_reported
-        if delta > 0:
-            self._garbage_reported = total
-            self._log.debug("cu16_garbage", count=delta, total=total)
-            self._emit("on_garbage", lambda: self._listener.on_garbage(delta))
+        def unexpected(frame: Frame) -> None:
+            if not (isinstance(frame, CommandFrame) and frame.board == board):
+                self._log.debug("cu16_unexpected_frame", frame=repr(frame), board=board)
+
+        return self._await_frame(
+            parser,
+            time.monotonic() + self._reply_timeout,
+            lambda frame: frame.board == board and reply_cmd(frame) == cmd,
+            unexpected,
+            want=lambda: max(1, expected - parser.pending),
+        )
 
     def _poll(self, board: int) -> None:
         st = self._boards[board]
         st.requery_at = None
-        self._stats.polls += 1
+        self._stats["polls"] += 1
         self._send(encode_status_query(board))
         frame, garbled = self._await(REPLY_STATUS, board)
         self._handle_reply(board, st, frame, garbled)
 
-    def _do_unlock(self, command: _Unlock) -> None:
+    def _do_unlock(self, command: Unlock) -> None:
         board, lock = command.board, command.lock
         st = self._boards[board]
         self._send(encode_unlock(board, lock))
         sent = time.monotonic()
         pulse_s = st.pulse_ms / 1000.0
         self._coil_free_at = sent + pulse_s + self._coil_gap
-        self._stats.unlocks_sent += 1
+        self._stats["unlocks_sent"] += 1
         self._log.info("cu16_unlock_sent", board=board, lock=lock, pulse_ms=st.pulse_ms)
         replied: tuple[Frame | None, bool] | None = None
         if st.settings.unlock_replies:
@@ -471,32 +331,10 @@ class Cu16Bus(SerialWorker):
         self._handle_reply(board, st, frame, garbled)
 
     def _handle_reply(
-        self, board: int, st: _BoardState, frame: Frame | None, garbled: bool
+        self, board: int, st: BoardState[BoardSettings], frame: Frame | None, garbled: bool
     ) -> None:
-        if frame is None:
-            st.misses += 1
-            if not st.faulted and st.misses >= self._fault_after:
-                what = "garbled replies" if garbled else "no reply"
-                self._set_fault(board, st, f"{what} to {st.misses} consecutive requests")
-            return
-        st.misses = 0
-        st.answers += 1
-        if st.faulted:
-            st.faulted = False
-            self._log.info("cu16_board_recovered", board=board)
-            self._emit("on_board_recovered", lambda: self._listener.on_board_recovered(board))
-        if not isinstance(frame, StatusFrame):
-            return
-        closed_bit = bool(st.settings.closed_bit)
-        closed = tuple(bit == closed_bit for bit in frame.lock_bits)
-        items = frame.item_bits
-        if st.last != (closed, items):
-            st.last = (closed, items)
-            t = self._monotonic()
-            self._emit("on_status", lambda: self._listener.on_status(board, closed, items, t))
-
-    def _set_fault(self, board: int, st: _BoardState, reason: str) -> None:
-        st.faulted = True
-        st.last = None  # the first good reading after recovery is reported again
-        self._log.warning("cu16_board_fault", board=board, reason=reason)
-        self._emit("on_board_fault", lambda: self._listener.on_board_fault(board, reason))
+        self._count_reply(board, st, frame is not None, garbled)
+        if isinstance(frame, StatusFrame):
+            closed_bit = bool(st.settings.closed_bit)
+            closed = tuple(bit == closed_bit for bit in frame.lock_bits)
+            self._report_status(board, st, closed, frame.item_bits)

@@ -21,21 +21,21 @@ relay *n* drives the lock of door *n*, whose switch is discrete input *n*
   the first good reply: ``on_board_recovered`` once; thrown-away bytes: ``on_garbage``.
 
 Threading: public methods from any thread; the port and board state belong to the bus
-thread (:class:`~drivers.serialworker.SerialWorker`), where listener callbacks run.
+thread (:class:`~drivers.boardbus.PolledBoardBus`, on the serial-worker runtime), where
+listener callbacks run.
 """
 
 from __future__ import annotations
 
-import collections
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import serial
-import structlog
 
 from drivers.base import Cu16Listener
+from drivers.boardbus import BoardState, PolledBoardBus, PollTiming, Unlock, check_ids
 from drivers.errors import CoilSafetyError
 from drivers.modbus_protocol import (
     ModbusBoardSettings,
@@ -51,24 +51,11 @@ from drivers.modbus_protocol import (
     inputs_request,
     matches,
 )
-from drivers.serialworker import SerialWorker
 
 __all__ = ["ModbusBoardSettings", "ModbusBus"]
 
-log = structlog.get_logger(__name__)
-
 WRITE_MARGIN_S = 0.02  # a request's own time on the wire, on top of reply_timeout
 CLOSE_OFF_TRIES = 3
-
-
-@dataclass(slots=True)
-class _Board:
-    settings: ModbusBoardSettings
-    pulse_ms: int
-    misses: int = 0
-    faulted: bool = False
-    answers: int = 0
-    last: tuple[bool, ...] | None = None
 
 
 @dataclass(slots=True)
@@ -81,19 +68,13 @@ class _Off:
     overrun_logged: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class _Unlock:
-    board: int
-    lock: int
-    queued_at: float
-
-
 COUNTERS = "polls unlocks_sent unlocks_expired unlocks_refused offs_sent off_retries late_bytes"
 
 
-class ModbusBus(SerialWorker):
-    """Modbus RTU relay boards on one serial line; see the module docstring. The thread,
-    the port's open/reopen with backoff and the callback guard are
+class ModbusBus(PolledBoardBus[ModbusBoardSettings, Unlock]):
+    """Modbus RTU relay boards on one serial line; see the module docstring. The poll cycle,
+    the unlock queue and board fault/recovery are :class:`~drivers.boardbus.PolledBoardBus`'s;
+    the thread, the port's open/reopen with backoff and the callback guard its
     :class:`~drivers.serialworker.SerialWorker`'s."""
 
     def __init__(
@@ -115,19 +96,13 @@ class ModbusBus(SerialWorker):
         write_timeout: float = 1.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not boards:
-            raise ValueError("boards must name at least one board")
-        ids = [b.slave_id for b in boards]
-        if len(set(ids)) != len(ids):
-            raise ValueError(f"boards must not repeat a slave id, got {ids}")
+        check_ids([b.slave_id for b in boards], "slave id")
+        timing = PollTiming(poll_hz, reply_timeout, fault_after, coil_gap, command_ttl)
         if parity not in ("N", "E", "O"):
             raise ValueError(f"parity must be 'N', 'E' or 'O', got {parity!r}")
-        if not poll_hz > 0 or not reply_timeout > 0 or not off_retry_s > 0:
-            raise ValueError("poll_hz, reply_timeout and off_retry_s must be > 0")
-        check_int("fault_after", fault_after, 1, 1_000_000)
+        if not off_retry_s > 0:
+            raise ValueError(f"off_retry_s must be > 0, got {off_retry_s!r}")
         check_int("max_pulse_ms", max_pulse_ms, 10, 600_000)
-        if coil_gap < 0 or command_ttl <= 0:
-            raise ValueError("coil_gap must be >= 0 and command_ttl > 0")
         for b in boards:
             if b.pulse_ms > max_pulse_ms:
                 raise CoilSafetyError(
@@ -136,42 +111,24 @@ class ModbusBus(SerialWorker):
                 )
         super().__init__(
             url,
+            {b.slave_id: BoardState(b, b.pulse_ms) for b in boards},
+            listener,
+            timing,
             name="modbus",
-            thread_name=f"modbus-bus[{url}]",
-            log=log.bind(bus=url),
+            max_pulse_ms=max_pulse_ms,
+            counters=COUNTERS,
             baudrate=baudrate,
-            read_timeout=reply_timeout,
+            parity=parity,
             write_timeout=write_timeout,
             reopen_backoff=reopen_backoff,
             monotonic=monotonic,
-            close_timeout=2.0,
         )
-        self._listener = listener
-        self._parity = parity
-        self._period = 1.0 / poll_hz
-        self._reply_timeout = reply_timeout
         self._txn_s = reply_timeout + WRITE_MARGIN_S
-        self._fault_after = fault_after
-        self._coil_gap = coil_gap
-        self._command_ttl = command_ttl
-        self._max_pulse_ms = max_pulse_ms
         self._off_retry = off_retry_s
-        self._boards = {b.slave_id: _Board(b, b.pulse_ms) for b in boards}
-
-        # Shared with callers (guarded by _cond).
-        self._commands: collections.deque[_Unlock] = collections.deque()
-        self._wakeup = False
-
         # Bus thread only.
         self._rx = RtuReceiver(is_server=False)
-        self._garbage_reported = 0
         self._offs: dict[tuple[int, int], _Off] = {}
-        self._poll_pending: collections.deque[int] = collections.deque()
-        self._next_cycle = 0.0
-        self._coil_free_at = 0.0
         self._all_off_due = False
-        self._stats = dict.fromkeys(COUNTERS.split(), 0)
-        self._closing = False
 
     # ------------------------------------------------------------------ public API
 
@@ -180,12 +137,7 @@ class ModbusBus(SerialWorker):
         ValueError for a board or relay not configured, RuntimeError after close."""
         st = self._board(board)
         check_int("lock", lock, 1, st.settings.relays)
-        with self._cond:
-            if self._closed:
-                raise RuntimeError("ModbusBus is closed")
-            self._commands.append(_Unlock(board, lock, time.monotonic()))
-            self._wakeup = True
-            self._cond.notify_all()
+        self._enqueue(Unlock(board, lock, time.monotonic()))
 
     def set_unlock_time(self, board: int, ms: int) -> None:
         """The pulse length of ``board``'s relays from now on. No bus traffic: the flash
@@ -211,38 +163,16 @@ class ModbusBus(SerialWorker):
             "garbage_bytes": self._rx.garbage_bytes,
             "bad_crc": self._rx.bad_crc,
             "relays_on": sorted(self._offs.copy()),
-            "boards": {
-                b: {
-                    "faulted": st.faulted,
-                    "misses": st.misses,
-                    "answers": st.answers,
-                    "pulse_ms": st.pulse_ms,
-                }
-                for b, st in self._boards.items()
-            },
+            "boards": self._board_stats(),
         }
 
-    def _board(self, board: int) -> _Board:
+    def _board(self, board: int) -> BoardState[ModbusBoardSettings]:
         st = self._boards.get(board) if isinstance(board, int) else None
         if st is None or isinstance(board, bool):
             raise ValueError(f"slave {board!r} is not configured on bus {self._url}")
         return st
 
     # ------------------------------------------------------------------ bus thread
-
-    def _start_fields(self) -> dict[str, Any]:
-        return {"boards": list(self._boards), "period_s": self._period}
-
-    def _make_port(self) -> Any:
-        return serial.serial_for_url(
-            self._url,
-            baudrate=self._baudrate,
-            bytesize=serial.EIGHTBITS,
-            parity=self._parity,
-            stopbits=serial.STOPBITS_ONE,
-            timeout=self._read_timeout,
-            write_timeout=self._write_timeout,
-        )
 
     def _port_opened(self) -> None:
         self._rx.discard()
@@ -251,12 +181,8 @@ class ModbusBus(SerialWorker):
         self._poll_pending.clear()
         self._all_off_due = True
 
-    def _on_fault(self, reason: str) -> None:
-        """The port failed (or cannot be opened): every board is faulted."""
-        for slave, st in self._boards.items():
-            st.misses = max(st.misses, self._fault_after)
-            if not st.faulted:
-                self._set_fault(slave, st, reason)
+    def _parser_errors(self) -> int:
+        return self._rx.garbage_bytes + self._rx.bad_crc
 
     def _on_stop(self) -> None:
         """Every relay off (driver-timed ones still on first, retried); the base closes the
@@ -302,51 +228,16 @@ class ModbusBus(SerialWorker):
             self._do_unlock(command)
             return
         # 3. Door polls: one board per step, every board once per period.
-        if self._poll_pending:
-            self._poll(self._poll_pending.popleft())
-            return
-        if now >= self._next_cycle:
-            self._poll_pending.extend(self._boards)
-            self._next_cycle += self._period
-            if self._next_cycle <= now:  # overran (silent boards): skip, do not burst
-                self._next_cycle = now + self._period
+        if self._poll_step(now):
             return
         wake_at = min(wake_at, self._next_cycle)
         if self._offs:
             wake_at = min(wake_at, min(o.due for o in self._offs.values()))
         self._wait_until(wake_at)
 
-    def _wait_until(self, at: float, *, wakeup: bool = True) -> None:
-        """Block until ``at``, or until stopped or (``wakeup``) a new unlock is queued."""
-        with self._cond:
-            if not self._stop.is_set() and not (wakeup and self._wakeup):
-                self._cond.wait(max(0.0, at - time.monotonic()))
-
-    def _take_command(self, now: float) -> tuple[_Unlock | None, float]:
-        """The first unlock that may go now, and when to look again otherwise. Drops
-        unlocks older than ``command_ttl``."""
-        wake_at = float("inf")
-        with self._cond:
-            self._wakeup = False
-            for command in list(self._commands):
-                if now - command.queued_at > self._command_ttl:
-                    self._commands.remove(command)
-                    self._stats["unlocks_expired"] += 1
-                    self._log.warning(
-                        "modbus_unlock_expired",
-                        board=command.board,
-                        lock=command.lock,
-                        age_s=round(now - command.queued_at, 3),
-                    )
-                    continue
-                if now < self._coil_free_at or self._offs:
-                    wake_at = min(
-                        wake_at, self._coil_free_at, command.queued_at + self._command_ttl
-                    )
-                    break
-                self._commands.remove(command)
-                return command, wake_at
-        return None, wake_at
+    def _blocked(self, command: Unlock, now: float) -> bool:
+        """One coil at a time: an unlock waits for the last pulse (and every pending off)."""
+        return now < self._coil_free_at or bool(self._offs)
 
     # -- transactions
 
@@ -365,31 +256,15 @@ class ModbusBus(SerialWorker):
     def _await(self, request: ModbusPDU, deadline: float) -> tuple[ModbusPDU | None, bool]:
         """The first frame from the request's slave for its function (or an exception
         reply) until ``deadline``, and whether anything garbled arrived meanwhile."""
-        port = self._port
-        rx = self._rx
-        garbage0, crc0 = rx.garbage_bytes, rx.bad_crc
-        found: ModbusPDU | None = None
-        while found is None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                frames = rx.idle()  # the line is quiet: judge what is pending
-            else:
-                port.timeout = remaining
-                frames = rx.feed(port.read(max(1, port.in_waiting)))
-            for frame in frames:
-                if (
-                    found is None
-                    and frame.dev_id == request.dev_id
-                    and frame.function_code & 0x7F == request.function_code
-                ):
-                    found = frame
-                else:
-                    self._log.debug("modbus_unexpected_frame", frame=str(frame))
-            if remaining <= 0:
-                break
-        garbled = rx.garbage_bytes > garbage0 or rx.bad_crc > crc0
-        self._report_garbage()
-        return found, garbled
+        return self._await_frame(
+            self._rx,
+            deadline,
+            lambda frame: (
+                frame.dev_id == request.dev_id
+                and frame.function_code & 0x7F == request.function_code
+            ),
+            lambda frame: self._log.debug("modbus_unexpected_frame", frame=str(frame)),
+        )
 
     def _transact(self, slave: int, request: ModbusPDU) -> ModbusPDU | None:
         self._send(request)
@@ -405,7 +280,7 @@ class ModbusBus(SerialWorker):
             deadline = full
         frame, garbled = self._await(request, deadline)
         if frame is not None or deadline >= full - 1e-3:
-            self._count_reply(slave, frame, garbled)
+            self._count_reply(slave, self._boards[slave], frame is not None, garbled)
         if frame is not None and not matches(request, frame):
             self._log.warning(
                 "modbus_request_refused",
@@ -417,14 +292,6 @@ class ModbusBus(SerialWorker):
             return None
         return frame
 
-    def _report_garbage(self) -> None:
-        total = self._rx.garbage_bytes
-        delta = total - self._garbage_reported
-        if delta > 0:
-            self._garbage_reported = total
-            self._log.debug("modbus_garbage", count=delta, total=total)
-            self._emit("on_garbage", lambda: self._listener.on_garbage(delta))
-
     def _poll(self, slave: int) -> None:
         st = self._boards[slave]
         self._stats["polls"] += 1
@@ -433,13 +300,9 @@ class ModbusBus(SerialWorker):
             return
         closed_bit = bool(st.settings.closed_bit)
         closed = tuple(bit == closed_bit for bit in bits_of(reply, st.settings.relays))
-        if st.last != closed:
-            st.last = closed
-            items = (False,) * len(closed)
-            t = self._monotonic()
-            self._emit("on_status", lambda: self._listener.on_status(slave, closed, items, t))
+        self._report_status(slave, st, closed, (False,) * len(closed))
 
-    def _do_unlock(self, command: _Unlock) -> None:
+    def _do_unlock(self, command: Unlock) -> None:
         slave, relay = command.board, command.lock
         st = self._boards[slave]
         ms = st.pulse_ms
@@ -489,26 +352,3 @@ class ModbusBus(SerialWorker):
                 "modbus_relay_off_unconfirmed", board=slave, lock=relay, on_s=round(on_s, 3)
             )
         return False
-
-    def _count_reply(self, slave: int, frame: ModbusPDU | None, garbled: bool) -> None:
-        if self._closing:  # the core is shutting down: no fault or recovery news now
-            return
-        st = self._boards[slave]
-        if frame is None:
-            st.misses += 1
-            if not st.faulted and st.misses >= self._fault_after:
-                what = "garbled replies" if garbled else "no reply"
-                self._set_fault(slave, st, f"{what} to {st.misses} consecutive requests")
-            return
-        st.misses = 0
-        st.answers += 1
-        if st.faulted:
-            st.faulted = False
-            self._log.info("modbus_board_recovered", board=slave)
-            self._emit("on_board_recovered", lambda: self._listener.on_board_recovered(slave))
-
-    def _set_fault(self, slave: int, st: _Board, reason: str) -> None:
-        st.faulted = True
-        st.last = None  # the first good reading after recovery is reported again
-        self._log.warning("modbus_board_fault", board=slave, reason=reason)
-        self._emit("on_board_fault", lambda: self._listener.on_board_fault(slave, reason))

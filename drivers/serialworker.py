@@ -113,6 +113,7 @@ class SerialWorker:
         baudrate: int,
         read_timeout: float,
         write_timeout: float | None = None,
+        parity: str = serial.PARITY_NONE,
         reopen_backoff: tuple[float, float] = (0.5, 30.0),
         stable_s: float = 0.0,
         monotonic: Callable[[], float] = time.monotonic,
@@ -126,6 +127,7 @@ class SerialWorker:
         self._thread_name = thread_name
         self._log = log
         self._baudrate = baudrate
+        self._parity = parity
         self._read_timeout = read_timeout
         self._write_timeout = write_timeout
         self._backoff = Backoff(*reopen_backoff)
@@ -297,7 +299,7 @@ class SerialWorker:
             self._url,
             baudrate=self._baudrate,
             bytesize=serial.EIGHTBITS,
-            parity=serial.PARITY_NONE,
+            parity=self._parity,
             stopbits=serial.STOPBITS_ONE,
             timeout=self._read_timeout,
             write_timeout=self._write_timeout,
