@@ -1,7 +1,8 @@
 """A simulated Kerong CU16 bus (one or more boards) on the far side of a pty pair.
 
-:class:`SimulatedCu16Bus` is a :class:`~simulator.ptydevice.PtyDevice`: it serves the master
-side of a pty pair from its own thread, speaking the real byte protocol of
+:class:`SimulatedCu16Bus` is a :class:`~simulator.boardbus_device.SimulatedBoardBus` (doors,
+faults and the serving it shares with the Modbus boards): it serves the master side of a pty
+pair from its own thread, speaking the real byte protocol of
 :mod:`drivers.cu16_protocol`.
 The driver under test opens :attr:`SimulatedCu16Bus.port` (the slave tty path) exactly like
 a USB RS-485 adapter.
@@ -31,7 +32,6 @@ run in one process.
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -53,7 +53,7 @@ from drivers.cu16_protocol import (
     encode_status_reply,
     encode_unlock_time_reply,
 )
-from simulator.ptydevice import PtyDevice
+from simulator.boardbus_device import SimulatedBoardBus, check_closed_bit
 
 
 def _check_board_id(board: object) -> int:
@@ -78,6 +78,10 @@ class _Board:
     requests: int = 0
     status_queries: int = 0
 
+    @property
+    def locks(self) -> int:
+        return LOCKS_PER_BOARD
+
     def lock_bits(self) -> list[bool]:
         closed = bool(self.closed_bit)
         return [closed if not is_open else not closed for is_open in self.door_open]
@@ -100,7 +104,7 @@ class _Board:
         }
 
 
-class SimulatedCu16Bus(PtyDevice):
+class SimulatedCu16Bus(SimulatedBoardBus[_Board, Frame]):
     """Simulated CU16 boards behind a pty. See the module docstring for the model.
 
     ``boards``: board ids (0-9) present on this bus. ``pulse_ms``, ``closed_bit`` and
@@ -110,7 +114,7 @@ class SimulatedCu16Bus(PtyDevice):
     Locks are numbered 1-16 in every control method. Thread-safe throughout.
     """
 
-    IDLE_GAP = 0.05
+    _parser: Cu16Parser
 
     def __init__(
         self,
@@ -125,68 +129,24 @@ class SimulatedCu16Bus(PtyDevice):
         ids = [_check_board_id(b) for b in boards]
         if not ids or len(set(ids)) != len(ids):
             raise ValueError(f"boards must be distinct board ids, got {list(boards)!r}")
-        if closed_bit not in (0, 1):
-            raise ValueError(f"closed_bit must be 0 or 1, got {closed_bit!r}")
+        check_closed_bit(closed_bit)
         if isinstance(pulse_ms, bool) or not isinstance(pulse_ms, int) or pulse_ms % 10:
             raise ValueError(f"pulse_ms must be an int multiple of 10, got {pulse_ms!r}")
         if not 10 <= pulse_ms <= MAX_UNLOCK_TIME_MS:
             raise ValueError(f"pulse_ms must be in 10..{MAX_UNLOCK_TIME_MS}, got {pulse_ms!r}")
-        super().__init__()
-        self._monotonic = monotonic
+        super().__init__(Cu16Parser(), monotonic=monotonic, seed=seed)
         self._boards = {b: _Board(b, closed_bit, unlock_replies, pulse_ms) for b in sorted(ids)}
         self._history: list[dict[str, Any]] = []
-        self._parser = Cu16Parser()
-        self._random = random.Random(seed)
-        self._dropped_bytes = 0
-        self._errors = 0
         self._overlapping_pulses = 0
         self._start_serving(f"cu16-sim[{self.port}]")
 
     # ------------------------------------------------------------------ public API
-
-    def open_door(self, board: int, lock: int) -> None:
-        """Force the door open by hand (no pulse)."""
-        with self._lock:
-            b, i = self._locate(board, lock)
-            if not b.door_open[i]:
-                b.door_open[i] = True
-                b.forced[i] = True
-
-    def close_door(self, board: int, lock: int) -> None:
-        """Push the door shut; it re-latches."""
-        with self._lock:
-            b, i = self._locate(board, lock)
-            b.door_open[i] = False
-            b.forced[i] = False
 
     def set_item(self, board: int, lock: int, present: bool) -> None:
         """Set the infrared "item present" sensor of a locker."""
         with self._lock:
             b, i = self._locate(board, lock)
             b.items[i] = bool(present)
-
-    def jam(self, board: int, lock: int, jammed: bool = True) -> None:
-        """A jammed lock still takes the pulse, but its door stays closed."""
-        with self._lock:
-            b, i = self._locate(board, lock)
-            b.jammed[i] = bool(jammed)
-
-    def set_silent(self, board: int, silent: bool = True) -> None:
-        """A silent board is dead: it neither answers nor acts on requests."""
-        with self._lock:
-            self._board(board).silent = bool(silent)
-
-    def set_corrupt(self, board: int, corrupt: bool = True) -> None:
-        """A corrupt board acts on requests but garbles every reply."""
-        with self._lock:
-            self._board(board).corrupt = bool(corrupt)
-
-    def set_polarity(self, board: int, closed_bit: int) -> None:
-        """Lock-feedback bit value meaning "door closed" (0 or 1)."""
-        if closed_bit not in (0, 1):
-            raise ValueError(f"closed_bit must be 0 or 1, got {closed_bit!r}")
-        with self._lock:
-            self._board(board).closed_bit = closed_bit
 
     def set_unlock_replies(self, board: int, replies: bool) -> None:
         """Whether the board answers an unlock with a status frame."""
@@ -213,42 +173,6 @@ class SimulatedCu16Bus(PtyDevice):
             }
 
     # ------------------------------------------------------------------ internals
-
-    def _board(self, board: int) -> _Board:
-        try:
-            return self._boards[board]
-        except (KeyError, TypeError):
-            raise ValueError(f"board {board!r} is not on this simulated bus") from None
-
-    def _locate(self, board: int, lock: int) -> tuple[_Board, int]:
-        b = self._board(board)
-        if isinstance(lock, bool) or not isinstance(lock, int) or not 1 <= lock <= 16:
-            raise ValueError(f"lock must be an int in 1..16, got {lock!r}")
-        return b, lock - 1
-
-    def _poll_timeout(self) -> float | None:
-        # Like a real board, resync on a quiet line: a partial frame left pending for
-        # IDLE_GAP seconds can no longer complete (Cu16Parser.idle).
-        return self.IDLE_GAP if self._parser.pending else None
-
-    def _on_input(self, data: bytes) -> None:
-        with self._lock:
-            replies = []
-            frames = self._parser.feed(data) if data else self._parser.idle()
-            for frame in frames:
-                try:
-                    replies.append(self._apply(frame))
-                except Exception:  # a bug here must not kill the simulated bus
-                    self._errors += 1
-        for reply in replies:
-            if reply:
-                self._write(reply)
-
-    def _write(self, data: bytes) -> None:
-        written = self._write_some(data)
-        if written is not None and written < len(data):
-            with self._lock:
-                self._dropped_bytes += len(data) - written
 
     def _apply(self, frame: Frame) -> bytes:
         """Apply one received frame (lock held); return the bytes to answer with."""

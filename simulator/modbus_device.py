@@ -1,6 +1,7 @@
 """Simulated Modbus RTU relay boards (one or more slaves) on the far side of a pty pair.
 
-:class:`SimulatedModbusBus`, a :class:`~simulator.ptydevice.PtyDevice`, serves the master
+:class:`SimulatedModbusBus`, a :class:`~simulator.boardbus_device.SimulatedBoardBus` (doors,
+faults and the serving it shares with the CU16 boards), serves the master
 side of a pty with pymodbus's PDUs and CRC (:mod:`drivers.modbus_protocol`): the lock-bus
 driver under test opens :attr:`SimulatedModbusBus.port` exactly like a USB RS-485 adapter.
 
@@ -27,7 +28,6 @@ Threading: every public method is thread-safe; no global state.
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -55,7 +55,7 @@ from drivers.modbus_protocol import (
     WriteMultipleCoilsResponse,
     encode,
 )
-from simulator.ptydevice import PtyDevice
+from simulator.boardbus_device import SimulatedBoardBus, check_closed_bit
 
 ILLEGAL_FUNCTION = 0x01
 ILLEGAL_ADDRESS = 0x02
@@ -80,6 +80,10 @@ class _Board:
     noisy: bool = False
     requests: int = 0
     input_reads: int = 0
+
+    @property
+    def locks(self) -> int:
+        return self.relays
 
     def as_dict(self, now: float) -> dict[str, Any]:
         return {
@@ -116,7 +120,7 @@ class _Pulse:
         }
 
 
-class SimulatedModbusBus(PtyDevice):
+class SimulatedModbusBus(SimulatedBoardBus[_Board, ModbusPDU]):
     """Simulated relay boards behind a pty. See the module docstring.
 
     ``boards``: slave ids (1-255) on this bus, each with ``relays`` relays and as many door
@@ -126,7 +130,8 @@ class SimulatedModbusBus(PtyDevice):
     Locks (relays) are numbered 1..relays in every control method.
     """
 
-    IDLE_GAP = 0.05
+    BOARD = "slave"
+    _parser: RtuReceiver
 
     def __init__(
         self,
@@ -147,10 +152,10 @@ class SimulatedModbusBus(PtyDevice):
                 raise ValueError(f"slave ids are ints in 1..{MAX_SLAVE}, got {slave!r}")
         if not 1 <= relays <= MAX_RELAYS:
             raise ValueError(f"relays must be in 1..{MAX_RELAYS}, got {relays!r}")
-        if closed_bit not in (0, 1):
-            raise ValueError(f"closed_bit must be 0 or 1, got {closed_bit!r}")
-        super().__init__(link_name=link_name)
-        self._monotonic = monotonic
+        check_closed_bit(closed_bit)
+        super().__init__(
+            RtuReceiver(is_server=True), monotonic=monotonic, seed=seed, link_name=link_name
+        )
         self._boards = {
             s: _Board(
                 s,
@@ -167,57 +172,17 @@ class SimulatedModbusBus(PtyDevice):
         }
         self._pulses: list[_Pulse] = []
         self._overlapping = 0
-        self._rx = RtuReceiver(is_server=True)
-        self._random = random.Random(seed)
-        self._dropped_bytes = 0
-        self._errors = 0
         self._start_serving(f"modbus-sim[{self.port}]")
 
     # ------------------------------------------------------------------ public API
-
-    def open_door(self, board: int, lock: int) -> None:
-        """Force the door open by hand (no pulse)."""
-        with self._lock:
-            b, i = self._locate(board, lock)
-            if not b.door_open[i]:
-                b.door_open[i] = True
-                b.forced[i] = True
-
-    def close_door(self, board: int, lock: int) -> None:
-        """Push the door shut; it re-latches."""
-        with self._lock:
-            b, i = self._locate(board, lock)
-            b.door_open[i] = False
-            b.forced[i] = False
 
     def set_item(self, board: int, lock: int, present: bool) -> None:
         """Relay boards have door inputs only."""
         raise ValueError("Modbus relay boards have no item sensors")
 
-    def jam(self, board: int, lock: int, jammed: bool = True) -> None:
-        """A jammed lock still takes the pulse, but its door stays shut."""
-        with self._lock:
-            b, i = self._locate(board, lock)
-            b.jammed[i] = bool(jammed)
-
-    def set_silent(self, board: int, silent: bool = True) -> None:
-        with self._lock:
-            self._board(board).silent = bool(silent)
-
-    def set_corrupt(self, board: int, corrupt: bool = True) -> None:
-        with self._lock:
-            self._board(board).corrupt = bool(corrupt)
-
     def set_noisy(self, board: int, noisy: bool = True) -> None:
         with self._lock:
             self._board(board).noisy = bool(noisy)
-
-    def set_polarity(self, board: int, closed_bit: int) -> None:
-        """Door-input value meaning "door closed" (0 or 1)."""
-        if closed_bit not in (0, 1):
-            raise ValueError(f"closed_bit must be 0 or 1, got {closed_bit!r}")
-        with self._lock:
-            self._board(board).closed_bit = closed_bit
 
     def set_flash(self, board: int, flash: bool) -> None:
         """Whether the board has the "flash on" command."""
@@ -248,46 +213,14 @@ class SimulatedModbusBus(PtyDevice):
                 "boards": {str(s): b.as_dict(now) for s, b in self._boards.items()},
                 "pulses": [p.as_dict() for p in self._pulses],
                 "overlapping_pulses": self._overlapping,
-                "frames": self._rx.frames,
-                "garbage_bytes": self._rx.garbage_bytes,
-                "bad_crc": self._rx.bad_crc,
+                "frames": self._parser.frames,
+                "garbage_bytes": self._parser.garbage_bytes,
+                "bad_crc": self._parser.bad_crc,
                 "dropped_reply_bytes": self._dropped_bytes,
                 "errors": self._errors,
             }
 
     # ------------------------------------------------------------------ internals
-
-    def _board(self, board: int) -> _Board:
-        try:
-            return self._boards[board]
-        except (KeyError, TypeError):
-            raise ValueError(f"slave {board!r} is not on this simulated bus") from None
-
-    def _locate(self, board: int, lock: int) -> tuple[_Board, int]:
-        b = self._board(board)
-        if isinstance(lock, bool) or not isinstance(lock, int) or not 1 <= lock <= b.relays:
-            raise ValueError(f"lock must be an int in 1..{b.relays}, got {lock!r}")
-        return b, lock - 1
-
-    def _poll_timeout(self) -> float | None:
-        # Like a real board, resync on a quiet line: a partial frame left pending for
-        # IDLE_GAP seconds can no longer complete (RtuReceiver.idle).
-        return self.IDLE_GAP if self._rx.pending else None
-
-    def _on_input(self, data: bytes) -> None:
-        replies = []
-        with self._lock:
-            for request in self._rx.feed(data) if data else self._rx.idle():
-                try:
-                    replies.append(self._apply(request))
-                except Exception:  # a bug here must not kill the simulated bus
-                    self._errors += 1
-        for reply in replies:
-            if reply:
-                written = self._write_some(reply)
-                if written is not None and written < len(reply):
-                    with self._lock:
-                        self._dropped_bytes += len(reply) - written
 
     def _apply(self, request: ModbusPDU) -> bytes:
         """Act on one request (lock held); return the bytes to answer with."""
