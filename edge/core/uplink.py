@@ -22,12 +22,12 @@ from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
 import structlog
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edge.config import BrokerConfig, parse_broker_url
 from edge.core.clock import rfc3339
+from edge.core.mqtt_client import paho_client
 
 log = structlog.get_logger(__name__)
 
@@ -202,27 +202,9 @@ class Uplink:
         self.address = self._addresses[0]
         self._client_id = client_id
         self.log = log.bind(broker=f"{cfg.host}:{cfg.port}", client_id=client_id)
-        v5 = cfg.protocol == "5"
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
-            clean_session=None if v5 else False,
-        )
+        self.client = paho_client(cfg, client_id, clean_session=False)
         self.client.max_inflight_messages_set(cfg.max_inflight)
         self.client.max_queued_messages_set(0)
-        if cfg.username:
-            password = None
-            if cfg.password_file is not None:
-                password = cfg.password_file.read_text(encoding="utf-8").strip()
-            self.client.username_pw_set(cfg.username, password)
-        if cfg.uses_tls or cfg.tls is not None:
-            tls = cfg.tls
-            self.client.tls_set(
-                ca_certs=str(tls.ca) if tls else None,
-                certfile=str(tls.cert) if tls and tls.cert else None,
-                keyfile=str(tls.key) if tls and tls.key else None,
-            )
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish

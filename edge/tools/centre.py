@@ -19,12 +19,12 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import ValidationError
 
 from edge.config import BrokerConfig, SiteConfig
 from edge.core.clock import rfc3339
 from edge.core.errors import AnsimError, ConfigError
+from edge.core.mqtt_client import paho_client
 from edge.core.signing import sign_command
 from edge.core.topics import Topics
 
@@ -135,26 +135,10 @@ class CentreClient:
         self._subscribed = 0
         self._refused: str | None = None
         self._closed = False
-        v5 = broker.protocol == "5"
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id or f"ansim-centre-{uuid.uuid4().hex[:10]}",
-            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
-            clean_session=None if v5 else True,
+        self.client = paho_client(
+            broker, client_id or f"ansim-centre-{uuid.uuid4().hex[:10]}", clean_session=True
         )
         self.client.reconnect_delay_set(1, 5)
-        if broker.username:
-            password = None
-            if broker.password_file is not None:
-                password = broker.password_file.read_text(encoding="utf-8").strip()
-            self.client.username_pw_set(broker.username, password)
-        if broker.uses_tls or broker.tls is not None:
-            tls = broker.tls
-            self.client.tls_set(
-                ca_certs=str(tls.ca) if tls else None,
-                certfile=str(tls.cert) if tls and tls.cert else None,
-                keyfile=str(tls.key) if tls and tls.key else None,
-            )
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_subscribe = self._on_subscribe

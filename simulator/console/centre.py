@@ -21,10 +21,10 @@ import paho.mqtt.client as mqtt
 import structlog
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.config import BrokerConfig
 from edge.core.clock import rfc3339
+from edge.core.mqtt_client import paho_client
 from edge.core.signing import sign_command
 from edge.core.topics import Topics
 from simulator.events_stream import EventHub
@@ -98,24 +98,9 @@ class Centre:
         self._sent: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.received = 0
         self.sent = 0
-        v5 = broker.protocol == "5"
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"ansim-console-{uuid.uuid4().hex[:12]}",
-            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+        self.client = paho_client(
+            broker, f"ansim-console-{uuid.uuid4().hex[:12]}", clean_session=True
         )
-        if broker.username:
-            password = None
-            if broker.password_file is not None:
-                password = broker.password_file.read_text(encoding="utf-8").strip()
-            self.client.username_pw_set(broker.username, password)
-        if broker.uses_tls or broker.tls is not None:
-            tls = broker.tls
-            self.client.tls_set(
-                ca_certs=str(tls.ca) if tls else None,
-                certfile=str(tls.cert) if tls and tls.cert else None,
-                keyfile=str(tls.key) if tls and tls.key else None,
-            )
         self.client.reconnect_delay_set(1, 5)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
