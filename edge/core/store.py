@@ -1,6 +1,12 @@
 """The durable store: one SQLite file (WAL) in the data dir holding the outbox, the
 sequence counter, remembered command ids and the machines' persisted state.
 
+(Longer than 500 lines on purpose: every operation here is one decision between the file
+and memory inside the one open transaction, and reads of both layers merge; split up, each
+piece would reach into the others' state. What stands alone lives apart: the file, its
+tables and rows in :mod:`edge.core.store_file`, degraded mode's memory in
+:mod:`edge.core.store_memory`; their public names are re-exported here.)
+
 Only the core thread touches a Store. Writes accumulate in one transaction that the
 core commits once per loop iteration (``durability: group``) or after every event
 (``per_event``); ``synchronous=FULL`` makes every commit an fsync, so a committed
@@ -18,102 +24,55 @@ along, so it stays gapless and monotonic across a fault and its recovery.
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import structlog
 
+from edge.core.store_file import (
+    DB_ERRORS,
+    DEAD_DROPPED_KEY,
+    DROP_ORDER,
+    PRIO_ALARM,
+    PRIO_EVENT,
+    PRIO_RESULT,
+    PRIORITIES,
+    PRIORITY_NAMES,
+    SCHEMA,
+    Connect,
+    DeadLetter,
+    Dropped,
+    Pending,
+    close_quietly,
+    connect_ro,
+    dead_row,
+    describe,
+    has_history,
+    open_db,
+    quarantine,
+    write_seq,
+)
+from edge.core.store_memory import Memory, Txn
+
+__all__ = [
+    "DB_ERRORS",
+    "DEAD_DROPPED_KEY",
+    "DROP_ORDER",
+    "PRIORITIES",
+    "PRIORITY_NAMES",
+    "PRIO_ALARM",
+    "PRIO_EVENT",
+    "PRIO_RESULT",
+    "SCHEMA",
+    "DeadLetter",
+    "Dropped",
+    "Pending",
+    "Store",
+]
+
 log = structlog.get_logger(__name__)
-
-# Priorities: lower drains first. Alarms are never dropped.
-PRIO_ALARM = 0
-PRIO_RESULT = 1
-PRIO_EVENT = 2
-PRIORITIES = (PRIO_ALARM, PRIO_RESULT, PRIO_EVENT)
-PRIORITY_NAMES = {PRIO_ALARM: "alarm", PRIO_RESULT: "result", PRIO_EVENT: "normal"}
-# On overflow, results go first (a flood of command results must not push events out),
-# then normal events; alarms never.
-DROP_ORDER = (PRIO_RESULT, PRIO_EVENT)
-
-# What a failing disk, file system or database file raises.
-DB_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, OSError)
-
-Connect = Callable[..., sqlite3.Connection]
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    priority INTEGER NOT NULL,
-    seq INTEGER,
-    event_id TEXT,
-    topic TEXT NOT NULL,
-    payload BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS outbox_order ON outbox (priority, id);
-CREATE TABLE IF NOT EXISTS commands (
-    command_id TEXT PRIMARY KEY,
-    expires_at REAL NOT NULL,
-    result BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS dead_letters (
-    id INTEGER PRIMARY KEY,
-    priority INTEGER NOT NULL,
-    seq INTEGER,
-    event_id TEXT,
-    type TEXT NOT NULL,
-    topic TEXT NOT NULL,
-    payload BLOB NOT NULL,
-    reason TEXT NOT NULL,
-    at TEXT NOT NULL
-);
-"""
-# kv key of the number of dead letters dropped (oldest first) to stay within the bound.
-DEAD_DROPPED_KEY = "dead_letters_dropped"
-
-
-@dataclass(frozen=True)
-class Pending:
-    id: int
-    topic: str
-    payload: bytes
-    event_id: str | None
-    priority: int
-    seq: int | None = None
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    """A message the broker refused, moved out of the outbox (it keeps its outbox row id)."""
-
-    id: int
-    priority: int
-    seq: int | None
-    event_id: str | None
-    type: str  # the event type, "result", or "unknown"
-    topic: str
-    payload: bytes
-    reason: str
-    at: str  # RFC 3339, when it was moved
-
-
-@dataclass(frozen=True)
-class Dropped:
-    count: int
-    first_seq: int | None
-    last_seq: int | None
-    ids: frozenset[int] = frozenset()
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return text if isinstance(exc, sqlite3.Error) else f"{type(exc).__name__}: {text}"
 
 
 class Store:
@@ -138,20 +97,8 @@ class Store:
         self.fault_at_start = False
         self.persisted_on_recovery = 0  # messages the last recover() wrote from memory
         self._read_error_logged = False
-        # Memory layer: rows by priority (id order), DB rows deleted meanwhile, state.
-        self._mem: dict[int, dict[int, Pending]] = {p: {} for p in PRIORITIES}
-        self._gone: set[int] = set()
-        self._mem_kv: dict[str, str] = {}
-        self._mem_commands: dict[str, tuple[float, bytes]] = {}
-        self._mem_dead: dict[int, DeadLetter] = {}
-        self._gone_dead: set[int] = set()  # dead letters in the file deleted while degraded
-        # What the open transaction wrote, to move into memory if it cannot commit.
-        self._txn_rows: list[Pending] = []
-        self._txn_deleted: list[int] = []
-        self._txn_kv: dict[str, str] = {}
-        self._txn_commands: dict[str, tuple[float, bytes]] = {}
-        self._txn_dead: list[DeadLetter] = []
-        self._txn_dead_deleted: list[int] = []
+        self._mem = Memory()  # what waits in memory while degraded
+        self._txn = Txn()  # what the open transaction wrote
         self._db: sqlite3.Connection | None = None
         self._readonly = False
         self._loaded = False  # seq, ids and rows come from the file (not a blank start)
@@ -171,21 +118,7 @@ class Store:
 
     # ---- opening ----
     def _open(self, target: str | Path, *, uri: bool = False) -> sqlite3.Connection:
-        db = self._connect(target, uri=uri, isolation_level=None, check_same_thread=False)
-        try:
-            db.execute("PRAGMA busy_timeout=5000")
-            if uri:
-                return db
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            ok = db.execute("PRAGMA quick_check").fetchone()[0]
-            if ok != "ok":
-                raise sqlite3.DatabaseError(f"quick_check: {ok}")
-            db.executescript(SCHEMA)
-        except BaseException:
-            db.close()
-            raise
-        return db
+        return open_db(self._connect, target, uri=uri)
 
     def _connect_rw(self) -> sqlite3.Connection:
         """Open (creating the data dir and the file if needed). A file found corrupt is
@@ -196,39 +129,8 @@ class Store:
         except sqlite3.OperationalError:
             raise  # cannot open / write / disk full: not a damaged file
         except sqlite3.DatabaseError as exc:
-            self._quarantine(str(exc))
+            self.quarantined = quarantine(self.path, str(exc))
             return self._open(self.path)
-
-    def _quarantine(self, why: str) -> None:
-        dest = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
-        log.error("store_corrupt", path=str(self.path), error=why, moved_to=str(dest))
-        os.replace(self.path, dest)
-        for suffix in ("-wal", "-shm"):
-            side = Path(str(self.path) + suffix)
-            if side.exists():
-                os.replace(side, Path(str(dest) + suffix))
-        self.quarantined = dest
-
-    def _connect_ro(self) -> sqlite3.Connection:
-        """Read what can be read of a store that cannot be opened for writing (read-only
-        file system, full disk): plain read-only first, then as an immutable file."""
-        base = self.path.absolute().as_uri()
-        last: Exception | None = None
-        for query in ("mode=ro", "immutable=1"):
-            try:
-                db = self._open(f"{base}?{query}", uri=True)
-            except DB_ERRORS as exc:
-                last = exc
-                continue
-            try:
-                db.execute("SELECT COUNT(*) FROM outbox").fetchone()
-            except DB_ERRORS as exc:
-                db.close()
-                last = exc
-                continue
-            return db
-        assert last is not None
-        raise last
 
     def _load(self, db: sqlite3.Connection) -> None:
         self._count = int(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
@@ -245,25 +147,18 @@ class Store:
         self.fault_at_start = True
         self._fault(exc)
         if self._db is not None:  # opened, but could not even be read
-            self._close_quietly(self._db)
+            close_quietly(self._db)
             self._db = None
         ro: sqlite3.Connection | None = None
         try:
-            ro = self._connect_ro()
+            ro = connect_ro(self._connect, self.path)
             self._load(ro)
             self._db, self._readonly = ro, True
         except DB_ERRORS as ro_exc:
             if ro is not None:
-                self._close_quietly(ro)
+                close_quietly(ro)
             self._count = 0
-            log.warning("store_unreadable", path=str(self.path), error=_describe(ro_exc))
-
-    @staticmethod
-    def _close_quietly(db: sqlite3.Connection) -> None:
-        try:
-            db.close()
-        except DB_ERRORS:
-            pass
+            log.warning("store_unreadable", path=str(self.path), error=describe(ro_exc))
 
     # ---- degraded mode ----
     def _fault(self, exc: BaseException) -> None:
@@ -276,32 +171,13 @@ class Store:
                     db.execute("ROLLBACK")
             except DB_ERRORS:
                 pass
-        deleted = set(self._txn_deleted)
-        deleted.update(d[0] for d in self._deletes)
-        moved = 0
-        for row in self._txn_rows:
-            if row.id in deleted:
-                deleted.discard(row.id)
-            else:
-                self._mem[row.priority][row.id] = row
-                moved += 1
-        self._gone |= deleted
-        self._mem_kv.update(self._txn_kv)
-        self._mem_commands.update(self._txn_commands)
-        dead_deleted = set(self._txn_dead_deleted)
-        for dl in self._txn_dead:
-            if dl.id in dead_deleted:
-                dead_deleted.discard(dl.id)
-            else:
-                self._mem_dead[dl.id] = dl
-        self._gone_dead |= dead_deleted
-        self._clear_txn()
+        moved = self._mem.absorb(self._txn, (d[0] for d in self._deletes))
         self._deletes.clear()
         self._dirty = False
         self._needs_sync = False
         self._lazy_deletes = 0
         self._seq_dirty = True  # recover() writes the counter whatever happens
-        self.error = _describe(exc)
+        self.error = describe(exc)
         if not self.degraded:
             self.degraded = True
             self._read_error_logged = False
@@ -313,14 +189,6 @@ class Store:
                 hint="check the data_dir's disk (full? read-only? failing SD card?)",
             )
 
-    def _clear_txn(self) -> None:
-        self._txn_rows.clear()
-        self._txn_deleted.clear()
-        self._txn_kv.clear()
-        self._txn_commands.clear()
-        self._txn_dead.clear()
-        self._txn_dead_deleted.clear()
-
     def recover(self) -> bool:
         """Write what is only in memory back to the store and leave degraded mode.
         False (still degraded, nothing lost) when the store still cannot write."""
@@ -328,32 +196,9 @@ class Store:
             return True
         try:
             db = self._writable()
-            rows = sorted((r for d in self._mem.values() for r in d.values()), key=lambda r: r.id)
             db.execute("BEGIN IMMEDIATE")
-            db.executemany("DELETE FROM outbox WHERE id=?", [(i,) for i in sorted(self._gone)])
-            db.executemany(
-                "INSERT INTO outbox(id, priority, seq, event_id, topic, payload) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                [(r.id, r.priority, r.seq, r.event_id, r.topic, r.payload) for r in rows],
-            )
-            db.executemany(
-                "INSERT INTO kv(key, value) VALUES (?, ?) "
-                "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                list(self._mem_kv.items()),
-            )
-            db.executemany(
-                "INSERT OR REPLACE INTO commands(command_id, expires_at, result) VALUES (?, ?, ?)",
-                [(cid, exp, res) for cid, (exp, res) in self._mem_commands.items()],
-            )
-            db.executemany(
-                "DELETE FROM dead_letters WHERE id=?", [(i,) for i in sorted(self._gone_dead)]
-            )
-            db.executemany(
-                "INSERT OR REPLACE INTO dead_letters(id, priority, seq, event_id, type, topic, "
-                "payload, reason, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [_dead_row(d) for d in self._mem_dead.values()],
-            )
-            self._write_seq(db)
+            persisted = self._mem.write_back(db)
+            write_seq(db, self._seq)
             # Row ids go on above every id handed out, in memory too (the outbox skips
             # ids it has already sent: a reused id would wait for the next reconnect).
             db.execute(
@@ -372,17 +217,11 @@ class Store:
                         self._db.execute("ROLLBACK")
                 except DB_ERRORS:
                     pass
-            self.error = _describe(exc)
+            self.error = describe(exc)
             log.warning("store_still_failing", path=str(self.path), error=self.error)
             return False
-        self.persisted_on_recovery = len(rows)
-        for d in self._mem.values():
-            d.clear()
-        self._gone.clear()
-        self._mem_kv.clear()
-        self._mem_commands.clear()
-        self._mem_dead.clear()
-        self._gone_dead.clear()
+        self.persisted_on_recovery = persisted
+        self._mem.clear()
         self._seq_dirty = False
         self.degraded = False
         self.error = None
@@ -390,7 +229,7 @@ class Store:
             self._count = int(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
         except DB_ERRORS:
             pass
-        log.info("store_recovered", path=str(self.path), persisted=len(rows), seq=self._seq)
+        log.info("store_recovered", path=str(self.path), persisted=persisted, seq=self._seq)
         return True
 
     def _writable(self) -> sqlite3.Connection:
@@ -399,37 +238,26 @@ class Store:
             return self._db
         db = self._connect_rw()
         try:
-            if not self._loaded and self._has_history(db):
+            if not self._loaded and has_history(db):
                 # This run numbered its events from 1 without being able to read the file:
                 # its history cannot be merged. Keep it aside, as for a damaged file.
                 db.close()
-                self._quarantine("could not be read at start; this run started a new store")
+                self.quarantined = quarantine(
+                    self.path, "could not be read at start; this run started a new store"
+                )
                 db = self._open(self.path)
             if not self._loaded:
                 row = db.execute("SELECT seq FROM sqlite_sequence WHERE name='outbox'").fetchone()
                 self._max_id = max(self._max_id, int(row[0]) if row else 0)
         except BaseException:
-            self._close_quietly(db)
+            close_quietly(db)
             raise
         if self._db is not None:
-            self._close_quietly(self._db)
+            close_quietly(self._db)
         self._db = db
         self._readonly = False
         self._loaded = True
         return db
-
-    @staticmethod
-    def _has_history(db: sqlite3.Connection) -> bool:
-        for sql in (
-            "SELECT 1 FROM meta LIMIT 1",
-            "SELECT 1 FROM outbox LIMIT 1",
-            "SELECT 1 FROM kv LIMIT 1",
-            "SELECT 1 FROM commands LIMIT 1",
-            "SELECT 1 FROM dead_letters LIMIT 1",
-        ):
-            if db.execute(sql).fetchone() is not None:
-                return True
-        return False
 
     def _read(self, sql: str, args: Iterable[Any] = ()) -> list[Any] | None:
         """A read from the file; None when there is no file to read or it fails (a
@@ -447,7 +275,7 @@ class Store:
             self._fault(exc)
         elif not self._read_error_logged:
             self._read_error_logged = True
-            log.warning("store_unreadable", path=str(self.path), error=_describe(exc))
+            log.warning("store_unreadable", path=str(self.path), error=describe(exc))
 
     # ---- transactions ----
     # A transaction holding only PUBACK deletes is not worth an fsync of its own: it rides
@@ -479,7 +307,7 @@ class Store:
         try:
             self._apply_deletes()
             if self._seq_dirty:
-                self._write_seq(db)
+                write_seq(db, self._seq)
             db.execute("COMMIT")
         except DB_ERRORS as exc:
             self._fault(exc)
@@ -488,14 +316,7 @@ class Store:
         self._dirty = False
         self._needs_sync = False
         self._lazy_deletes = 0
-        self._clear_txn()
-
-    def _write_seq(self, db: sqlite3.Connection) -> None:
-        db.execute(
-            "INSERT INTO meta(key, value) VALUES('seq', ?) "
-            "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-            (self._seq,),
-        )
+        self._txn.clear()
 
     @property
     def has_uncommitted(self) -> bool:
@@ -538,13 +359,13 @@ class Store:
                 self._fault(exc)
             else:
                 self._max_id = max(self._max_id, row_id)
-                self._txn_rows.append(Pending(row_id, topic, payload, event_id, priority, seq))
+                self._txn.rows.append(Pending(row_id, topic, payload, event_id, priority, seq))
                 self._count += 1
                 if self.per_event:
                     self.commit()
                 return row_id
         self._max_id += 1
-        self._mem[priority][self._max_id] = Pending(
+        self._mem.rows[priority][self._max_id] = Pending(
             self._max_id, topic, payload, event_id, priority, seq
         )
         self._count += 1
@@ -577,12 +398,12 @@ class Store:
             try:
                 assert self._db is not None
                 self._db.executemany("DELETE FROM outbox WHERE id=?", [(i,) for i in ids])
-                self._txn_deleted += ids
+                self._txn.deleted += ids
             except DB_ERRORS as exc:
                 self._fault(exc)
         if self.degraded:
             for i in ids:
-                self._forget_row(i)
+                self._mem.forget_row(i)
         self._count -= len(dropped)
         self.flush()
         seqs = [r.seq for r in dropped if r.seq is not None]
@@ -614,12 +435,7 @@ class Store:
         (less the ones deleted while degraded), then those only in memory (their ids are
         higher than any in the file)."""
         out = self._file_rows(prio, after, limit)
-        if len(out) < limit and self._mem[prio]:
-            for row in self._mem[prio].values():
-                if row.id > after:
-                    out.append(row)
-                    if len(out) >= limit:
-                        break
+        self._mem.rows_after(prio, after, limit, out)
         return out
 
     def _file_rows(self, prio: int, after: int, limit: int) -> list[Pending]:
@@ -632,11 +448,11 @@ class Store:
         )
         out: list[Pending] = []
         try:
-            if not self._gone:
+            if not self._mem.gone:
                 rows = db.execute(sql + " LIMIT ?", (prio, after, limit)).fetchall()
                 return [Pending(r[0], r[1], bytes(r[2]), r[3], prio, r[4]) for r in rows]
             for r in db.execute(sql, (prio, after)):
-                if r[0] in self._gone:
+                if r[0] in self._mem.gone:
                     continue
                 out.append(Pending(r[0], r[1], bytes(r[2]), r[3], prio, r[4]))
                 if len(out) >= limit:
@@ -659,19 +475,13 @@ class Store:
                 self._lazy_deletes += 1
                 self._deletes.append((row_id,))
                 return
-        self._forget_row(row_id)
-
-    def _forget_row(self, row_id: int) -> None:
-        for rows in self._mem.values():
-            if rows.pop(row_id, None) is not None:
-                return
-        self._gone.add(row_id)
+        self._mem.forget_row(row_id)
 
     def _apply_deletes(self) -> None:
         if self._deletes:
             assert self._db is not None
             self._db.executemany("DELETE FROM outbox WHERE id=?", self._deletes)
-            self._txn_deleted += [d[0] for d in self._deletes]
+            self._txn.deleted += [d[0] for d in self._deletes]
             self._deletes.clear()
 
     def __len__(self) -> int:
@@ -680,7 +490,7 @@ class Store:
     @property
     def in_memory(self) -> int:
         """Messages held only in memory (degraded mode)."""
-        return sum(len(d) for d in self._mem.values())
+        return len(self._mem)
 
     # ---- dead letters ----
     def dead_letter(self, row: Pending, type_: str, reason: str, at: str) -> DeadLetter:
@@ -698,15 +508,15 @@ class Store:
                 db.execute(
                     "INSERT OR REPLACE INTO dead_letters(id, priority, seq, event_id, type, "
                     "topic, payload, reason, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    _dead_row(dl),
+                    dead_row(dl),
                 )
             except DB_ERRORS as exc:
                 self._fault(exc)
             else:
-                self._txn_dead.append(dl)
+                self._txn.dead.append(dl)
         if self.degraded:
-            self._gone_dead.discard(dl.id)
-            self._mem_dead[dl.id] = dl
+            self._mem.gone_dead.discard(dl.id)
+            self._mem.dead[dl.id] = dl
         over = self.dead_letter_count() - self.max_dead_letters
         if over > 0:
             oldest = [d.id for d in self.dead_letters(0, over)]
@@ -724,19 +534,19 @@ class Store:
         rows = self._read(
             "SELECT id, priority, seq, event_id, type, topic, payload, reason, at "
             "FROM dead_letters WHERE id>? ORDER BY id LIMIT ?",
-            (after, limit + len(self._gone_dead)),
+            (after, limit + len(self._mem.gone_dead)),
         )
         for r in rows or []:
-            if r[0] not in self._gone_dead and r[0] not in self._mem_dead:
+            if r[0] not in self._mem.gone_dead and r[0] not in self._mem.dead:
                 out.append(DeadLetter(r[0], r[1], r[2], r[3], r[4], r[5], bytes(r[6]), r[7], r[8]))
-        out += [d for d in self._mem_dead.values() if d.id > after]
+        out += [d for d in self._mem.dead.values() if d.id > after]
         out.sort(key=lambda d: d.id)
         return out[:limit]
 
     def dead_letter_count(self) -> int:
         rows = self._read("SELECT id FROM dead_letters")
-        in_file = {r[0] for r in rows or []} - self._gone_dead
-        return len(in_file | set(self._mem_dead))
+        in_file = {r[0] for r in rows or []} - self._mem.gone_dead
+        return len(in_file | set(self._mem.dead))
 
     def dead_letters_dropped(self) -> int:
         value = self.get_state(DEAD_DROPPED_KEY)
@@ -769,20 +579,18 @@ class Store:
             except DB_ERRORS as exc:
                 self._fault(exc)
             else:
-                self._txn_dead_deleted += ids
+                self._txn.dead_deleted += ids
                 return
-        for i in ids:
-            if self._mem_dead.pop(i, None) is None:
-                self._gone_dead.add(i)
+        self._mem.forget_dead(ids)
 
     # ---- remembered commands ----
     def command_result(self, command_id: str) -> bytes | None:
-        kept = self._mem_commands.get(command_id)
+        kept = self._mem.commands.get(command_id)
         if kept is not None:
             return kept[1]
         rows = self._read("SELECT result FROM commands WHERE command_id=?", (command_id,))
         if not rows:
-            kept = self._mem_commands.get(command_id)  # a failed read moved the txn here
+            kept = self._mem.commands.get(command_id)  # a failed read moved the txn here
             return kept[1] if kept is not None else None
         return bytes(rows[0][0])
 
@@ -797,14 +605,14 @@ class Store:
             except DB_ERRORS as exc:
                 self._fault(exc)
             else:
-                self._txn_commands[command_id] = (expires_at, result)
+                self._txn.commands[command_id] = (expires_at, result)
                 return
-        self._mem_commands[command_id] = (expires_at, result)
+        self._mem.commands[command_id] = (expires_at, result)
 
     def forget_commands_before(self, epoch: float) -> int:
-        old = [cid for cid, (exp, _) in self._mem_commands.items() if exp < epoch]
+        old = [cid for cid, (exp, _) in self._mem.commands.items() if exp < epoch]
         for cid in old:
-            del self._mem_commands[cid]
+            del self._mem.commands[cid]
         if self.degraded:
             return len(old)  # the file's are purged after recovery
         try:
@@ -816,11 +624,11 @@ class Store:
 
     # ---- machine state ----
     def get_state(self, key: str) -> str | None:
-        if key in self._mem_kv:
-            return self._mem_kv[key]
+        if key in self._mem.kv:
+            return self._mem.kv[key]
         rows = self._read("SELECT value FROM kv WHERE key=?", (key,))
         if not rows:
-            return self._mem_kv.get(key)
+            return self._mem.kv.get(key)
         return str(rows[0][0])
 
     def put_state(self, key: str, value: str) -> None:
@@ -835,9 +643,9 @@ class Store:
             except DB_ERRORS as exc:
                 self._fault(exc)
             else:
-                self._txn_kv[key] = value
+                self._txn.kv[key] = value
                 return
-        self._mem_kv[key] = value
+        self._mem.kv[key] = value
 
     def close(self) -> None:
         """Commit; when degraded, one last attempt to write what is only in memory."""
@@ -856,9 +664,5 @@ class Store:
                 )
         finally:
             if self._db is not None:
-                self._close_quietly(self._db)
+                close_quietly(self._db)
                 self._db = None
-
-
-def _dead_row(d: DeadLetter) -> tuple[Any, ...]:
-    return (d.id, d.priority, d.seq, d.event_id, d.type, d.topic, d.payload, d.reason, d.at)
