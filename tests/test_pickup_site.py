@@ -334,7 +334,7 @@ def test_codes_typed_faster_than_they_are_checked_wait_then_overflow(
 
         bank.hasher.check = hold  # type: ignore[method-assign]
         for i in range(10):  # straight from the reader thread's side
-            bank._code_from_reader(f"00000{i}")
+            bank.desk.code_from_reader(f"00000{i}")
         r.sync()
         # one being checked, 8 waiting, the 10th refused unchecked
         assert rejections(r, 1) == [{"reason": "reader_busy", "locker": None}]

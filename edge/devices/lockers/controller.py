@@ -1,21 +1,19 @@
-"""The parcel-locker bank: CU16 buses and GPIO lockers behind one door/lock interface,
-coil safety, the locker machine, offline pickup by code, and the locker commands.
-Core thread only, except the small listener shims that post from driver threads."""
+"""The parcel-locker bank: CU16 and Modbus buses and GPIO lockers behind one door/lock
+interface, coil safety, the locker machine, and the locker commands; offline pickup by code
+at its reader is its :class:`~edge.devices.lockers.pickup_desk.PickupDesk`. Core thread
+only, except the small listener shims that post from driver threads."""
 
 from __future__ import annotations
 
 import functools
-from collections import deque
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any, cast
 
 import structlog
 from pydantic import BaseModel
 
-from drivers.base import Coil, Hardware, LockBus, Startable
+from drivers.base import Coil, Hardware, LockBus
 from drivers.cu16 import BoardSettings
-from edge.core.clock import rfc3339
 from edge.core.commands import CommandContext, Deferred
 from edge.core.errors import CommandError
 from edge.core.ports import Ports
@@ -41,10 +39,9 @@ from edge.devices.lockers.events import (
     DoorForced,
     DoorOpened,
     LockFault,
-    PickupLockedOut,
-    PickupRejected,
 )
-from edge.devices.lockers.pickup import CodeGuard, CodeHash, CodeHasher
+from edge.devices.lockers.pickup import CodeHash, CodeHasher
+from edge.devices.lockers.pickup_desk import PickupDesk, parsed, upgrade_legacy_hashes
 from edge.machines.coils import CoilScheduler
 from edge.machines.locker import LockerMachine, OpenReason
 from edge.models import Emit, InputFault, InputRestored
@@ -56,14 +53,7 @@ BUS_HOLD_S = 5.5  # Cu16Bus drops an unlock not sent within 5 s (command_ttl)
 # A GPIO coil still on when its time is up (gpiozero's blink thread turns it off late on a
 # busy machine) counts as energised; looked at again this often until it is off.
 COIL_RECHECK_S = 0.01
-# The one site-wide salt of the hashes stored before each code had its own: read only to
-# upgrade those hashes (they keep verifying); new sites never create it.
-SALT_KEY = "pickup_salt"
 TICK_S = 60.0
-MAX_PENDING_CODES = 8  # typed while one is being checked; more are refused (reader_busy)
-
-# One stored code: its locker, the stored JSON (to see whether it changed meanwhile), parsed.
-_Stored = tuple[int, dict[str, Any], CodeHash]
 
 
 LOCKER_COMMANDS: dict[str, type[BaseModel]] = dict(KIND.commands)
@@ -128,9 +118,8 @@ class LockerBank(ControllerBase):
         self._fire_failed: set[int] = set()
         self._pump_timer: Any = None
         self.hasher = CodeHasher()
-        self._codes: deque[str] = deque()  # typed, waiting to be checked (never logged)
-        self._checking = False
-        self._upgrade_legacy_hashes()
+        self.desk = PickupDesk(self.machine, ports, self.hasher, self.open, self._run)
+        upgrade_legacy_hashes(self.machine, ports, STATE_KEY)
         # Where each locker lives.
         self.bus_locks: dict[int, _BusLock] = {}
         self.boards: dict[tuple[str, int], Cu16BoardConfig | ModbusBoardConfig] = {}
@@ -198,18 +187,9 @@ class LockerBank(ControllerBase):
                 on_change=functools.partial(self._gpio_door, g.locker),
                 on_fault=functools.partial(self._gpio_fault, g.locker),
             )
-        self.guard: CodeGuard | None = None
-        self.reader: Startable | None = None
         if cfg.code_reader is not None:
-            cr = cfg.code_reader
-            self.guard = CodeGuard(cr.max_failures, cr.failure_window_s, cr.lockout_s)
-            self.reader = hardware.code_reader(
-                cr.url,
-                baudrate=cr.baudrate,
-                listener=self._code_from_reader,
-                on_fault=lambda reason: ports.loop.post(lambda: self._reader_fault(reason)),
-                on_recovered=lambda: ports.loop.post(self._reader_recovered),
-            )
+            self.desk.attach(cfg.code_reader, hardware)
+        self.reader = self.desk.reader
         for name, model in LOCKER_COMMANDS.items():
             ports.commands.register(name, model, getattr(self, "_cmd_" + name.split(".")[1]))
 
@@ -398,134 +378,6 @@ class LockerBank(ControllerBase):
         self.machine.set_fault(locker, reason)
         self._run([Emit(f"locker-{locker}", InputFault(reason=reason))])
 
-    # ---- pickup by code ----
-    def _upgrade_legacy_hashes(self) -> None:
-        """Hashes stored before per-code salts (a hex string and the site's one salt) become
-        CodeHash objects with the same parameters: they verify as before."""
-        legacy = [lk for lk in self.machine.lockers.values() if isinstance(lk.code_hash, str)]
-        if not legacy:
-            return
-        salt = self.p.store.get_state(SALT_KEY)
-        for lk in legacy:
-            old = str(lk.code_hash)
-            try:
-                if salt is None:
-                    raise ValueError("no site salt")
-                lk.code_hash = pickup.from_legacy(old, salt).to_json()
-            except ValueError:
-                # Cannot be verified: the code no longer opens the locker (a centre's
-                # locker.assign sets a new one; the parcel stays where it is).
-                log.error("pickup_code_unverifiable", locker=lk.id)
-                lk.code_hash = None
-        self.p.store.put_state(STATE_KEY, self.machine.dump())
-        log.info("pickup_hashes_upgraded", count=len(legacy))
-
-    @staticmethod
-    def _parsed(pairs: list[tuple[int, dict[str, Any]]]) -> list[_Stored]:
-        out: list[_Stored] = []
-        for locker, stored in pairs:
-            try:
-                out.append((locker, stored, CodeHash.from_json(stored)))
-            except (ValueError, TypeError, AttributeError):
-                log.error("pickup_hash_unreadable", locker=locker)
-        return out
-
-    def _code_from_reader(self, code: str) -> None:
-        # Reader thread: only hand the code over (it is never logged).
-        self.p.loop.post(lambda: self._code_entered(code))
-
-    def _code_entered(self, code: str) -> None:
-        if len(self._codes) >= MAX_PENDING_CODES:
-            self._run([self._rejected("reader_busy")])
-            return
-        self._codes.append(code)
-        self._next_code()
-
-    def _next_code(self) -> None:
-        """Check the typed codes one at a time: the lockout is decided before each one is
-        hashed, so a locked reader costs no hashing."""
-        assert self.guard is not None
-        while self._codes and not self._checking:
-            code = self._codes.popleft()
-            if self.guard.locked(self.p.clock.monotonic()):
-                self._run([self._rejected("locked_out")])
-                continue
-            candidates = self._parsed(self.machine.pickup_candidates())
-            if not candidates or not pickup.valid_code(code):
-                self._wrong_code()
-                continue
-            self._start_check(code, candidates)
-
-    def _start_check(self, code: str, candidates: list[_Stored]) -> None:
-        # Each code has its own salt: the typed code is hashed once per candidate locker,
-        # on the hash threads (the core loop goes on meanwhile).
-        self._checking = True
-        post = self.p.loop.post
-
-        def done(result: list[bool] | BaseException) -> None:
-            post(lambda: self._code_checked(candidates, result))
-
-        try:
-            self.hasher.check(code, [h for _, _, h in candidates], done)
-        except RuntimeError as exc:  # the pool is shutting down: never wedge the reader
-            self._code_checked(candidates, exc)
-
-    def _code_checked(self, candidates: list[_Stored], result: list[bool] | BaseException) -> None:
-        assert self.guard is not None
-        self._checking = False
-        try:
-            if isinstance(result, BaseException):
-                log.error("pickup_code_check_failed", error=type(result).__name__)
-                self._run([self._rejected("check_failed")])
-                return
-            now_stored = dict(self.machine.pickup_candidates())
-            matched = [
-                locker
-                for (locker, stored, _), ok in zip(candidates, result, strict=True)
-                if ok and now_stored.get(locker) == stored  # unchanged while it was checked
-            ]
-            if not matched:
-                self._wrong_code()
-                return
-            if len(matched) > 1:
-                # Two lockers hold the same code (possible only with codes hashed by the
-                # centre, or two assigns of one code at once): open neither.
-                log.warning("pickup_code_ambiguous", lockers=matched)
-                self._run([self._rejected("ambiguous_code")])
-                return
-            try:
-                self.open(matched[0], "pickup", "code")
-            except CommandError as exc:
-                self._run([self._rejected(exc.code, matched[0])])
-                return
-            self.guard.success()
-        finally:
-            self._next_code()
-
-    def _wrong_code(self) -> None:
-        assert self.guard is not None
-        now = self.p.clock.monotonic()
-        emits = [self._rejected("unknown_code")]
-        if self.guard.failure(now):
-            until = self.p.clock.now() + timedelta(seconds=self.guard.lockout_s)
-            emits.append(
-                Emit(
-                    "code-reader",
-                    PickupLockedOut(until=rfc3339(until), failures=self.guard.max_failures),
-                )
-            )
-        self._run(emits)
-
-    @staticmethod
-    def _rejected(reason: str, locker: int | None = None) -> Emit:
-        return Emit("code-reader", PickupRejected(reason=reason, locker=locker))
-
-    def _reader_fault(self, reason: str) -> None:
-        self._run([Emit("code-reader", InputFault(reason=reason))])
-
-    def _reader_recovered(self) -> None:
-        self._run([Emit("code-reader", InputRestored())])
-
     # ---- commands ----
     def _cmd_open(self, args: LockerOpenArgs, ctx: CommandContext) -> dict[str, Any]:
         pos = self.open(args.locker, args.reason, ctx.key_id)
@@ -541,7 +393,7 @@ class LockerBank(ControllerBase):
         code = args.pickup_code
         assert code is not None
         cost = self.cfg.code_hash
-        others = [h for _, _, h in self._parsed(self.machine.stored_codes(exclude=args.locker))]
+        others = [h for _, _, h in parsed(self.machine.stored_codes(exclude=args.locker))]
         hasher = self.hasher
 
         def work() -> dict[str, Any] | None:
