@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import hashlib
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from edge.core.signing import PublicKey, raw_public_key
 
 # fingerprint -> where its private key is published
 PUBLISHED_KEYS: dict[str, str] = {
@@ -24,11 +23,10 @@ PUBLISHED_KEYS: dict[str, str] = {
 }
 
 
-def fingerprint(key: Ed25519PublicKey) -> str:
-    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return hashlib.sha256(raw).hexdigest()
+def fingerprint(key: PublicKey) -> str:
+    return hashlib.sha256(raw_public_key(key)).hexdigest()
 
 
-def published_where(key: Ed25519PublicKey) -> str | None:
+def published_where(key: PublicKey) -> str | None:
     """Where the private half of ``key`` is published, or None for a key of one's own."""
     return PUBLISHED_KEYS.get(fingerprint(key))

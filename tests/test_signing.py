@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import stat
@@ -12,7 +13,17 @@ from typing import Any
 
 import pytest
 import structlog
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.rsa import generate_private_key
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+    load_pem_public_key,
+)
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -35,6 +46,12 @@ from edge.devices.panic.commands import AlarmAckArgs
 PRIVATE = Ed25519PrivateKey.generate()
 PUBLIC = PRIVATE.public_key()
 OTHER = Ed25519PrivateKey.generate()
+RSA_PUBLIC_PEM = (
+    generate_private_key(65537, 1024)
+    .public_key()
+    .public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+)
+ED25519_L = 2**252 + 27742317777372353535851937790883648493  # the group order
 
 
 def main(argv: list[str]) -> int:
@@ -252,6 +269,81 @@ def test_load_keys_refuse_wrong_files(tmp_path: Path) -> None:
         load_public_key(priv)
     with pytest.raises(KeyFileError, match="not a PEM private key"):
         load_private_key(pub)
+
+
+def _pem(key: Any) -> bytes:
+    return bytes(key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
+
+
+_KEYGEN_PEM = _pem(PUBLIC)
+_B64 = _KEYGEN_PEM.splitlines()[1]
+PUBLIC_KEY_FILES = {
+    "as keygen writes it": _KEYGEN_PEM,
+    "CRLF": _KEYGEN_PEM.replace(b"\n", b"\r\n"),
+    "base64 over two lines": _KEYGEN_PEM.replace(_B64, _B64[:30] + b"\n" + _B64[30:]),
+    "blank lines around": b"\n\n" + _KEYGEN_PEM + b"\n\n",
+    "a comment before": b"centre key, 2026\n" + _KEYGEN_PEM,
+    "no final newline": _KEYGEN_PEM.rstrip(),
+    "X25519 key": _pem(X25519PrivateKey.generate().public_key()),
+    "RSA key": RSA_PUBLIC_PEM,
+    "private key": PRIVATE.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()),
+    "base64 cut short": _KEYGEN_PEM.replace(_B64, _B64[:-4]),
+    "DER one byte longer": _KEYGEN_PEM.replace(
+        _B64, base64.b64encode(base64.b64decode(_B64) + b"\0")
+    ),
+    "not base64": _KEYGEN_PEM.replace(_B64, b"!" * len(_B64)),
+    "empty": b"",
+}
+
+
+@pytest.mark.parametrize("name", PUBLIC_KEY_FILES)
+def test_public_key_files_load_as_cryptography_reads_them(tmp_path: Path, name: str) -> None:
+    """The daemon reads public keys without cryptography (PyNaCl verifies): every file
+    gives the key, or the refusal, that cryptography's PEM reader gives."""
+    path = tmp_path / "k.pub"
+    path.write_bytes(PUBLIC_KEY_FILES[name])
+    try:
+        want: Any = load_pem_public_key(PUBLIC_KEY_FILES[name])
+    except (ValueError, TypeError):
+        want = "not a PEM public key"
+    else:
+        if isinstance(want, Ed25519PublicKey):
+            want = want.public_bytes(Encoding.Raw, PublicFormat.Raw)
+        else:
+            want = "not an Ed25519 key"
+    try:
+        got: Any = bytes(load_public_key(path))
+    except KeyFileError as exc:
+        got = str(exc).removeprefix(f"{path}: ").split(" (")[0].split(";")[0]
+    assert got == want
+
+
+def test_verify_agrees_with_cryptography_on_forged_signatures(tmp_path: Path) -> None:
+    """libsodium (the daemon) and OpenSSL (cryptography) agree on signatures that are not
+    the signer's: S + L (the same signature, non-canonical), R or S zeroed, bits flipped."""
+    signed = sign_command({"name": "alarm.ack", "args": {}}, PRIVATE)
+    sig = bytes.fromhex(signed["sig"])
+    s = int.from_bytes(sig[32:], "little") + ED25519_L
+    forged = {
+        "valid": sig,
+        "S + L": sig[:32] + s.to_bytes(32, "little"),
+        "R zero": bytes(32) + sig[32:],
+        "S zero": sig[:32] + bytes(32),
+        "all zero": bytes(64),
+        "first bit": bytes([sig[0] ^ 1]) + sig[1:],
+        "last bit": sig[:-1] + bytes([sig[-1] ^ 0x80]),
+    }
+    (tmp_path / "k.pub").write_bytes(_KEYGEN_PEM)
+    key = load_public_key(tmp_path / "k.pub")
+    for name, raw in forged.items():
+        try:
+            PUBLIC.verify(raw, signed_bytes(signed))
+            want = True
+        except InvalidSignature:
+            want = False
+        assert verify_command({**signed, "sig": raw.hex()}, key) is want, name
+        assert verify_command({**signed, "sig": raw.hex()}, PUBLIC) is want, name
+    assert verify_command(signed, key)
 
 
 def test_keygen_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

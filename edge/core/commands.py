@@ -16,13 +16,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ValidationError
 
 from edge.config import TrustedKey
 from edge.core.clock import Clock, rfc3339
 from edge.core.errors import CommandError
-from edge.core.signing import DuplicateKeyError, load_public_key, loads_strict, verify_command
+from edge.core.signing import (
+    DuplicateKeyError,
+    PublicKey,
+    load_public_key,
+    loads_strict,
+    verify_command,
+)
 from edge.core.store import Store
 from edge.core.topics import name_levels
 from edge.models import Command, CommandsRefused, Result, make_result
@@ -184,7 +189,7 @@ class CommandContext:
 @dataclass(frozen=True)
 class LoadedKey:
     key_id: str
-    public_key: Ed25519PublicKey
+    public_key: PublicKey
     patterns: tuple[str, ...]
 
     def allows(self, name: str) -> bool:

@@ -1,17 +1,42 @@
-"""Ed25519 command signatures over canonical JSON. The device holds public keys only."""
+"""Ed25519 command signatures over canonical JSON. The device holds public keys only.
+
+The daemon verifies with libsodium (PyNaCl): about 1.5 MB of memory, where ``cryptography``
+(its Rust extension bundles OpenSSL) costs about 7.5 MB. ``cryptography`` is imported only to
+make and use private keys (``keygen``, ``sign``, the simulator's development key) and to read
+a public key file that is not in the PEM form ``keygen`` writes (its errors are the ones
+reported for a file that is no Ed25519 public key at all).
+"""
 
 from __future__ import annotations
 
+import binascii
 import json
 import os
+import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from nacl.exceptions import CryptoError
+from nacl.signing import VerifyKey
 
 from edge.core.errors import KeyFileError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
+
+# A public key to verify with: the device's own (``load_public_key``) or, from the centre's
+# tools and tests, cryptography's.
+PublicKey: TypeAlias = "VerifyKey | Ed25519PublicKey"
+
+# DER of an Ed25519 SubjectPublicKeyInfo (RFC 8410) before its 32 raw key bytes.
+_SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")
+# The PEM form `keygen` writes (and OpenSSL, and every library): one block, nothing around it.
+_PEM = re.compile(
+    rb"\s*-----BEGIN PUBLIC KEY-----\r?\n([A-Za-z0-9+/=\r\n]+)-----END PUBLIC KEY-----\s*"
+)
 
 
 class DuplicateKeyError(ValueError):
@@ -51,19 +76,30 @@ def sign_command(command: dict[str, Any], private_key: Ed25519PrivateKey) -> dic
     return out
 
 
-def verify_command(command: dict[str, Any], public_key: Ed25519PublicKey) -> bool:
+def raw_public_key(key: PublicKey) -> bytes:
+    """The 32 raw bytes of an Ed25519 public key."""
+    if isinstance(key, VerifyKey):
+        return bytes(key)
+    return key.public_bytes_raw()
+
+
+def verify_command(command: dict[str, Any], public_key: PublicKey) -> bool:
     sig = command.get("sig")
     if not isinstance(sig, str):
         return False
+    key = public_key if isinstance(public_key, VerifyKey) else VerifyKey(raw_public_key(public_key))
     try:
-        public_key.verify(bytes.fromhex(sig), signed_bytes(command))
-    except (InvalidSignature, ValueError, RecursionError):
+        key.verify(signed_bytes(command), bytes.fromhex(sig))
+    except (CryptoError, ValueError, RecursionError):  # BadSignatureError, a wrong length
         return False
     return True
 
 
 def generate_keypair(private_path: Path, public_path: Path) -> None:
     """Write an Ed25519 key pair as PEM (private key mode 0600). Refuses to overwrite."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     for p in (private_path, public_path):
         if p.exists():
             raise KeyFileError(f"{p} already exists; choose another path or delete it first")
@@ -85,6 +121,9 @@ def generate_keypair(private_path: Path, public_path: Path) -> None:
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except OSError as exc:
@@ -96,13 +135,41 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
     return key
 
 
-def load_public_key(path: Path) -> Ed25519PublicKey:
+def load_public_key(path: Path) -> VerifyKey:
     try:
-        key = serialization.load_pem_public_key(path.read_bytes())
+        data = path.read_bytes()
     except OSError as exc:
         raise KeyFileError(f"{path}: cannot read the public key ({exc.strerror})") from None
+    raw = _keygen_pem_raw(data)
+    if raw is None:
+        raw = _other_pem_raw(path, data)
+    return VerifyKey(raw)
+
+
+def _keygen_pem_raw(data: bytes) -> bytes | None:
+    """The raw key of an Ed25519 public key in the PEM form `keygen` writes; None for
+    anything else."""
+    m = _PEM.fullmatch(data)
+    if m is None:
+        return None
+    try:
+        der = binascii.a2b_base64(b"".join(m.group(1).split()), strict_mode=True)
+    except binascii.Error:
+        return None
+    if len(der) != len(_SPKI_PREFIX) + 32 or not der.startswith(_SPKI_PREFIX):
+        return None
+    return der[len(_SPKI_PREFIX) :]
+
+
+def _other_pem_raw(path: Path, data: bytes) -> bytes:
+    """Any other file, read by cryptography: its raw Ed25519 key, else why it is none."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    try:
+        key = serialization.load_pem_public_key(data)
     except (ValueError, TypeError) as exc:
         raise KeyFileError(f"{path}: not a PEM public key ({exc})") from None
     if not isinstance(key, Ed25519PublicKey):
         raise KeyFileError(f"{path}: not an Ed25519 key; make one with `ansim-edge keygen`")
-    return key
+    return key.public_bytes_raw()
