@@ -5,8 +5,8 @@
 Exactly the ``run`` code path of ``edge.cli`` (real drivers, real serial devices, no
 simulator module), except that gpiozero's ``MockFactory`` stands in for the Raspberry Pi's
 pin factory (``run`` itself refuses it). With ``ANSIM_MODULES_FILE`` set, the sorted names
-of every imported module are written to that file once the site has started (the import
-test in tests/test_run_imports.py reads it).
+of every imported module (not the stand-ins of ``edge.runtime.defer_unused_imports``) are
+written to that file once the site has started (tests/test_run_imports.py reads it).
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ def _mock_factory() -> Any:
 
 
 def main() -> int:
-    from edge.runtime import without_pretty_printers
+    from edge.runtime import defer_unused_imports, is_deferred, without_pretty_printers
 
     without_pretty_printers()  # as edge.cli does for run, before structlog is imported
+    defer_unused_imports()
     import drivers.gpio
     import edge.site
 
@@ -38,7 +39,8 @@ def main() -> int:
             start(site)
             tmp = out + ".tmp"
             with open(tmp, "w", encoding="utf-8") as f:
-                f.write("\n".join(sorted(k for k, v in sys.modules.items() if v)) + "\n")
+                loaded = (k for k, v in sys.modules.items() if v and not is_deferred(v))
+                f.write("\n".join(sorted(loaded)) + "\n")
             os.replace(tmp, out)
 
         edge.site.Site.start = start_and_dump  # type: ignore[method-assign]

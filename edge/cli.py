@@ -109,9 +109,11 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.cmd in ("run", "sim"):
-        from edge.runtime import without_pretty_printers
+        from edge.runtime import defer_unused_imports, without_pretty_printers
 
         without_pretty_printers()  # before structlog is imported (edge.logs)
+        if args.cmd == "run":  # `sim` uses asyncio (its embedded broker)
+            defer_unused_imports()
     from edge.logs import configure, wants_json
 
     level = args.log_level or ("warning" if args.cmd == "scenario" else "info")

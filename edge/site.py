@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -28,7 +28,6 @@ from edge.core.uplink import ConnectFailures, Uplink, UplinkListener
 from edge.devices.kind import BuildContext, DeviceController, DeviceKind, Output, section
 from edge.devices.registry import EVENT_DATA, KINDS
 from edge.health import FaultBoard, StatusFile, oldest_pending_age
-from edge.homeassistant import Discovery
 from edge.models import (
     CommandsShed,
     DeadLetterInfo,
@@ -40,6 +39,9 @@ from edge.models import (
     StoreRecovered,
     StoreReset,
 )
+
+if TYPE_CHECKING:
+    from edge.homeassistant import Discovery
 
 log = structlog.get_logger(__name__)
 
@@ -187,6 +189,8 @@ class Site(UplinkListener):
         self.states = StateBoard(self.topics, self.clock, self.uplink)
         self.discovery: Discovery | None = None
         if cfg.homeassistant.enabled:
+            from edge.homeassistant import Discovery  # loaded only when enabled
+
             self.discovery = Discovery(cfg, self.topics, __version__, self.uplink, self.loop, rng)
         self.commands = CommandProcessor(
             keys if keys is not None else load_keys(cfg.keys),

@@ -1,7 +1,11 @@
 """`ansim-edge run` imports only what its config uses: no rich (structlog would pull it in
-when installed), no simulator, amqtt or selenium, and pymodbus only for Modbus relay boards.
-The real `run` code path in a child process, with gpiozero's MockFactory for the Pi's pins
-(bench/mock_gpio_run.py); it writes its imported modules once the site has started."""
+when installed), no simulator, amqtt or selenium, no cryptography (PyNaCl verifies), no
+asyncio or subprocess (imported by structlog and gpiozero, never used: deferred), pymodbus
+only for Modbus relay boards, a kind's controller only when the config has its devices, the
+Home Assistant discovery only when enabled. The real `run` code path in a child process,
+with gpiozero's MockFactory for the Pi's pins (bench/mock_gpio_run.py); it writes its
+imported modules once the site has started. Memory itself is measured by
+bench/bench_spine.py, never asserted here."""
 
 from __future__ import annotations
 
@@ -20,6 +24,12 @@ from tests.support.site import REPO, make_keys, site_dict
 from tests.support.wait import wait_until
 
 NEVER = ("rich", "better_exceptions", "amqtt", "selenium", "simulator", "jinja2", "typer")
+# Never in `run`, whatever the config: the private key side of signing, modules nothing in
+# the daemon uses (edge.runtime.DEFERRED), the schema and docs generators.
+NEVER_IN_RUN = (*NEVER, "cryptography", "asyncio", "subprocess", "edge.schemas", "edge.tools")
+# Only when the config has lockers (and Home Assistant discovery enabled).
+LOCKERS = ("edge.devices.lockers.controller", "edge.machines.locker", "drivers.cu16")
+HOMEASSISTANT = "edge.homeassistant"
 
 
 def run_modules(tmp_path: Path, cfg: dict[str, Any]) -> set[str]:
@@ -51,6 +61,11 @@ def _top(modules: set[str]) -> set[str]:
     return {m.split(".")[0] for m in modules}
 
 
+def _loaded(modules: set[str], names: tuple[str, ...]) -> list[str]:
+    """Which of ``names`` (packages count with their submodules) are among ``modules``."""
+    return sorted(n for n in names if any(m == n or m.startswith(n + ".") for m in modules))
+
+
 @pytest.fixture
 def base(tmp_path: Path) -> dict[str, Any]:
     keys = make_keys(tmp_path / "keys")
@@ -64,7 +79,9 @@ def test_shelter_run_imports_no_rich_simulator_or_modbus(
     base["devices"]["modem"] = {"url": str(tmp_path / "no-modem")}
     mods = run_modules(tmp_path, base)
     assert "edge.site" in mods and "structlog" in mods and "gpiozero" in mods
+    assert "nacl" in mods and "edge.devices.panic.controller" in mods  # the check can see
     assert not _top(mods) & {*NEVER, "pymodbus"}, sorted(_top(mods) & {*NEVER, "pymodbus"})
+    assert not _loaded(mods, (*NEVER_IN_RUN, *LOCKERS, HOMEASSISTANT))
 
 
 def test_modbus_lockers_import_pymodbus_and_still_no_rich(
@@ -82,6 +99,10 @@ def test_modbus_lockers_import_pymodbus_and_still_no_rich(
             ],
         }
     }
+    base["homeassistant"] = {"enabled": True}
     mods = run_modules(tmp_path, base)
     assert "pymodbus" in _top(mods)  # the check above can see it when it is there
     assert not _top(mods) & set(NEVER), sorted(_top(mods) & set(NEVER))
+    assert _loaded(mods, (*LOCKERS, HOMEASSISTANT)) == sorted((*LOCKERS, HOMEASSISTANT))
+    assert "edge.devices.panic.controller" not in mods  # no panic buttons
+    assert not _loaded(mods, NEVER_IN_RUN)

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
-from edge.devices.kind import BuildContext, DeviceController, DeviceKind
+from edge.devices.kind import BuildContext, DeviceController, DeviceKind, section
 from edge.devices.lockers import commands, events
 from edge.devices.lockers.config import LockersDevices, pins
 
@@ -29,7 +29,9 @@ def _outputs(section: BaseModel, hardware: Hardware) -> dict[str, Output]:
 
 
 def _controller(ctx: BuildContext) -> DeviceController | None:
-    from edge.devices.lockers.controller import build  # loaded only when a site is built
+    if section(ctx.cfg.devices, LockersDevices).lockers is None:
+        return None  # no lockers: the controller and its drivers are never loaded
+    from edge.devices.lockers.controller import build  # loaded only when a site has lockers
 
     return build(ctx)
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
-from edge.devices.kind import BuildContext, DeviceController, DeviceKind
+from edge.devices.kind import BuildContext, DeviceController, DeviceKind, section
 from edge.devices.panic import commands, events
 from edge.devices.panic.config import NOTES, OUTPUTS, PanicDevices, pins
 
@@ -26,7 +26,9 @@ def _outputs(section: BaseModel, hardware: Hardware) -> dict[str, Output]:
 
 
 def _controller(ctx: BuildContext) -> DeviceController | None:
-    from edge.devices.panic.controller import build  # loaded only when a site is built
+    if not section(ctx.cfg.devices, PanicDevices).panic_buttons:
+        return None  # no panic buttons: the controller and its machines are never loaded
+    from edge.devices.panic.controller import build  # loaded only when a site has them
 
     return build(ctx)
 
