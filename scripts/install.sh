@@ -97,6 +97,14 @@ fi
 system env ANSIM_VENV="$PREFIX/.venv" bash "$PREFIX/scripts/bootstrap.sh" pi
 # ProtectSystem=strict: the service cannot write __pycache__ next to the code.
 system "$PREFIX/.venv/bin/python" -m compileall -q "$PREFIX/edge" "$PREFIX/drivers" "$PREFIX/simulator"
+# The unit runs Python with PYTHONOPTIMIZE=2 and PYTHONPYCACHEPREFIX=$PREFIX/.pycache: that
+# bytecode too, the Python library's included (a module that does not compile here is one
+# nothing imports; without its bytecode a module is compiled at every start).
+stdlib="$("${PYTHON:-python3}" -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')"
+system env PYTHONPYCACHEPREFIX="$PREFIX/.pycache" "$PREFIX/.venv/bin/python" -OO -m compileall \
+    -q -x '/(test|tests|idlelib|turtledemo|lib2to3|ensurepip)/' \
+    "$stdlib" "$PREFIX/.venv/lib" "$PREFIX/edge" "$PREFIX/drivers" "$PREFIX/simulator" \
+    || log "warning: some modules did not compile with -OO (they are compiled when imported)"
 install -d -m 0755 "$ROOT/usr/local/bin"
 ln -sfn "$PREFIX/.venv/bin/ansim-edge" "$ROOT/usr/local/bin/ansim-edge"
 

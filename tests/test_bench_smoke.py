@@ -104,6 +104,7 @@ def test_quick_benchmark_completes_and_writes_json(tmp_path: Path) -> None:
         "all_passed",
     }
     assert r["run_rss"]["samples"] == 2 and r["run_rss"]["run_rss_max_mb"] > 0
+    assert r["run_rss"]["run_rss_plain_max_mb"] > 0 and r["run_rss"]["python_optimize"] == 2
     assert r["meta"]["quick"] is True
 
     b = r["baseline"]

@@ -99,6 +99,11 @@ def test_install_into_a_temporary_root(root: Path) -> None:
         assert step in out, step
     assert "skipped under --root: useradd" in out
     assert "skipped under --root: env ANSIM_VENV=/opt/ansim-edge/.venv" in out
+    # the -OO bytecode the unit's PYTHONPYCACHEPREFIX points at, the Python library's included
+    assert (
+        "skipped under --root: env PYTHONPYCACHEPREFIX=/opt/ansim-edge/.pycache "
+        "/opt/ansim-edge/.venv/bin/python -OO -m compileall"
+    ) in out
 
 
 def test_a_second_run_keeps_the_config_and_locks_down_key_files(root: Path) -> None:

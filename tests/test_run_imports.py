@@ -32,11 +32,21 @@ LOCKERS = ("edge.devices.lockers.controller", "edge.machines.locker", "drivers.c
 HOMEASSISTANT = "edge.homeassistant"
 
 
-def run_modules(tmp_path: Path, cfg: dict[str, Any]) -> set[str]:
+# What systemd/ansim-edge.service sets (docstrings and asserts compiled out); the bytecode
+# cache is the test's own.
+AS_THE_UNIT = {"PYTHONOPTIMIZE": "2"}
+
+
+def run_modules(
+    tmp_path: Path, cfg: dict[str, Any], env_extra: dict[str, str] | None = None
+) -> set[str]:
     cfg_path = tmp_path / "site.yaml"
     cfg_path.write_text(json.dumps(cfg), encoding="utf-8")  # JSON is YAML
     out = tmp_path / "modules.txt"
-    env = {**os.environ, "ANSIM_MODULES_FILE": str(out)}
+    env = {**os.environ, "ANSIM_MODULES_FILE": str(out), **(env_extra or {})}
+    if env_extra:
+        env["PYTHONPYCACHEPREFIX"] = str(tmp_path / "pycache")
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.mock_gpio_run", "run", "--config", str(cfg_path)],
         cwd=REPO,
@@ -73,11 +83,16 @@ def base(tmp_path: Path) -> dict[str, Any]:
     return site_dict("imports-1", f"mqtt://127.0.0.1:{free_port()}", tmp_path / "data", keys)
 
 
+@pytest.mark.parametrize("env", [None, AS_THE_UNIT], ids=["plain", "as-the-unit"])
 def test_shelter_run_imports_no_rich_simulator_or_modbus(
-    tmp_path: Path, base: dict[str, Any]
+    tmp_path: Path, base: dict[str, Any], env: dict[str, str] | None
 ) -> None:
     base["devices"]["modem"] = {"url": str(tmp_path / "no-modem")}
-    mods = run_modules(tmp_path, base)
+    mods = run_modules(tmp_path, base, env)
+    if env is not None:  # it ran with -OO: its bytecode went to the test's cache
+        assert [
+            p for p in (tmp_path / "pycache").rglob("site.*.opt-2.pyc") if p.parent.name == "edge"
+        ]
     assert "edge.site" in mods and "structlog" in mods and "gpiozero" in mods
     assert "nacl" in mods and "edge.devices.panic.controller" in mods  # the check can see
     assert not _top(mods) & {*NEVER, "pymodbus"}, sorted(_top(mods) & {*NEVER, "pymodbus"})

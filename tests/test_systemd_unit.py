@@ -80,6 +80,11 @@ def test_watchdog_safe_outputs_and_devices() -> None:
     assert s["RestrictAddressFamilies"] == ["AF_UNIX AF_INET AF_INET6"]
     assert s["ProtectSystem"] == ["strict"]
     assert s["RuntimeDirectory"] == ["ansim-edge"]  # the status file (ansim-edge status)
+    # run with docstrings and asserts compiled out (issue 11.8), its bytecode compiled by the
+    # install into a cache the service only reads
+    env = " ".join(s["Environment"]).split()
+    assert "PYTHONOPTIMIZE=2" in env
+    assert "PYTHONPYCACHEPREFIX=/opt/ansim-edge/.pycache" in env
     assert s["StartLimitIntervalSec"] == ["0"]  # in [Unit], where systemd reads it
     unit_section = UNIT.read_text().split("[Service]")[0]
     assert "StartLimitIntervalSec=0" in unit_section
