@@ -1,7 +1,8 @@
 """The site's health for the retained status and for a technician on site (issue 11.5).
 
-- :class:`FaultBoard` follows the fault events as the outbox records them (board,
-  input, wiring, modem, store faults and their recoveries) and lists every active one.
+- :class:`FaultBoard` follows the fault events as the outbox records them (the core's input
+  and store faults, and the faults each device kind declares: board, wiring, modem) and
+  their recoveries, and lists every active one.
   Every fault is reported again after a restart (boards and inputs are re-read, wiring
   faults re-reported, the store and modem re-checked), so the list needs no persistence.
 - :func:`oldest_pending_age` is the age of the oldest message the broker has not
@@ -22,9 +23,8 @@ from typing import Any
 import structlog
 
 from edge.core.store import PRIORITIES, Store
-from edge.devices.lockers.events import BoardFault, BoardRecovered
-from edge.devices.modem.events import ModemFault, ModemRecovered
-from edge.devices.panic.events import WiringFault, WiringRestored
+from edge.devices.kind import FaultEvents
+from edge.devices.registry import KINDS
 from edge.models import EventData, Fault, InputFault, InputRestored, StoreFault, StoreRecovered
 
 log = structlog.get_logger(__name__)
@@ -34,35 +34,45 @@ RUNTIME_DIR_ENV = "RUNTIME_DIRECTORY"  # set by systemd for RuntimeDirectory=
 _NOT_THIS = 2**62  # an id beyond every row: skips a priority in Store.pending()
 
 
+# The core's own faults (the kinds declare theirs: ``DeviceKind.faults``).
+CORE_FAULTS = (
+    FaultEvents("input", InputFault, InputRestored),
+    FaultEvents("store", StoreFault, StoreRecovered, reason="error"),
+)
+
+
+def fault_events() -> dict[str, tuple[FaultEvents, bool]]:
+    """Every fault and recovery event type (the core's and every kind's), with its pair and
+    whether it is the fault (True) or its end."""
+    out: dict[str, tuple[FaultEvents, bool]] = {}
+    for pair in (*CORE_FAULTS, *(f for k in KINDS for f in k.faults)):
+        for model, is_fault in ((pair.fault, True), (pair.recovered, False)):
+            if model.TYPE in out:
+                raise ValueError(f"{model.TYPE} is in two fault pairs")
+            out[model.TYPE] = (pair, is_fault)
+    return out
+
+
 class FaultBoard:
     """Active faults keyed by (kind, device, detail). Core thread only."""
 
     def __init__(self) -> None:
         self._active: dict[tuple[str, str, str], Fault] = {}
+        self._events = fault_events()
         self.changes = 0  # bumped on every change (the status is re-published)
 
     def observe(self, device: str, data: EventData, ts: str) -> None:
         """Outbox observer: one recorded event."""
-        if isinstance(data, InputFault):
-            self._set("input", device, "", data.reason, ts)
-        elif isinstance(data, InputRestored):
-            self._clear("input", device)
-        elif isinstance(data, BoardFault):
-            self._set("board", device, "", data.reason, ts)
-        elif isinstance(data, BoardRecovered):
-            self._clear("board", device)
-        elif isinstance(data, WiringFault):
-            self._set("wiring", device, data.reason, data.reason, ts)
-        elif isinstance(data, WiringRestored):
-            self._clear("wiring", device, data.reason)
-        elif isinstance(data, ModemFault):
-            self._set("modem", device, "", data.reason, ts)
-        elif isinstance(data, ModemRecovered):
-            self._clear("modem", device)
-        elif isinstance(data, StoreFault):
-            self._set("store", device, "", data.error, ts)
-        elif isinstance(data, StoreRecovered):
-            self._clear("store", device)
+        found = self._events.get(data.TYPE)
+        if found is None:
+            return
+        pair, is_fault = found
+        reason = getattr(data, pair.reason, None)
+        if is_fault:
+            detail = str(reason) if pair.per_reason else ""
+            self._set(pair.kind, device, detail, str(reason), ts)
+        else:
+            self._clear(pair.kind, device, reason if pair.per_reason else None)
 
     def _set(self, kind: str, device: str, detail: str, reason: str, ts: str) -> None:
         key = (kind, device, detail)

@@ -5,22 +5,20 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import structlog
 
 from edge.config import BrokerConfig, SiteConfig, TrustedKey
 from edge.core.errors import AnsimError, ConfigError
 from edge.core.signing import generate_keypair
-from edge.devices.lockers.controller import LockerBank
 from edge.health import status_file_path
 from edge.site import Site
 from simulator.broker import DEFAULT_PORT, EmbeddedBroker, choose_port
 from simulator.clock import SimClock, add_clock_routes
-from simulator.control import ApiError, ControlApi, require_bool
+from simulator.control import ControlApi
 from simulator.hardware import SimHardware
 from simulator.link import LinkProxy
-from simulator.modbus_device import SimulatedModbusBus
+from simulator.routes import add_site_routes, site_state
 
 log = structlog.get_logger(__name__)
 
@@ -215,171 +213,3 @@ def link_for(broker: BrokerConfig) -> LinkProxy | None:
     if broker.uses_tls or broker.tls is not None:
         return None
     return LinkProxy(broker.host, broker.port)
-
-
-def site_state(site: Site, hardware: SimHardware) -> dict[str, Any]:
-    """GET /state: the simulated hardware and the site's own view."""
-    core = site.call(site.snapshot)
-    out = {**hardware.snapshot(), "site": core}
-    if hardware.buses:
-        out["boards"] = {name: sim.snapshot() for name, sim in hardware.buses.items()}
-    if hardware.modem_sim is not None:
-        out["modem"] = hardware.modem_sim.snapshot()
-    return out
-
-
-def add_site_routes(api: ControlApi, site: Site, hardware: SimHardware) -> None:
-    def get_state(params: dict[str, str], body: Any) -> tuple[int, Any]:
-        return 200, site_state(site, hardware)
-
-    def post_input(params: dict[str, str], body: Any) -> tuple[int, Any]:
-        name = params["name"]
-        active = require_bool(body, "active")
-        if name not in hardware.input_names():
-            raise ApiError(404, f"no input {name!r}; inputs: {hardware.input_names()}")
-        hardware.set_input(name, active)
-        return 200, {"input": name, "active": active}
-
-    api.route("GET", "/state", get_state)
-    api.route("POST", "/inputs/{name}", post_input)
-    if "lockers" in site.devices:
-        add_locker_routes(api, site, hardware)
-    if hardware.modem_sim is not None:
-        add_modem_routes(api, hardware)
-
-
-def add_modem_routes(api: ControlApi, hardware: SimHardware) -> None:
-    from simulator.modem_device import CalleeBehaviour
-
-    sim = hardware.modem_sim
-
-    def get_modem(params: dict[str, str], body: Any) -> tuple[int, Any]:
-        return 200, sim.snapshot()
-
-    def post_modem(params: dict[str, str], body: Any) -> tuple[int, Any]:
-        if not isinstance(body, dict) or not body:
-            raise ApiError(
-                400,
-                "body must be an object with any of: registered, signal, callee, sms_fail, silent",
-            )
-        unknown = set(body) - {"registered", "signal", "callee", "sms_fail", "silent"}
-        if unknown:
-            raise ApiError(400, f"unknown fields: {sorted(unknown)}")
-        if "callee" in body:
-            try:
-                behaviour = CalleeBehaviour(body["callee"])
-            except ValueError:
-                raise ApiError(
-                    400, f"callee must be one of {[b.value for b in CalleeBehaviour]}"
-                ) from None
-        if "signal" in body and (
-            not isinstance(body["signal"], int) or not 0 <= body["signal"] <= 99
-        ):
-            raise ApiError(400, "signal is the modem's rssi, 0-31 or 99 (unknown)")
-        for key in ("registered", "sms_fail", "silent"):
-            if key in body and not isinstance(body[key], bool):
-                raise ApiError(400, f"{key} must be true or false")
-        if "registered" in body:
-            sim.set_registered(body["registered"])
-        if "signal" in body:
-            sim.set_signal(body["signal"])
-        if "callee" in body:
-            sim.set_callee(behaviour)
-        if "sms_fail" in body:
-            sim.set_sms_fail(body["sms_fail"])
-        if "silent" in body:
-            sim.set_silent(body["silent"])
-        return 200, sim.snapshot()
-
-    api.route("GET", "/modem", get_modem)
-    api.route("POST", "/modem", post_modem)
-
-
-def add_locker_routes(api: ControlApi, site: Site, hardware: SimHardware) -> None:
-    bank = site.devices["lockers"]
-    assert isinstance(bank, LockerBank)
-
-    def locker_id(params: dict[str, str]) -> int:
-        try:
-            n = int(params["id"])
-        except ValueError:
-            raise ApiError(400, f"locker id must be a number, got {params['id']!r}") from None
-        if n not in bank.machine.lockers:
-            raise ApiError(
-                404,
-                f"no locker {n}; lockers: {min(bank.machine.lockers)}-{max(bank.machine.lockers)}",
-            )
-        return n
-
-    def where(n: int) -> tuple[Any, int, int] | None:
-        b = bank.bus_locks.get(n)
-        return None if b is None else (hardware.buses[b.bus], b.board, b.lock)
-
-    def door(params: dict[str, str], body: Any) -> tuple[int, Any]:
-        n = locker_id(params)
-        is_open = require_bool(body, "open")
-        w = where(n)
-        if w is None:
-            hardware.set_gpio_door(n, is_open)
-        elif is_open:
-            w[0].open_door(w[1], w[2])
-        else:
-            w[0].close_door(w[1], w[2])
-        return 200, {"locker": n, "open": is_open}
-
-    def item(params: dict[str, str], body: Any) -> tuple[int, Any]:
-        n = locker_id(params)
-        present = require_bool(body, "present")
-        w = where(n)
-        if w is None:
-            raise ApiError(409, f"locker {n} is a GPIO locker without an item sensor")
-        if isinstance(w[0], SimulatedModbusBus):
-            raise ApiError(409, f"locker {n} is on a Modbus relay board without item sensors")
-        w[0].set_item(w[1], w[2], present)
-        return 200, {"locker": n, "present": present}
-
-    def jam(params: dict[str, str], body: Any) -> tuple[int, Any]:
-        n = locker_id(params)
-        jammed = require_bool(body, "jammed")
-        w = where(n)
-        if w is None:
-            hardware.jam_gpio(n, jammed)
-        else:
-            w[0].jam(w[1], w[2], jammed)
-        return 200, {"locker": n, "jammed": jammed}
-
-    def board(params: dict[str, str], body: Any) -> tuple[int, Any]:
-        sim = hardware.buses.get(params["bus"])
-        if sim is None:
-            raise ApiError(404, f"no bus {params['bus']!r}; buses: {sorted(hardware.buses)}")
-        try:
-            board_id = int(params["board"])
-        except ValueError:
-            raise ApiError(400, "board must be a number") from None
-        if (params["bus"], board_id) not in bank.boards:
-            raise ApiError(404, f"no board {board_id} on bus {params['bus']}")
-        mode = body.get("mode") if isinstance(body, dict) else None
-        if mode not in ("ok", "silent", "corrupt"):
-            raise ApiError(400, 'body must be {"mode": "ok" | "silent" | "corrupt"}')
-        sim.set_silent(board_id, mode == "silent")
-        sim.set_corrupt(board_id, mode == "corrupt")
-        return 200, {"bus": params["bus"], "board": board_id, "mode": mode}
-
-    def code(params: dict[str, str], body: Any) -> tuple[int, Any]:
-        if not hardware.code_readers:
-            raise ApiError(404, "this site has no code reader")
-        text = body.get("code") if isinstance(body, dict) else None
-        if not isinstance(text, str) or not text or "\r" in text or "\n" in text:
-            raise ApiError(400, 'body must be {"code": "<text typed on the reader>"}')
-        hardware.code_readers[0].type_code(text)
-        return 200, {"typed": len(text)}
-
-    def coils(params: dict[str, str], body: Any) -> tuple[int, Any]:
-        return 200, {"coils": hardware.coil_intervals()}
-
-    api.route("POST", "/lockers/{id}/door", door)
-    api.route("POST", "/lockers/{id}/item", item)
-    api.route("POST", "/lockers/{id}/jam", jam)
-    api.route("POST", "/boards/{bus}/{board}", board)
-    api.route("POST", "/code-reader", code)
-    api.route("GET", "/coils", coils)

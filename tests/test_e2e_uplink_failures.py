@@ -17,7 +17,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from simulator.control import ControlApi
-from simulator.runner import add_site_routes
+from simulator.routes import add_site_routes
 from tests.support.mqtt import Mosquitto, generate_tls_files
 from tests.support.site import Keys, ThreadedSite, make_keys, site_dict
 from tests.support.wait import wait_until

@@ -4,21 +4,26 @@ oldest unsent message, the broker, and every active fault; the status file and
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
+import typing
 from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
 
+from edge import health
 from edge.cli import main as cli_main
+from edge.devices.kind import FaultEvents
 from edge.devices.lockers.events import BoardFault, BoardRecovered
 from edge.devices.modem.events import ModemFault, ModemRecovered
 from edge.devices.panic.events import WiringFault, WiringRestored
+from edge.devices.registry import EVENT_DATA, KINDS
 from edge.health import FaultBoard, StatusFile, render_status, status_file_path
-from edge.models import InputFault, InputRestored, Status, StoreFault, StoreRecovered
+from edge.models import Fault, InputFault, InputRestored, Status, StoreFault, StoreRecovered
 from edge.service import site_status
 from edge.site import STATUS_REFRESH_S
 from tests.support.site import SHELTER_BUTTON as BUTTON
@@ -68,6 +73,33 @@ def test_the_fault_board_follows_fault_and_recovery_events() -> None:
     assert [(f.kind, f.reason) for f in board.active()] == [("wiring", "stuck_active")]
     board.observe(BUTTON, WiringRestored(button=BUTTON, reason=None), "t9")
     assert board.active() == []
+
+
+def test_the_fault_board_takes_the_fault_pairs_the_kinds_declare(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A kind's ``faults`` is all the board needs: a kind declaring a new pair is followed
+    (here the modem's events re-declared as a 'board' pair by a made-up kind)."""
+    made_up = dataclasses.replace(
+        KINDS[0], name="made-up", faults=(FaultEvents("board", ModemFault, ModemRecovered),)
+    )
+    kinds = (*(k for k in KINDS if k.name != "modem"), made_up)
+    monkeypatch.setattr(health, "KINDS", kinds)
+    board = FaultBoard()
+    board.observe("relay", ModemFault(reason="gone"), "t1")
+    assert [(f.kind, f.device, f.reason) for f in board.active()] == [("board", "relay", "gone")]
+    board.observe("relay", ModemRecovered(), "t2")
+    assert board.active() == []
+
+
+def test_every_declared_fault_pair_is_an_event_and_a_status_fault_kind() -> None:
+    kinds = set(typing.get_args(Fault.model_fields["kind"].annotation))
+    pairs = [*health.CORE_FAULTS, *(f for k in KINDS for f in k.faults)]
+    assert {p.kind for p in pairs} == kinds
+    for p in pairs:
+        assert EVENT_DATA[p.fault.TYPE] is p.fault
+        assert EVENT_DATA[p.recovered.TYPE] is p.recovered
+        assert p.reason in p.fault.model_fields
 
 
 # ----------------------------------------------------------------- a whole site, FakeClock

@@ -94,6 +94,22 @@ class BuildContext:
 
 
 @dataclass(frozen=True)
+class FaultEvents:
+    """A fault a kind reports and the event that ends it: the site status lists the active
+    ones (``faults``, edge/health.py). ``kind``: the fault's ``kind`` in the status (one of
+    ``edge.models.Fault``'s). ``reason``: the fault event's field the status quotes.
+    ``per_reason``: a device may have several at once, one per reason, and the recovery
+    names the reason it ends (a panic button's wiring); otherwise the recovery ends every
+    fault of its kind on that device."""
+
+    kind: str
+    fault: type[EventData]
+    recovered: type[EventData]
+    reason: str = "reason"
+    per_reason: bool = False
+
+
+@dataclass(frozen=True)
 class DeviceKind:
     """One device kind, registered by one line in ``edge/devices/registry.py``.
 
@@ -106,6 +122,7 @@ class DeviceKind:
     first thing when a site is built, so they are off before anything else happens.
     ``pins``: the GPIOs its config uses, for the one-pin-one-device check. ``notes``: rows
     of the config table (``docs/config.md``) that need more than a field description.
+    ``faults``: its fault and recovery events, for the status's list of active faults.
     """
 
     name: str
@@ -117,6 +134,7 @@ class DeviceKind:
     outputs: Callable[[BaseModel, Hardware], dict[str, Output]] | None = None
     pins: Callable[[Any], list[tuple[str, int]]] | None = None
     notes: Mapping[str, str] = field(default_factory=dict)
+    faults: tuple[FaultEvents, ...] = ()
 
 
 def section(devices: object, model: type[S]) -> S:

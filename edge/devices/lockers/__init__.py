@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
-from edge.devices.kind import BuildContext, DeviceController, DeviceKind, section
+from edge.devices.kind import BuildContext, DeviceController, DeviceKind, FaultEvents, section
 from edge.devices.lockers import commands, events
 from edge.devices.lockers.config import LockersDevices, pins
 
@@ -64,4 +64,5 @@ KIND = DeviceKind(
     },
     outputs=_outputs,
     pins=pins,
+    faults=(FaultEvents("board", events.BoardFault, events.BoardRecovered),),
 )

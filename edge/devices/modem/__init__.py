@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge.devices.kind import BuildContext, DeviceController, DeviceKind
+from edge.devices.kind import BuildContext, DeviceController, DeviceKind, FaultEvents
 from edge.devices.modem import events
 from edge.devices.modem.config import ModemDevices
 
@@ -18,4 +18,5 @@ KIND = DeviceKind(
     config=ModemDevices,
     controller=_controller,
     events=(events.AlarmEscalated, events.ModemFault, events.ModemRecovered),
+    faults=(FaultEvents("modem", events.ModemFault, events.ModemRecovered),),
 )

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
-from edge.devices.kind import BuildContext, DeviceController, DeviceKind, section
+from edge.devices.kind import BuildContext, DeviceController, DeviceKind, FaultEvents, section
 from edge.devices.panic import commands, events
 from edge.devices.panic.config import NOTES, OUTPUTS, PanicDevices, pins
 
@@ -54,4 +54,5 @@ KIND = DeviceKind(
     outputs=_outputs,
     pins=pins,
     notes=NOTES,
+    faults=(FaultEvents("wiring", events.WiringFault, events.WiringRestored, per_reason=True),),
 )
