@@ -110,10 +110,14 @@ def stamped_modem_class() -> type:
 
 
 def bench_hardware() -> Any:
-    """SimHardware whose modem is a StampedModem (same wiring as SimHardware.modem)."""
+    """SimHardware whose modem is a StampedModem (same wiring as SimModemHardware)."""
+    from simulator.factories.modem import SimModemHardware
     from simulator.hardware import SimHardware
 
-    return SimHardware(modem_class=stamped_modem_class())
+    modem_class = stamped_modem_class()
+    return SimHardware(
+        factories={"modem": lambda hw: SimModemHardware(hw, modem_class=modem_class)}
+    )
 
 
 # --------------------------------------------------------------------------- site
@@ -139,7 +143,7 @@ class EscSite(ShelterSite):
     def __init__(self, cfg_dict: dict[str, Any]) -> None:
         super().__init__(cfg_dict, bench_hardware(), keys={})
         self.fb = self.site.devices["modem"]
-        wait_until(lambda: self.hw.modem_sim is not None, 15, 0.005, "simulated modem up")
+        wait_until(lambda: self.modem is not None, 15, 0.005, "simulated modem up")
         wait_until(self._ready, 20, 0.01, "site online, outbox empty, modem healthy")
 
     def _ready(self) -> bool:

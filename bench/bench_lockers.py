@@ -111,10 +111,14 @@ def notifying_bus_class() -> type:
 
 
 def bench_hardware() -> Any:
-    """SimHardware whose CU16 buses are NotifyingCu16Bus (same wiring as SimHardware)."""
+    """SimHardware whose CU16 buses are NotifyingCu16Bus (same wiring as SimLockerHardware)."""
+    from simulator.factories.lockers import SimLockerHardware
     from simulator.hardware import SimHardware
 
-    return SimHardware(cu16_bus_class=notifying_bus_class())
+    bus_class = notifying_bus_class()
+    return SimHardware(
+        factories={"lockers": lambda hw: SimLockerHardware(hw, cu16_bus_class=bus_class)}
+    )
 
 
 # --------------------------------------------------------------------------- config, keys
@@ -183,7 +187,9 @@ class LockerSite(ThreadedSite):
         bank = self.site.devices.get("lockers")
         assert bank is not None
         self.bank = bank
-        wait_until(lambda: BUS in self.hw.buses, 15, 0.005, "simulated bus up")
+        from simulator.factories import lockers as locker_hw
+
+        wait_until(lambda: BUS in locker_hw.of(self.hw).buses, 15, 0.005, "simulated bus up")
         wait_until(self._ready, 20, 0.01, "site online, every door known, outbox empty")
 
     def _ready(self) -> bool:

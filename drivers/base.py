@@ -7,14 +7,11 @@ They must only hand the change to the core (``Core.post``), never touch core sta
 
 from __future__ import annotations
 
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Protocol
-
-if TYPE_CHECKING:
-    from drivers.cu16 import BoardSettings
-    from drivers.modbus import ModbusBoardSettings
+from typing import Any, Protocol
 
 # Called with (raw_level_active, monotonic_seconds) on every raw change of an input.
 InputListener = Callable[[bool, float], None]
@@ -190,8 +187,39 @@ class Modem(Protocol):
     def cancel(self, request_id: str) -> None: ...
 
 
+@dataclass(frozen=True)
+class CodeReaderListener:
+    """What a pickup-code reader reports, on its reader thread: a code typed (never log it),
+    a fault (once), a recovery (once)."""
+
+    on_code: Callable[[str], None]
+    on_fault: Callable[[str], None]
+    on_recovered: Callable[[], None]
+
+
+@dataclass(frozen=True)
+class HardwareFactory:
+    """Where a device kind's own hardware is made (its buses, readers, modems: what is not a
+    GPIO pin), one for each platform, each named ``"module:attribute"``: ``real`` on the
+    machine's ports (``drivers/factories/<kind>.py``), ``sim`` on simulated devices
+    (``simulator/factories/<kind>.py``). The attribute is called with the platform (the
+    :class:`Hardware`) and returns the object the kind's controller asks for its devices (a
+    protocol the kind defines). Imported only when a site on that platform is built, so
+    ``run`` never loads the simulator, nor a driver its config does not use."""
+
+    real: str
+    sim: str
+
+
+def make_kind_hardware(spec: str, platform: Hardware) -> Any:
+    """Call the factory named ``spec`` ("module:attribute") with the platform."""
+    return pkgutil.resolve_name(spec)(platform)
+
+
 class Hardware(Protocol):
-    """Makes the site's devices. Chosen in one place (the CLI) and injected into the site."""
+    """The platform a site runs on: its GPIO pins (inputs, outputs, coils) and each device
+    kind's own hardware (:meth:`for_kind`). Chosen in one place, the CLI (the real machine
+    for ``run``, the simulator for ``sim`` and the tests), and injected into the site."""
 
     def input(self, name: str, pin: int, *, contact: str, pull_up: bool) -> DigitalInput: ...
 
@@ -199,51 +227,9 @@ class Hardware(Protocol):
 
     def coil(self, name: str, pin: int, *, active_high: bool, max_on_s: float) -> Coil: ...
 
-    def lock_bus(
-        self,
-        name: str,
-        url: str,
-        *,
-        baudrate: int,
-        boards: list[BoardSettings],
-        poll_hz: float,
-        max_pulse_ms: int,
-        listener: Cu16Listener,
-    ) -> LockBus: ...
-
-    def modbus_bus(
-        self,
-        name: str,
-        url: str,
-        *,
-        baudrate: int,
-        parity: str,
-        boards: list[ModbusBoardSettings],
-        poll_hz: float,
-        max_pulse_ms: int,
-        listener: Cu16Listener,
-    ) -> LockBus:
-        """Modbus RTU relay boards on one serial line (drivers.modbus.ModbusBus)."""
+    def for_kind(self, kind: str, factory: HardwareFactory) -> Any:
+        """Device kind ``kind``'s own hardware on this platform: made once (by
+        ``factory.real`` or ``factory.sim``), then the same object."""
         ...
-
-    def code_reader(
-        self,
-        url: str,
-        *,
-        baudrate: int,
-        listener: Callable[[str], None],
-        on_fault: Callable[[str], None],
-        on_recovered: Callable[[], None],
-    ) -> Startable: ...
-
-    def modem(
-        self,
-        url: str,
-        *,
-        baudrate: int,
-        check_interval_s: float,
-        command_timeout_s: float,
-        listener: ModemListener,
-    ) -> Modem: ...
 
     def close(self) -> None: ...

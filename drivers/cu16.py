@@ -50,33 +50,12 @@ from drivers.cu16_protocol import (
     reply_cmd,
 )
 from drivers.errors import CoilSafetyError
+from drivers.settings import BoardSettings
 
 __all__ = [*cu16_protocol.__all__, "BoardSettings", "Cu16Bus", "Cu16Listener"]
 
 
 # --------------------------------------------------------------------------- bus driver
-
-
-@dataclass(frozen=True, slots=True)
-class BoardSettings:
-    """Per-board settings where field sources disagree.
-
-    ``closed_bit``: the lock-feedback bit value that means "door closed/latched" (0 or 1).
-    ``unlock_replies``: the board answers an unlock with a status frame; when False the bus
-    re-queries status ``requery_delay`` after an unlock instead of waiting for a reply.
-    ``pulse_ms``: the pulse time the board is assumed to use until :meth:`Cu16Bus.set_unlock_time`
-    changes it (the bus spaces unlocks by it so two coils are never energised together)."""
-
-    board_id: int
-    closed_bit: int = 1
-    unlock_replies: bool = True
-    pulse_ms: int = 500
-
-    def __post_init__(self) -> None:
-        check_board(self.board_id)
-        if self.closed_bit not in (0, 1) or isinstance(self.closed_bit, bool):
-            raise ValueError(f"closed_bit must be 0 or 1, got {self.closed_bit!r}")
-        check_ms(self.pulse_ms)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,26 +5,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
 from drivers.base import (
     Coil,
-    Cu16Listener,
     DigitalInput,
     DigitalOutput,
+    HardwareFactory,
     InputListener,
-    LockBus,
-    Modem,
-    Startable,
+    make_kind_hardware,
 )
 from drivers.errors import GpioUnavailableError, InputFaultError
-
-if TYPE_CHECKING:
-    from drivers.cu16 import BoardSettings
-    from drivers.modbus import ModbusBoardSettings
-    from drivers.modem import ModemListener
 
 log = structlog.get_logger(__name__)
 
@@ -157,11 +150,13 @@ class GpioCoil:
 
 
 class GpioHardware:
-    """Creates gpiozero devices on one pin factory. The simulator passes a MockFactory."""
+    """The real machine: gpiozero devices on one pin factory (tests pass a MockFactory), and
+    each device kind's own hardware from its real factory (``HardwareFactory.real``)."""
 
     def __init__(self, pin_factory: Any, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.pin_factory = pin_factory
         self.monotonic = monotonic
+        self.kinds: dict[str, Any] = {}  # each device kind's own hardware (for_kind)
 
     def input(self, name: str, pin: int, *, contact: str, pull_up: bool) -> DigitalInput:
         return GpioInput(
@@ -181,79 +176,10 @@ class GpioHardware:
             name, pin, active_high=active_high, max_on_s=max_on_s, pin_factory=self.pin_factory
         )
 
-    def lock_bus(
-        self,
-        name: str,
-        url: str,
-        *,
-        baudrate: int,
-        boards: list[BoardSettings],
-        poll_hz: float,
-        max_pulse_ms: int,
-        listener: Cu16Listener,
-    ) -> LockBus:
-        from drivers.cu16 import Cu16Bus
-
-        return Cu16Bus(
-            url, boards, listener, poll_hz=poll_hz, max_pulse_ms=max_pulse_ms, baudrate=baudrate
-        )
-
-    def modbus_bus(
-        self,
-        name: str,
-        url: str,
-        *,
-        baudrate: int,
-        parity: str,
-        boards: list[ModbusBoardSettings],
-        poll_hz: float,
-        max_pulse_ms: int,
-        listener: Cu16Listener,
-    ) -> LockBus:
-        from drivers.modbus import ModbusBus
-
-        return ModbusBus(
-            url,
-            boards,
-            listener,
-            baudrate=baudrate,
-            parity=parity,
-            poll_hz=poll_hz,
-            max_pulse_ms=max_pulse_ms,
-        )
-
-    def code_reader(
-        self,
-        url: str,
-        *,
-        baudrate: int,
-        listener: Callable[[str], None],
-        on_fault: Callable[[str], None],
-        on_recovered: Callable[[], None],
-    ) -> Startable:
-        from drivers.codereader import CodeReader
-
-        return CodeReader(
-            url, baudrate=baudrate, listener=listener, on_fault=on_fault, on_recovered=on_recovered
-        )
-
-    def modem(
-        self,
-        url: str,
-        *,
-        baudrate: int,
-        check_interval_s: float,
-        command_timeout_s: float,
-        listener: ModemListener,
-    ) -> Modem:
-        from drivers.modem import GsmModem, ModemConfig
-
-        cfg = ModemConfig(
-            baudrate=baudrate,
-            check_interval_s=check_interval_s,
-            command_timeout_s=command_timeout_s,
-        )
-        return GsmModem(url, listener, config=cfg)
+    def for_kind(self, kind: str, factory: HardwareFactory) -> Any:
+        if kind not in self.kinds:
+            self.kinds[kind] = make_kind_hardware(factory.real, self)
+        return self.kinds[kind]
 
     def close(self) -> None:
         close = getattr(self.pin_factory, "close", None)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from pymodbus.framer import FramerRTU
 from pymodbus.pdu import DecodePDU, ExceptionResponse, ModbusPDU
@@ -37,6 +36,16 @@ from pymodbus.pdu.bit_message import (
     ReadDiscreteInputsResponse,
     WriteMultipleCoilsRequest,
     WriteMultipleCoilsResponse,
+)
+
+from drivers.settings import (
+    FLASH_UNIT_MS,
+    MAX_RELAYS,
+    MAX_SLAVE,
+    PULSE_MODES,
+    ModbusBoardSettings,
+    check_int,
+    check_pulse,
 )
 
 __all__ = [
@@ -79,10 +88,7 @@ FN_WRITE_COILS = 0x0F
 COIL_ON = 0xFF00
 COIL_OFF = 0x0000
 FLASH_ON_BASE = 0x0200
-FLASH_UNIT_MS = 100
 MAX_FLASH_MS = 0xFFFF * FLASH_UNIT_MS
-MAX_SLAVE = 255  # 0 is broadcast; 248-255 are reserved by the spec, yet some boards ship as 255
-MAX_RELAYS = 32
 
 
 class WriteCoilRaw(ModbusPDU):
@@ -121,45 +127,6 @@ def decoder(*, is_server: bool) -> DecodePDU:
     dec = DecodePDU(is_server=is_server)
     dec.register(WriteCoilRaw)
     return dec
-
-
-def check_int(name: str, value: object, lo: int, hi: int) -> int:
-    """``value`` if it is an int (not a bool) in ``lo..hi``, else ValueError."""
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise ValueError(f"{name} must be an int in {lo}..{hi}, got {value!r}")
-    return value
-
-
-PULSE_MODES = ("board", "driver")
-
-
-@dataclass(frozen=True, slots=True)
-class ModbusBoardSettings:
-    """One relay board: its slave id (1-255), the relays wired to locks (1..``relays``,
-    door switch *n* on discrete input *n*), who times the pulse (``board`` / ``driver``),
-    the input value meaning "door closed", and the pulse until ``set_unlock_time``."""
-
-    slave_id: int
-    relays: int = 8
-    pulse: str = "board"
-    closed_bit: int = 1
-    pulse_ms: int = 500
-
-    def __post_init__(self) -> None:
-        check_int("slave_id", self.slave_id, 1, MAX_SLAVE)
-        check_int("relays", self.relays, 1, MAX_RELAYS)
-        if self.pulse not in PULSE_MODES:
-            raise ValueError(f"pulse must be 'board' or 'driver', got {self.pulse!r}")
-        if self.closed_bit not in (0, 1) or isinstance(self.closed_bit, bool):
-            raise ValueError(f"closed_bit must be 0 or 1, got {self.closed_bit!r}")
-        check_pulse(self.pulse, self.pulse_ms)
-
-
-def check_pulse(mode: str, ms: object) -> int:
-    value = check_int("ms", ms, 10, 600_000)
-    if mode == "board" and value % FLASH_UNIT_MS:
-        raise ValueError(f"a board-timed pulse is a multiple of {FLASH_UNIT_MS} ms, got {value!r}")
-    return value
 
 
 def inputs_request(slave: int, count: int) -> ReadDiscreteInputsRequest:

@@ -1,25 +1,21 @@
 """Simulated hardware for one site: gpiozero devices on its own MockFactory (never the
-global one), outputs that record every transition, inputs a technician can drive."""
+global one), outputs that record every transition, inputs a technician can drive, and each
+device kind's simulated hardware (``simulator/factories/<kind>.py``)."""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from gpiozero.pins.mock import MockFactory, MockPin
 
-from drivers.base import Coil, DigitalInput, DigitalOutput, LockBus, Modem, Startable
-from drivers.cu16 import BoardSettings, Cu16Bus, Cu16Listener
+from drivers.base import Coil, DigitalInput, DigitalOutput, HardwareFactory, make_kind_hardware
 from drivers.gpio import GpioCoil, GpioInput, GpioOutput
-from drivers.modbus import ModbusBoardSettings, ModbusBus
-from drivers.modem import ModemListener
 from edge.core.clock import rfc3339
-from simulator.cu16_device import SimulatedCu16Bus
-from simulator.modbus_device import SimulatedModbusBus
 
 
 class SimPin(MockPin):  # type: ignore[misc]
@@ -91,19 +87,18 @@ class RecordingOutput:
 
 
 class SimHardware:
-    """Implements drivers.base.Hardware on a private MockFactory."""
+    """Implements drivers.base.Hardware on a private MockFactory and simulated devices."""
 
     def __init__(
         self,
         monotonic: Callable[[], float] = time.monotonic,
         *,
-        cu16_bus_class: type[SimulatedCu16Bus] = SimulatedCu16Bus,
-        modem_class: Any = None,
+        factories: Mapping[str, Callable[[SimHardware], Any]] | None = None,
     ) -> None:
-        """``cu16_bus_class`` / ``modem_class``: the simulated devices to build (benchmarks
-        pass instrumented subclasses); the wiring to the real drivers stays the same."""
-        self.cu16_bus_class = cu16_bus_class
-        self.modem_class = modem_class
+        """``factories``: a kind's simulated hardware made by this instead of its
+        ``HardwareFactory.sim`` (benchmarks and tests pass instrumented devices)."""
+        self.factories = dict(factories or {})
+        self.kinds: dict[str, Any] = {}  # each device kind's simulated hardware (for_kind)
         self.factory = MockFactory(pin_class=SimPin)
         self.monotonic = monotonic
         self._lock = threading.Lock()
@@ -111,9 +106,6 @@ class SimHardware:
         self._outputs: dict[str, _SimOutput] = {}
         self._coil_log: list[dict[str, Any]] = []  # {name, on, t}
         self._jammed: set[str] = set()  # coil names whose door will not spring open
-        self.buses: dict[str, SimulatedCu16Bus | SimulatedModbusBus] = {}
-        self.code_readers: list[Any] = []  # SimulatedCodeReader
-        self.modem_sim: Any = None  # SimulatedModem
         self._closers: list[Callable[[], None]] = []
 
     # ---- Hardware interface ----
@@ -165,113 +157,21 @@ class SimHardware:
         sim_pin.observers.append(changed)
         return coil
 
-    def lock_bus(
-        self,
-        name: str,
-        url: str,
-        *,
-        baudrate: int,
-        boards: list[BoardSettings],
-        poll_hz: float,
-        max_pulse_ms: int,
-        listener: Cu16Listener,
-    ) -> LockBus:
-        """A simulated CU16 bus on a pty, driven by the real Cu16Bus driver."""
-        sim = self.cu16_bus_class([b.board_id for b in boards], monotonic=self.monotonic)
-        for b in boards:
-            sim.set_polarity(b.board_id, b.closed_bit)
-            sim.set_unlock_replies(b.board_id, b.unlock_replies)
-        self.buses[name] = sim
-        self._closers.append(sim.close)
-        return Cu16Bus(
-            sim.port,
-            boards,
-            listener,
-            poll_hz=poll_hz,
-            max_pulse_ms=max_pulse_ms,
-            monotonic=self.monotonic,
-        )
+    def for_kind(self, kind: str, factory: HardwareFactory) -> Any:
+        """The kind's simulated hardware (``factory.sim``, or the one given for it at
+        construction), kept in :attr:`kinds` for the control routes and the console."""
+        with self._lock:
+            made = self.kinds.get(kind)
+        if made is None:
+            override = self.factories.get(kind)
+            made = override(self) if override is not None else make_kind_hardware(factory.sim, self)
+            with self._lock:
+                self.kinds[kind] = made
+        return made
 
-    def modbus_bus(
-        self,
-        name: str,
-        url: str,
-        *,
-        baudrate: int,
-        parity: str,
-        boards: list[ModbusBoardSettings],
-        poll_hz: float,
-        max_pulse_ms: int,
-        listener: Cu16Listener,
-    ) -> LockBus:
-        """Simulated Modbus relay boards on a pty, driven by the real ModbusBus driver. A
-        board configured ``pulse: driver`` is simulated without the flash command."""
-        sim = SimulatedModbusBus(
-            [b.slave_id for b in boards],
-            relays=max(b.relays for b in boards),
-            monotonic=self.monotonic,
-        )
-        for b in boards:
-            sim.set_polarity(b.slave_id, b.closed_bit)
-            sim.set_flash(b.slave_id, b.pulse == "board")
-        self.buses[name] = sim
-        self._closers.append(sim.close)
-        return ModbusBus(
-            sim.port,
-            boards,
-            listener,
-            parity=parity,
-            poll_hz=poll_hz,
-            max_pulse_ms=max_pulse_ms,
-            monotonic=self.monotonic,
-        )
-
-    def code_reader(
-        self,
-        url: str,
-        *,
-        baudrate: int,
-        listener: Callable[[str], None],
-        on_fault: Callable[[str], None],
-        on_recovered: Callable[[], None],
-    ) -> Startable:
-        from drivers.codereader import CodeReader
-        from simulator.codereader_device import SimulatedCodeReader
-
-        sim = SimulatedCodeReader()
-        self.code_readers.append(sim)
-        self._closers.append(sim.close)
-        return CodeReader(
-            sim.port,
-            baudrate=baudrate,
-            listener=listener,
-            on_fault=on_fault,
-            on_recovered=on_recovered,
-        )
-
-    def modem(
-        self,
-        url: str,
-        *,
-        baudrate: int,
-        check_interval_s: float,
-        command_timeout_s: float,
-        listener: ModemListener,
-    ) -> Modem:
-        """A simulated modem on a pty, driven by the real GsmModem driver."""
-        from drivers.modem import GsmModem, ModemConfig
-        from simulator.modem_device import SimulatedModem
-
-        # Real time: call progress is real I/O timing.
-        sim = (self.modem_class or SimulatedModem)()
-        self.modem_sim = sim
-        self._closers.append(sim.close)
-        cfg = ModemConfig(
-            baudrate=baudrate,
-            check_interval_s=check_interval_s,
-            command_timeout_s=command_timeout_s,
-        )
-        return GsmModem(sim.port, listener, config=cfg)
+    def on_close(self, fn: Callable[[], None]) -> None:
+        """Call ``fn`` when the hardware closes (a simulated device's pty)."""
+        self._closers.append(fn)
 
     # ---- locker physics controls (any thread) ----
     def set_gpio_door(self, locker: int, is_open: bool) -> None:
@@ -286,7 +186,8 @@ class SimHardware:
             return f"coil-{locker}" in self._jammed
 
     def coil_intervals(self) -> list[dict[str, Any]]:
-        """Every coil pulse as {name, start, end} (monotonic s), GPIO and CU16 alike."""
+        """Every coil pulse as {name, start, end} (monotonic s): the GPIO coils' and those
+        of every kind's simulated hardware that has ``coil_intervals()`` (lock boards)."""
         with self._lock:
             log = list(self._coil_log)
         out: list[dict[str, Any]] = []
@@ -298,26 +199,12 @@ class SimHardware:
                 out.append({"name": e["name"], "start": started.pop(e["name"]), "end": e["t"]})
         for name, t in started.items():
             out.append({"name": name, "start": t, "end": None})
-        for bus, sim in self.buses.items():
-            if isinstance(sim, SimulatedModbusBus):
-                out += [
-                    {
-                        "name": f"{bus}/{p['board']}/{p['lock']}",
-                        "start": p["start"],
-                        "end": p["end"],
-                    }
-                    for p in sim.pulses()
-                ]
-                continue
-            for u in sim.snapshot()["unlocks"]:
-                start = float(u["t_monotonic"])
-                out.append(
-                    {
-                        "name": f"{bus}/{u['board']}/{u['lock']}",
-                        "start": start,
-                        "end": start + u["pulse_ms"] / 1000,
-                    }
-                )
+        with self._lock:
+            kinds = list(self.kinds.values())
+        for made in kinds:
+            more = getattr(made, "coil_intervals", None)
+            if more is not None:
+                out += more()
         return sorted(out, key=lambda i: i["start"])
 
     def close(self) -> None:

@@ -432,13 +432,21 @@ class RecordingModem:
     def cancel(self, request_id: str) -> None: ...
 
 
+class RecordingModemHardware:
+    """The modem kind's hardware, with a recording modem."""
+
+    def __init__(self, recorder: RecordingModem) -> None:
+        self.recorder = recorder
+
+    def modem(self, s: Any, listener: Any) -> RecordingModem:
+        return self.recorder
+
+
 class Hardware(SimHardware):
     def __init__(self, monotonic: Callable[[], float]) -> None:
-        super().__init__(monotonic)
         self.recorder = RecordingModem()
-
-    def modem(self, url: str, **kwargs: Any) -> RecordingModem:  # type: ignore[override]
-        return self.recorder
+        hw = RecordingModemHardware(self.recorder)
+        super().__init__(monotonic, factories={"modem": lambda _platform: hw})
 
 
 @pytest.fixture

@@ -108,7 +108,7 @@ def test_a_silent_link_is_left_within_1_5_keepalive_and_the_alarm_escalates(
         if not busy:
             return
         # The alarm raised while the link was silent escalated as for a lost link...
-        modem = rs.hw.modem_sim
+        modem = rs.modem
         assert modem is not None
         sms = wait_until(lambda: modem.snapshot()["sms"], message="SMS for the alarm")
         assert sms[0]["number"] == SMS_TO

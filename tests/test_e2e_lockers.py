@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from edge.core.clock import FakeClock
+from simulator.factories import lockers as locker_hw
 from tests.support.mqtt import (
     Mosquitto,
     SessionSubscriber,
@@ -323,7 +324,7 @@ def test_offline_pickup_by_code_reports_fee_when_link_returns(
         assert res["ok"] is True and res["data"]["state"] == "occupied", res
         broker.stop()
         wait_until(lambda: not b.site.call(lambda: b.site.outbox.online))
-        b.hw.code_readers[0].type_code("A1B2C3")
+        locker_hw.of(b.hw).code_readers[0].type_code("A1B2C3")
         wait_until(lambda: bus.snapshot()["boards"]["0"]["door_open"][8], timeout=15)
         bus.set_item(0, 9, False)
         bus.close_door(0, 9)
@@ -359,7 +360,7 @@ def test_five_wrong_codes_lock_the_reader_out(
             },
             keys,
         )
-        reader = b.hw.code_readers[0]
+        reader = locker_hw.of(b.hw).code_readers[0]
         for i in range(5):
             reader.type_code(f"00000{i}")
         locked = sub.wait_for(f"{ROOT}/{site}/events/pickup/locked_out").json

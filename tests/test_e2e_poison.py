@@ -63,7 +63,7 @@ def test_mqtt5_refused_alarm_is_kept_reported_and_escalated(
         assert dl.seq == data["first_seq"] == data["last_seq"] and dl.id in data["dead_letters"]
         assert json.loads(dl.payload)["type"] == "alarm.raised"
         # The centre does not hear of the alarm: escalated over the modem at once.
-        modem = rs.hw.modem_sim
+        modem = rs.modem
         assert modem is not None
         sms = wait_until(lambda: modem.snapshot()["sms"], message="an SMS for the alarm")
         assert sms[0]["number"] == SMS_TO

@@ -16,12 +16,11 @@ REPO = Path(__file__).resolve().parent.parent
 # name a concrete driver or the simulator).
 COMPOSITION_ROOTS = ("edge.cli", "edge.safe_outputs")
 
+# The driver modules edge/ may import: the interfaces (protocols, settings) and the errors.
+DRIVER_INTERFACES = ("drivers.base", "drivers.settings", "drivers.errors")
+
 # Concrete driver modules edge/ still imports, with the reason; the list may only shrink.
-DRIVER_EXCEPTIONS = {
-    # the board settings passed to Hardware.lock_bus / modbus_bus live with their drivers
-    ("edge.devices.lockers.controller", "drivers.cu16"),
-    ("edge.devices.lockers.controller", "drivers.modbus"),
-}
+DRIVER_EXCEPTIONS: set[tuple[str, str]] = set()
 
 
 def module_name(path: Path) -> str:
@@ -139,9 +138,30 @@ def test_edge_sees_only_driver_interfaces() -> None:
             if not under(name, "drivers") or name in ("drivers",):
                 continue
             top = ".".join(name.split(".")[:2])
-            if top in ("drivers.base", "drivers.errors") or (mod, top) in DRIVER_EXCEPTIONS:
+            if top in DRIVER_INTERFACES or (mod, top) in DRIVER_EXCEPTIONS:
                 continue
             bad.append(f"{path.relative_to(REPO)}:{line}: {name}")
+    assert sorted(set(bad)) == []
+
+
+KIND_PACKAGE = re.compile(r"^edge\.devices\.(?P<kind>\w+)\.")
+
+
+def test_device_kinds_do_not_import_each_others_controllers() -> None:
+    """A kind talks to another through a port (``edge/devices/channels.py``), never through
+    the other kind's controller module; its models (config, events, commands) are data."""
+    kinds = {p.name for p in (REPO / "edge" / "devices").iterdir() if (p / "__init__.py").exists()}
+    bad = []
+    for path in modules("edge.devices"):
+        own = KIND_PACKAGE.match(module_name(path) + ".")
+        if own is None or own["kind"] not in kinds:
+            continue
+        for line, name in imports(path):
+            other = KIND_PACKAGE.match(name + ".")
+            if other is None or other["kind"] == own["kind"] or other["kind"] not in kinds:
+                continue
+            if not KIND_MODELS.match(name):
+                bad.append(f"{path.relative_to(REPO)}:{line}: {name}")
     assert sorted(set(bad)) == []
 
 

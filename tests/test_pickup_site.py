@@ -18,6 +18,7 @@ import structlog
 
 from edge.core.clock import FakeClock
 from edge.core.store import Store
+from simulator.factories import lockers as locker_hw
 from tests.support.mqtt import dead_broker_url
 from tests.support.site import Keys, ThreadedSite, command, make_keys
 from tests.support.wait import wait_until
@@ -98,7 +99,7 @@ class Rig(ThreadedSite):
         )
 
     def type_code(self, code: str) -> None:
-        assert self.hw.code_readers[0].type_code(code)
+        assert locker_hw.of(self.hw).code_readers[0].type_code(code)
 
     def stored_code(self, locker: int) -> Any:
         bank = self.site.devices.get("lockers")

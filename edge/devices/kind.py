@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pydantic import BaseModel
 
-from drivers.base import Coil, DigitalOutput
+from drivers.base import Coil, DigitalOutput, HardwareFactory
 
 if TYPE_CHECKING:
     from drivers.base import Hardware
@@ -92,6 +92,14 @@ class BuildContext:
     link_up: Callable[[], bool]  # the centre will hear of an event (link up, store ok)
     publish_status: Callable[[], None]  # re-publish the site status (a status() changed)
 
+    def kind_hardware(self, kind: DeviceKind) -> Any:
+        """``kind``'s own hardware (``DeviceKind.hardware``) on this site's platform: the real
+        factory's object under ``run``, the simulated one under ``sim``. The kind types it
+        with its own protocol (e.g. ``edge/devices/lockers/hardware.py``)."""
+        if kind.hardware is None:
+            raise TypeError(f"device kind {kind.name} declares no hardware factory")
+        return self.hardware.for_kind(kind.name, kind.hardware)
+
 
 @dataclass(frozen=True)
 class FaultEvents:
@@ -123,6 +131,8 @@ class DeviceKind:
     ``pins``: the GPIOs its config uses, for the one-pin-one-device check. ``notes``: rows
     of the config table (``docs/config.md``) that need more than a field description.
     ``faults``: its fault and recovery events, for the status's list of active faults.
+    ``hardware``: where its own hardware is made (buses, readers, modems; GPIO pins come
+    from the platform), real and simulated; :meth:`BuildContext.kind_hardware` gives it.
     """
 
     name: str
@@ -135,6 +145,7 @@ class DeviceKind:
     pins: Callable[[Any], list[tuple[str, int]]] | None = None
     notes: Mapping[str, str] = field(default_factory=dict)
     faults: tuple[FaultEvents, ...] = ()
+    hardware: HardwareFactory | None = None
 
 
 def section(devices: object, model: type[S]) -> S:

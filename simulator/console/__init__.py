@@ -31,6 +31,8 @@ from edge.site import Site
 from simulator.console.centre import BadKey, Centre, masked, private_key_from_pem
 from simulator.control import ApiError, ControlApi
 from simulator.events_stream import EventHub, serve_sse
+from simulator.factories import lockers as locker_hw
+from simulator.factories import modem as modem_hw
 from simulator.hardware import SimHardware
 from simulator.link import MAX_CUT_S, LinkProxy
 
@@ -165,8 +167,8 @@ class Console:
             "outputs": [n for n in ("sent_led", "ack_led", "buzzer") if getattr(d, n) is not None],
             "lockers": [],
             "boards": [],
-            "code_reader": bool(self.hardware.code_readers),
-            "modem": self.hardware.modem_sim is not None,
+            "code_reader": bool(locker_hw.of(self.hardware).code_readers),
+            "modem": modem_hw.sim_of(self.hardware) is not None,
             "keys": [{"key_id": k.key_id, "commands": list(k.commands)} for k in cfg.keys],
             "dev_key": (
                 {"key_id": self.dev_key[0], "path": str(self.dev_key[1])} if self.dev_key else None
@@ -177,7 +179,7 @@ class Console:
         if bank is not None:
             boards: dict[tuple[str, int], list[int]] = {}
             for n, where in sorted(bank.bus_locks.items()):
-                sim = self.hardware.buses.get(where.bus)
+                sim = locker_hw.of(self.hardware).buses.get(where.bus)
                 protocol = _protocol(sim)
                 out["lockers"].append(
                     {
@@ -194,7 +196,7 @@ class Console:
                     {
                         "bus": bus,
                         "board": board,
-                        "protocol": _protocol(self.hardware.buses.get(bus)),
+                        "protocol": _protocol(locker_hw.of(self.hardware).buses.get(bus)),
                         "first_locker": min(numbers),
                         "last_locker": max(numbers),
                     }

@@ -9,14 +9,16 @@ from typing import Any
 from edge.devices.lockers.controller import LockerBank
 from edge.site import Site
 from simulator.control import ApiError, ControlApi, require_bool
+from simulator.factories import lockers
 from simulator.hardware import SimHardware
 from simulator.modbus_device import SimulatedModbusBus
 
 
 def state(hardware: SimHardware) -> dict[str, Any]:
-    if not hardware.buses:
+    buses = lockers.of(hardware).buses
+    if not buses:
         return {}
-    return {"boards": {name: sim.snapshot() for name, sim in hardware.buses.items()}}
+    return {"boards": {name: sim.snapshot() for name, sim in buses.items()}}
 
 
 def add_routes(api: ControlApi, site: Site, hardware: SimHardware) -> None:
@@ -24,6 +26,7 @@ def add_routes(api: ControlApi, site: Site, hardware: SimHardware) -> None:
         return
     bank = site.devices["lockers"]
     assert isinstance(bank, LockerBank)
+    sims = lockers.of(hardware)
 
     def locker_id(params: dict[str, str]) -> int:
         try:
@@ -39,7 +42,7 @@ def add_routes(api: ControlApi, site: Site, hardware: SimHardware) -> None:
 
     def where(n: int) -> tuple[Any, int, int] | None:
         b = bank.bus_locks.get(n)
-        return None if b is None else (hardware.buses[b.bus], b.board, b.lock)
+        return None if b is None else (sims.buses[b.bus], b.board, b.lock)
 
     def door(params: dict[str, str], body: Any) -> tuple[int, Any]:
         n = locker_id(params)
@@ -75,9 +78,9 @@ def add_routes(api: ControlApi, site: Site, hardware: SimHardware) -> None:
         return 200, {"locker": n, "jammed": jammed}
 
     def board(params: dict[str, str], body: Any) -> tuple[int, Any]:
-        sim = hardware.buses.get(params["bus"])
+        sim = sims.buses.get(params["bus"])
         if sim is None:
-            raise ApiError(404, f"no bus {params['bus']!r}; buses: {sorted(hardware.buses)}")
+            raise ApiError(404, f"no bus {params['bus']!r}; buses: {sorted(sims.buses)}")
         try:
             board_id = int(params["board"])
         except ValueError:
@@ -92,12 +95,12 @@ def add_routes(api: ControlApi, site: Site, hardware: SimHardware) -> None:
         return 200, {"bus": params["bus"], "board": board_id, "mode": mode}
 
     def code(params: dict[str, str], body: Any) -> tuple[int, Any]:
-        if not hardware.code_readers:
+        if not sims.code_readers:
             raise ApiError(404, "this site has no code reader")
         text = body.get("code") if isinstance(body, dict) else None
         if not isinstance(text, str) or not text or "\r" in text or "\n" in text:
             raise ApiError(400, 'body must be {"code": "<text typed on the reader>"}')
-        hardware.code_readers[0].type_code(text)
+        sims.code_readers[0].type_code(text)
         return 200, {"typed": len(text)}
 
     def coils(params: dict[str, str], body: Any) -> tuple[int, Any]:

@@ -7,20 +7,22 @@ from typing import Any
 
 from edge.site import Site
 from simulator.control import ApiError, ControlApi
+from simulator.factories import modem
 from simulator.hardware import SimHardware
 from simulator.modem_device import CalleeBehaviour
 
 
 def state(hardware: SimHardware) -> dict[str, Any]:
-    if hardware.modem_sim is None:
+    sim = modem.sim_of(hardware)
+    if sim is None:
         return {}
-    return {"modem": hardware.modem_sim.snapshot()}
+    return {"modem": sim.snapshot()}
 
 
 def add_routes(api: ControlApi, site: Site, hardware: SimHardware) -> None:
-    if hardware.modem_sim is None:
+    sim = modem.sim_of(hardware)
+    if sim is None:
         return
-    sim = hardware.modem_sim
 
     def get_modem(params: dict[str, str], body: Any) -> tuple[int, Any]:
         return 200, sim.snapshot()

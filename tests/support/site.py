@@ -39,6 +39,8 @@ from edge.core.clock import FakeClock, rfc3339
 from edge.core.commands import LoadedKey, load_keys
 from edge.core.signing import generate_keypair, load_private_key, sign_command
 from edge.site import Site
+from simulator.factories import lockers as locker_hw
+from simulator.factories import modem as modem_hw
 from simulator.hardware import SimHardware
 from simulator.modem_device import SimTimings
 from tests.support.mqtt import free_port
@@ -620,8 +622,8 @@ class ThreadedSite:
     # ---- lockers ----
     def bus(self, name: str) -> Any:
         """The simulated board bus ``name`` (a SimulatedCu16Bus or SimulatedModbusBus)."""
-        wait_until(lambda: name in self.hw.buses, message=f"simulated bus {name}")
-        return self.hw.buses[name]
+        wait_until(lambda: name in locker_hw.of(self.hw).buses, message=f"simulated bus {name}")
+        return locker_hw.of(self.hw).buses[name]
 
     def locker(self, n: int) -> dict[str, Any]:
         """Locker ``n`` as the bank reports it (state, door, ...)."""
@@ -639,7 +641,7 @@ class ThreadedSite:
     @property
     def modem(self) -> Any:
         """The SimulatedModem (None without a modem in the config)."""
-        return self.hw.modem_sim
+        return modem_hw.sim_of(self.hw)
 
     def sms(self) -> list[dict[str, Any]]:
         return list(self.modem.snapshot()["sms"])

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
+from drivers.base import HardwareFactory
 from edge.devices.kind import BuildContext, DeviceController, DeviceKind, FaultEvents, section
 from edge.devices.lockers import commands, events
 from edge.devices.lockers.config import LockersDevices, pins
@@ -64,5 +65,9 @@ KIND = DeviceKind(
     },
     outputs=_outputs,
     pins=pins,
+    hardware=HardwareFactory(
+        real="drivers.factories.lockers:RealLockerHardware",
+        sim="simulator.factories.lockers:SimLockerHardware",
+    ),
     faults=(FaultEvents("board", events.BoardFault, events.BoardRecovered),),
 )

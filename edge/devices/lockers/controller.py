@@ -13,7 +13,7 @@ import structlog
 from pydantic import BaseModel
 
 from drivers.base import Coil, Hardware, LockBus
-from drivers.cu16 import BoardSettings
+from drivers.settings import BoardSettings, Cu16BusSettings, ModbusBoardSettings, ModbusBusSettings
 from edge.core.commands import CommandContext, Deferred
 from edge.core.errors import CommandError
 from edge.core.ports import Ports
@@ -40,6 +40,7 @@ from edge.devices.lockers.events import (
     DoorOpened,
     LockFault,
 )
+from edge.devices.lockers.hardware import LockerHardware
 from edge.devices.lockers.pickup import CodeHash, CodeHasher
 from edge.devices.lockers.pickup_desk import PickupDesk, parsed, upgrade_legacy_hashes
 from edge.machines.coils import CoilScheduler
@@ -96,6 +97,7 @@ class LockerBank(ControllerBase):
         self,
         cfg: LockersConfig,
         hardware: Hardware,
+        devices: LockerHardware,
         coils: dict[int, Coil],
         ports: Ports,
         self_check_s: float = 60.0,
@@ -138,19 +140,18 @@ class LockerBank(ControllerBase):
                         pulse_ms=self.policy.pulse_ms,
                     )
                 )
-            self.buses[bus.name] = hardware.lock_bus(
-                bus.name,
-                bus.url,
-                baudrate=bus.baudrate,
-                boards=settings,
-                poll_hz=bus.poll_hz,
-                max_pulse_ms=self.policy.max_on_ms,
-                listener=_BusListener(self, bus.name),
+            self.buses[bus.name] = devices.lock_bus(
+                Cu16BusSettings(
+                    bus.name,
+                    bus.url,
+                    baudrate=bus.baudrate,
+                    boards=tuple(settings),
+                    poll_hz=bus.poll_hz,
+                    max_pulse_ms=self.policy.max_on_ms,
+                ),
+                _BusListener(self, bus.name),
             )
         for mb in cfg.modbus_buses:  # Modbus RTU relay boards: the same LockBus interface
-            # Imported only here: pymodbus costs memory a site without Modbus never uses.
-            from drivers.modbus import ModbusBoardSettings
-
             relay_boards = []
             for mbb in mb.boards:
                 self.boards[(mb.name, mbb.slave_id)] = mbb
@@ -165,15 +166,17 @@ class LockerBank(ControllerBase):
                         pulse_ms=self.policy.pulse_ms,
                     )
                 )
-            self.buses[mb.name] = hardware.modbus_bus(
-                mb.name,
-                mb.url,
-                baudrate=mb.baudrate,
-                parity=mb.parity,
-                boards=relay_boards,
-                poll_hz=mb.poll_hz,
-                max_pulse_ms=self.policy.max_on_ms,
-                listener=_BusListener(self, mb.name),
+            self.buses[mb.name] = devices.modbus_bus(
+                ModbusBusSettings(
+                    mb.name,
+                    mb.url,
+                    baudrate=mb.baudrate,
+                    parity=mb.parity,
+                    boards=tuple(relay_boards),
+                    poll_hz=mb.poll_hz,
+                    max_pulse_ms=self.policy.max_on_ms,
+                ),
+                _BusListener(self, mb.name),
             )
         self.doors: dict[int, DebouncedInput] = {}
         for g in cfg.gpio:
@@ -188,7 +191,7 @@ class LockerBank(ControllerBase):
                 on_fault=functools.partial(self._gpio_fault, g.locker),
             )
         if cfg.code_reader is not None:
-            self.desk.attach(cfg.code_reader, hardware)
+            self.desk.attach(cfg.code_reader, devices)
         self.reader = self.desk.reader
         for name, model in LOCKER_COMMANDS.items():
             ports.commands.register(name, model, getattr(self, "_cmd_" + name.split(".")[1]))
@@ -445,4 +448,5 @@ def build(ctx: BuildContext) -> LockerBank | None:
     if cfg is None:
         return None
     coils = {int(name.removeprefix("coil-")): cast(Coil, out) for name, out in ctx.outputs.items()}
-    return LockerBank(cfg, ctx.hardware, coils, ctx.ports, ctx.cfg.self_check_s)
+    devices: LockerHardware = ctx.kind_hardware(KIND)
+    return LockerBank(cfg, ctx.hardware, devices, coils, ctx.ports, ctx.cfg.self_check_s)

@@ -18,13 +18,15 @@ from typing import Any
 
 import structlog
 
-from drivers.base import Hardware, Startable
+from drivers.base import CodeReaderListener, Startable
+from drivers.settings import SerialSettings
 from edge.core.clock import rfc3339
 from edge.core.errors import CommandError
 from edge.core.ports import Ports
 from edge.devices.lockers import pickup
 from edge.devices.lockers.config import CodeReaderConfig
 from edge.devices.lockers.events import PickupLockedOut, PickupRejected
+from edge.devices.lockers.hardware import LockerHardware
 from edge.devices.lockers.pickup import CodeGuard, CodeHash, CodeHasher
 from edge.machines.locker import LockerMachine, OpenReason
 from edge.models import Emit, InputFault, InputRestored
@@ -95,16 +97,17 @@ class PickupDesk:
         self.guard: CodeGuard | None = None
         self.reader: Startable | None = None
 
-    def attach(self, cfg: CodeReaderConfig, hardware: Hardware) -> None:
+    def attach(self, cfg: CodeReaderConfig, hardware: LockerHardware) -> None:
         """The code reader of ``cfg``, from ``hardware`` (started with the bank)."""
         loop = self.p.loop
         self.guard = CodeGuard(cfg.max_failures, cfg.failure_window_s, cfg.lockout_s)
         self.reader = hardware.code_reader(
-            cfg.url,
-            baudrate=cfg.baudrate,
-            listener=self.code_from_reader,
-            on_fault=lambda reason: loop.post(lambda: self._reader_fault(reason)),
-            on_recovered=lambda: loop.post(self._reader_recovered),
+            SerialSettings(cfg.url, cfg.baudrate),
+            CodeReaderListener(
+                on_code=self.code_from_reader,
+                on_fault=lambda reason: loop.post(lambda: self._reader_fault(reason)),
+                on_recovered=lambda: loop.post(self._reader_recovered),
+            ),
         )
 
     def code_from_reader(self, code: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from drivers.base import HardwareFactory
 from edge.devices.kind import BuildContext, DeviceController, DeviceKind, FaultEvents
 from edge.devices.modem import events
 from edge.devices.modem.config import ModemDevices
@@ -18,5 +19,9 @@ KIND = DeviceKind(
     config=ModemDevices,
     controller=_controller,
     events=(events.AlarmEscalated, events.ModemFault, events.ModemRecovered),
+    hardware=HardwareFactory(
+        real="drivers.factories.modem:RealModemHardware",
+        sim="simulator.factories.modem:SimModemHardware",
+    ),
     faults=(FaultEvents("modem", events.ModemFault, events.ModemRecovered),),
 )

@@ -8,13 +8,17 @@ from typing import Any
 
 import structlog
 
-from drivers.base import CallOutcome, Hardware, Modem, ModemHealth
+from drivers.base import CallOutcome, Modem, ModemHealth
+from drivers.settings import ModemSettings
 from edge.config import SiteConfig
 from edge.core.loop import Timer
 from edge.core.ports import Ports
+from edge.devices.channels import EscalationChannel
 from edge.devices.kind import BuildContext, ControllerBase, section
+from edge.devices.modem import KIND
 from edge.devices.modem.config import ModemDevices
 from edge.devices.modem.events import ModemFault, ModemRecovered
+from edge.devices.modem.hardware import ModemHardware
 from edge.machines.escalation import (
     Cancel,
     Effect,
@@ -58,11 +62,13 @@ class _ModemShim:
         return None
 
 
-class ModemFallback(ControllerBase):
+class ModemFallback(ControllerBase, EscalationChannel):
+    """The modem kind's controller: the escalation channel it offers the panic kind."""
+
     def __init__(
         self,
         cfg: SiteConfig,
-        hardware: Hardware,
+        hardware: ModemHardware,
         ports: Ports,
         *,
         link_up: Callable[[], bool],
@@ -76,11 +82,13 @@ class ModemFallback(ControllerBase):
         self.modem: Modem | None = None
         if mcfg is not None:
             self.modem = hardware.modem(
-                mcfg.url,
-                baudrate=mcfg.baudrate,
-                check_interval_s=mcfg.check_interval_s,
-                command_timeout_s=mcfg.command_timeout_s,
-                listener=_ModemShim(self),
+                ModemSettings(
+                    mcfg.url,
+                    baudrate=mcfg.baudrate,
+                    check_interval_s=mcfg.check_interval_s,
+                    command_timeout_s=mcfg.command_timeout_s,
+                ),
+                _ModemShim(self),
             )
         self.esc = Escalation(cfg.escalation, has_modem=self.modem is not None)
         self.health: dict[str, Any] | None = None
@@ -175,6 +183,7 @@ class ModemFallback(ControllerBase):
 
 def build(ctx: BuildContext) -> ModemFallback:
     """Always there: without a modem the escalation still reports that it cannot escalate."""
+    hardware: ModemHardware = ctx.kind_hardware(KIND)
     return ModemFallback(
-        ctx.cfg, ctx.hardware, ctx.ports, link_up=ctx.link_up, on_health=ctx.publish_status
+        ctx.cfg, hardware, ctx.ports, link_up=ctx.link_up, on_health=ctx.publish_status
     )

@@ -19,9 +19,9 @@ from edge.config import SiteConfig
 from edge.core.clock import rfc3339
 from edge.core.commands import CommandContext
 from edge.core.ports import Ports
+from edge.devices.channels import EscalationChannel, escalation_channel
 from edge.devices.inputs import DebouncedInput
 from edge.devices.kind import BuildContext, ControllerBase, section
-from edge.devices.modem.controller import ModemFallback
 from edge.devices.panic.commands import AlarmAckArgs, AlarmClearArgs, SiteTestModeArgs
 from edge.devices.panic.config import PanicButtonConfig, PanicDevices
 from edge.devices.panic.events import SiteTestMode, WiringFault, WiringRestored
@@ -52,7 +52,7 @@ class ShelterAlarm(ControllerBase):
         hardware: Hardware,
         outputs: dict[str, DigitalOutput],
         ports: Ports,
-        fallback: ModemFallback,
+        fallback: EscalationChannel,
     ) -> None:
         devices = section(cfg.devices, PanicDevices)
         self.cfg = cfg
@@ -380,7 +380,6 @@ class ShelterAlarm(ControllerBase):
 def build(ctx: BuildContext) -> ShelterAlarm | None:
     if not section(ctx.cfg.devices, PanicDevices).panic_buttons:
         return None
-    fallback = ctx.devices["modem"]
-    assert isinstance(fallback, ModemFallback)
+    fallback = escalation_channel(ctx.devices["modem"])  # the modem kind's (KIND.needs)
     outputs = cast(dict[str, DigitalOutput], dict(ctx.outputs))  # lamps and buzzer (OUTPUTS)
     return ShelterAlarm(ctx.cfg, ctx.hardware, outputs, ctx.ports, fallback)
