@@ -15,6 +15,7 @@ __all__ = [
     "MAX_SLAVE",
     "PULSE_MODES",
     "BoardSettings",
+    "BusSettings",
     "Cu16BusSettings",
     "ModbusBoardSettings",
     "ModbusBusSettings",
@@ -93,29 +94,30 @@ def check_pulse(mode: str, ms: object) -> int:
 
 
 @dataclass(frozen=True)
-class Cu16BusSettings:
-    """One RS-485 line of Kerong CU16 boards (``drivers.cu16.Cu16Bus``). ``max_pulse_ms``:
-    the driver's own limit on any pulse it sends."""
+class BusSettings:
+    """One serial line of lock boards. ``max_pulse_ms``: the driver's own limit on any
+    pulse it sends."""
 
     name: str
     url: str
     baudrate: int
-    boards: tuple[BoardSettings, ...]
     poll_hz: float
     max_pulse_ms: int
 
 
 @dataclass(frozen=True)
-class ModbusBusSettings:
-    """One serial line of Modbus RTU relay boards (``drivers.modbus.ModbusBus``)."""
+class Cu16BusSettings(BusSettings):
+    """Kerong CU16 boards on one RS-485 line (``drivers.cu16.Cu16Bus``)."""
 
-    name: str
-    url: str
-    baudrate: int
+    boards: tuple[BoardSettings, ...]
+
+
+@dataclass(frozen=True)
+class ModbusBusSettings(BusSettings):
+    """Modbus RTU relay boards on one serial line (``drivers.modbus.ModbusBus``)."""
+
     parity: str
     boards: tuple[ModbusBoardSettings, ...]
-    poll_hz: float
-    max_pulse_ms: int
 
 
 @dataclass(frozen=True)

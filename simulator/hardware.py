@@ -9,12 +9,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from gpiozero.pins.mock import MockFactory, MockPin
 
 from drivers.base import Coil, DigitalInput, DigitalOutput, HardwareFactory, make_kind_hardware
-from drivers.gpio import GpioCoil, GpioInput, GpioOutput
+from drivers.gpio import GpioHardware, GpioInput, GpioOutput
 from edge.core.clock import rfc3339
 
 
@@ -101,6 +101,7 @@ class SimHardware:
         self.kinds: dict[str, Any] = {}  # each device kind's simulated hardware (for_kind)
         self.factory = MockFactory(pin_class=SimPin)
         self.monotonic = monotonic
+        self._gpio = GpioHardware(self.factory, monotonic)  # the real GPIO devices, on SimPins
         self._lock = threading.Lock()
         self._inputs: dict[str, _SimInput] = {}
         self._outputs: dict[str, _SimOutput] = {}
@@ -110,14 +111,7 @@ class SimHardware:
 
     # ---- Hardware interface ----
     def input(self, name: str, pin: int, *, contact: str, pull_up: bool) -> DigitalInput:
-        dev = GpioInput(
-            name,
-            pin,
-            contact=contact,
-            pull_up=pull_up,
-            pin_factory=self.factory,
-            monotonic=self.monotonic,
-        )
+        dev = cast(GpioInput, self._gpio.input(name, pin, contact=contact, pull_up=pull_up))
         sim = _SimInput(dev, self.factory.pin(pin), contact == "nc", pull_up)
         with self._lock:
             self._inputs[name] = sim
@@ -126,7 +120,7 @@ class SimHardware:
         return dev
 
     def output(self, name: str, pin: int, *, active_high: bool) -> DigitalOutput:
-        inner = GpioOutput(name, pin, active_high=active_high, pin_factory=self.factory)
+        inner = cast(GpioOutput, self._gpio.output(name, pin, active_high=active_high))
         sim = _SimOutput(inner)
         with self._lock:
             self._outputs[name] = sim
@@ -140,9 +134,7 @@ class SimHardware:
     def coil(self, name: str, pin: int, *, active_high: bool, max_on_s: float) -> Coil:
         """A GpioCoil on a SimPin. Physics: while ``coil-N`` is energised, the door of
         input ``door-N`` springs open (unless jammed)."""
-        coil = GpioCoil(
-            name, pin, active_high=active_high, max_on_s=max_on_s, pin_factory=self.factory
-        )
+        coil = self._gpio.coil(name, pin, active_high=active_high, max_on_s=max_on_s)
         sim_pin = self.factory.pin(pin)
 
         def changed(level: bool) -> None:

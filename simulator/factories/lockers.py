@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from drivers.base import CodeReaderListener, Cu16Listener, LockBus, Startable
-from drivers.cu16 import Cu16Bus
+from drivers.factories import lockers as real
 from drivers.settings import Cu16BusSettings, ModbusBusSettings, SerialSettings
 from edge.devices.lockers.hardware import LockerHardware
 from simulator.cu16_device import SimulatedCu16Bus
@@ -34,20 +34,11 @@ class SimLockerHardware(LockerHardware):
             sim.set_unlock_replies(b.board_id, b.unlock_replies)
         self.buses[s.name] = sim
         self.hw.on_close(sim.close)
-        return Cu16Bus(
-            sim.port,
-            s.boards,
-            listener,
-            poll_hz=s.poll_hz,
-            max_pulse_ms=s.max_pulse_ms,
-            monotonic=self.hw.monotonic,
-        )
+        return real.cu16_bus(s, listener, port=sim.port, monotonic=self.hw.monotonic)
 
     def modbus_bus(self, s: ModbusBusSettings, listener: Cu16Listener) -> LockBus:
         """Simulated Modbus relay boards on a pty, driven by the real ModbusBus driver. A
         board configured ``pulse: driver`` is simulated without the flash command."""
-        from drivers.modbus import ModbusBus
-
         sim = SimulatedModbusBus(
             [b.slave_id for b in s.boards],
             relays=max(b.relays for b in s.boards),
@@ -58,30 +49,15 @@ class SimLockerHardware(LockerHardware):
             sim.set_flash(b.slave_id, b.pulse == "board")
         self.buses[s.name] = sim
         self.hw.on_close(sim.close)
-        return ModbusBus(
-            sim.port,
-            s.boards,
-            listener,
-            parity=s.parity,
-            poll_hz=s.poll_hz,
-            max_pulse_ms=s.max_pulse_ms,
-            monotonic=self.hw.monotonic,
-        )
+        return real.modbus_bus(s, listener, port=sim.port, monotonic=self.hw.monotonic)
 
     def code_reader(self, s: SerialSettings, listener: CodeReaderListener) -> Startable:
-        from drivers.codereader import CodeReader
         from simulator.codereader_device import SimulatedCodeReader
 
         sim = SimulatedCodeReader()
         self.code_readers.append(sim)
         self.hw.on_close(sim.close)
-        return CodeReader(
-            sim.port,
-            baudrate=s.baudrate,
-            listener=listener.on_code,
-            on_fault=listener.on_fault,
-            on_recovered=listener.on_recovered,
-        )
+        return real.code_reader(s, listener, port=sim.port)
 
     def coil_intervals(self) -> list[dict[str, Any]]:
         """Every pulse the simulated boards saw, as {name: "bus/board/lock", start, end}."""

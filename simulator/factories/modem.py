@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from drivers.base import Modem, ModemListener
+from drivers.factories.modem import gsm_modem
 from drivers.settings import ModemSettings
 from edge.devices.modem.hardware import ModemHardware
 from simulator.hardware import SimHardware
@@ -23,18 +24,12 @@ class SimModemHardware(ModemHardware):
     def modem(self, s: ModemSettings, listener: ModemListener) -> Modem:
         """A simulated modem on a pty, driven by the real GsmModem driver (real time: call
         progress is real I/O timing)."""
-        from drivers.modem import GsmModem, ModemConfig
         from simulator.modem_device import SimulatedModem
 
         sim = (self.modem_class or SimulatedModem)()
         self.sim = sim
         self.hw.on_close(sim.close)
-        cfg = ModemConfig(
-            baudrate=s.baudrate,
-            check_interval_s=s.check_interval_s,
-            command_timeout_s=s.command_timeout_s,
-        )
-        return GsmModem(sim.port, listener, config=cfg)
+        return gsm_modem(s, listener, port=sim.port)
 
 
 def sim_of(hw: SimHardware) -> Any:
