@@ -232,6 +232,10 @@ def test_pulses_are_capped_at_max_on(sim: SimulatedModbusBus, make_bus: Factory)
         bus.set_unlock_time(2, 400)
     with pytest.raises(ValueError, match="multiple of 100"):
         bus.set_unlock_time(2, 250)  # the flash counts 100 ms
+    # The worker is up (a first read done) before logs are captured: structlog's
+    # capture_logs swaps the processors in place, and the worker's start line logged in
+    # that instant killed the worker in a gate run (PrintLogger.msg() got 'bus').
+    wait_reads(sim, 1, 1)
     with capture_logs() as logs:
         bus.unlock(1, 1)  # driver-timed: the driver schedules the off
         (pulse,) = finished(sim)
