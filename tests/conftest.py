@@ -60,7 +60,9 @@ from tests.support.process import kill_all
 # Property tests are reproducible by default: the "ci" profile derives every example from
 # the test itself (derandomize), so a run that passed passes again. HYPOTHESIS_PROFILE=explore
 # searches with a fresh random seed (printed in the header and on failure) to find new cases.
-hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+# No per-example deadline in "ci": on a loaded machine an example took 341 ms (deadline
+# 200 ms) and failed the gate as "flaky"; how long an example takes is not what they test.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True, deadline=None)
 hypothesis_settings.register_profile("explore", derandomize=False, print_blob=True)
 HYPOTHESIS_PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
 hypothesis_settings.load_profile(HYPOTHESIS_PROFILE)
