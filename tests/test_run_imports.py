@@ -28,7 +28,7 @@ NEVER = ("rich", "better_exceptions", "amqtt", "selenium", "simulator", "jinja2"
 # the daemon uses (edge.runtime.DEFERRED), the schema and docs generators.
 NEVER_IN_RUN = (*NEVER, "cryptography", "asyncio", "subprocess", "edge.schemas", "edge.tools")
 # Only when the config has lockers (and Home Assistant discovery enabled).
-LOCKERS = ("edge.devices.lockers.controller", "edge.machines.locker", "drivers.cu16")
+LOCKERS = ("edge.devices.lockers.controller", "edge.machines.locker", "drivers.modbus")
 HOMEASSISTANT = "edge.homeassistant"
 
 
@@ -96,7 +96,7 @@ def test_shelter_run_imports_no_rich_simulator_or_modbus(
     assert "edge.site" in mods and "structlog" in mods and "gpiozero" in mods
     assert "nacl" in mods and "edge.devices.panic.controller" in mods  # the check can see
     assert not _top(mods) & {*NEVER, "pymodbus"}, sorted(_top(mods) & {*NEVER, "pymodbus"})
-    assert not _loaded(mods, (*NEVER_IN_RUN, *LOCKERS, HOMEASSISTANT))
+    assert not _loaded(mods, (*NEVER_IN_RUN, *LOCKERS, "drivers.cu16", HOMEASSISTANT))
 
 
 def test_modbus_lockers_import_pymodbus_and_still_no_rich(
@@ -120,4 +120,5 @@ def test_modbus_lockers_import_pymodbus_and_still_no_rich(
     assert not _top(mods) & set(NEVER), sorted(_top(mods) & set(NEVER))
     assert _loaded(mods, (*LOCKERS, HOMEASSISTANT)) == sorted((*LOCKERS, HOMEASSISTANT))
     assert "edge.devices.panic.controller" not in mods  # no panic buttons
+    assert "drivers.cu16" not in mods  # no CU16 boards: their driver stays out too
     assert not _loaded(mods, NEVER_IN_RUN)
