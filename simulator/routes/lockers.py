@@ -44,10 +44,16 @@ def add_routes(api: ControlApi, site: Site, hardware: SimHardware) -> None:
         b = bank.bus_locks.get(n)
         return None if b is None else (sims.buses[b.bus], b.board, b.lock)
 
-    def door(params: dict[str, str], body: Any) -> tuple[int, Any]:
+    def target(
+        params: dict[str, str], body: Any, key: str
+    ) -> tuple[int, bool, tuple[Any, int, int] | None]:
+        """The locker (checked first), the body's flag ``key``, and where the locker is."""
         n = locker_id(params)
-        is_open = require_bool(body, "open")
-        w = where(n)
+        value = require_bool(body, key)
+        return n, value, where(n)
+
+    def door(params: dict[str, str], body: Any) -> tuple[int, Any]:
+        n, is_open, w = target(params, body, "open")
         if w is None:
             hardware.set_gpio_door(n, is_open)
         elif is_open:
@@ -57,9 +63,7 @@ def add_routes(api: ControlApi, site: Site, hardware: SimHardware) -> None:
         return 200, {"locker": n, "open": is_open}
 
     def item(params: dict[str, str], body: Any) -> tuple[int, Any]:
-        n = locker_id(params)
-        present = require_bool(body, "present")
-        w = where(n)
+        n, present, w = target(params, body, "present")
         if w is None:
             raise ApiError(409, f"locker {n} is a GPIO locker without an item sensor")
         if isinstance(w[0], SimulatedModbusBus):
@@ -68,9 +72,7 @@ def add_routes(api: ControlApi, site: Site, hardware: SimHardware) -> None:
         return 200, {"locker": n, "present": present}
 
     def jam(params: dict[str, str], body: Any) -> tuple[int, Any]:
-        n = locker_id(params)
-        jammed = require_bool(body, "jammed")
-        w = where(n)
+        n, jammed, w = target(params, body, "jammed")
         if w is None:
             hardware.jam_gpio(n, jammed)
         else:

@@ -127,54 +127,50 @@ class LockerBank(ControllerBase):
         self.boards: dict[tuple[str, int], Cu16BoardConfig | ModbusBoardConfig] = {}
         self.buses: dict[str, LockBus] = {}
         for bus in cfg.buses:
-            settings = []
             for b in bus.boards:
-                self.boards[(bus.name, b.id)] = b
-                for i in range(b.locks):
-                    self.bus_locks[b.first_locker + i] = _BusLock(bus.name, b.id, i + 1)
-                settings.append(
-                    BoardSettings(
-                        board_id=b.id,
-                        closed_bit=b.closed_bit,
-                        unlock_replies=b.unlock_replies,
-                        pulse_ms=self.policy.pulse_ms,
-                    )
+                self._place(bus.name, b.id, b)
+            boards = tuple(
+                BoardSettings(
+                    board_id=b.id,
+                    closed_bit=b.closed_bit,
+                    unlock_replies=b.unlock_replies,
+                    pulse_ms=self.policy.pulse_ms,
                 )
+                for b in bus.boards
+            )
             self.buses[bus.name] = devices.lock_bus(
                 Cu16BusSettings(
                     bus.name,
                     bus.url,
                     baudrate=bus.baudrate,
-                    boards=tuple(settings),
                     poll_hz=bus.poll_hz,
                     max_pulse_ms=self.policy.max_on_ms,
+                    boards=boards,
                 ),
                 _BusListener(self, bus.name),
             )
         for mb in cfg.modbus_buses:  # Modbus RTU relay boards: the same LockBus interface
-            relay_boards = []
             for mbb in mb.boards:
-                self.boards[(mb.name, mbb.slave_id)] = mbb
-                for i in range(mbb.locks):
-                    self.bus_locks[mbb.first_locker + i] = _BusLock(mb.name, mbb.slave_id, i + 1)
-                relay_boards.append(
-                    ModbusBoardSettings(
-                        slave_id=mbb.slave_id,
-                        relays=mbb.locks,
-                        pulse=mbb.pulse,
-                        closed_bit=mbb.closed_bit,
-                        pulse_ms=self.policy.pulse_ms,
-                    )
+                self._place(mb.name, mbb.slave_id, mbb)
+            relay_boards = tuple(
+                ModbusBoardSettings(
+                    slave_id=mbb.slave_id,
+                    relays=mbb.locks,
+                    pulse=mbb.pulse,
+                    closed_bit=mbb.closed_bit,
+                    pulse_ms=self.policy.pulse_ms,
                 )
+                for mbb in mb.boards
+            )
             self.buses[mb.name] = devices.modbus_bus(
                 ModbusBusSettings(
                     mb.name,
                     mb.url,
                     baudrate=mb.baudrate,
                     parity=mb.parity,
-                    boards=tuple(relay_boards),
                     poll_hz=mb.poll_hz,
                     max_pulse_ms=self.policy.max_on_ms,
+                    boards=relay_boards,
                 ),
                 _BusListener(self, mb.name),
             )
@@ -195,6 +191,12 @@ class LockerBank(ControllerBase):
         self.reader = self.desk.reader
         for name, model in LOCKER_COMMANDS.items():
             ports.commands.register(name, model, getattr(self, "_cmd_" + name.split(".")[1]))
+
+    def _place(self, bus: str, board_id: int, b: Cu16BoardConfig | ModbusBoardConfig) -> None:
+        """Board ``board_id`` on ``bus`` and the lockers on its locks (1..``b.locks``)."""
+        self.boards[(bus, board_id)] = b
+        for i in range(b.locks):
+            self.bus_locks[b.first_locker + i] = _BusLock(bus, board_id, i + 1)
 
     # ---- lifecycle ----
     def start(self) -> None:
