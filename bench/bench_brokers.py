@@ -37,6 +37,7 @@ from bench.common import (
     arg_parser,
     bare_latency,
     broker,
+    headline,
     option,
     p50_p99,
     report,
@@ -172,7 +173,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         bare_latency_n=bare_n,
     )
     results["meta"] = {**meta, "wall_s": round(time.monotonic() - t_start, 1)}
+    results["headline"] = headlines(results)
     return results
+
+
+def headlines(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """The figures ``python -m bench`` puts in its one table: per set-up, press ->
+    subscriber p99 beyond the debounce against bare paho's p99 on the same set-up."""
+    return [
+        headline(
+            f"brokers: {name}: press p99 beyond the {DEBOUNCE_MS} ms debounce",
+            s["press_latency"]["beyond_debounce"]["p99_ms"],
+            "ms",
+            "bare paho p99",
+            s["bare_latency"]["p99_ms"],
+        )
+        for name, s in r["setups"].items()
+    ]
 
 
 class _Binary:

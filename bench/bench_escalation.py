@@ -41,6 +41,7 @@ from bench.common import (
     bare_latency,
     broker,
     conclude,
+    headline,
     option,
     p50_p99,
     pause,
@@ -487,7 +488,35 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "target_p99_over_ms": TARGET_STALLED_P99_OVER_MS,
                 "passed": passed,
             }
-    return conclude(results, t_start, core_never_waits_for_modem=results["isolation"]["passed"])
+    results = conclude(results, t_start, core_never_waits_for_modem=results["isolation"]["passed"])
+    results["headline"] = headlines(results)
+    return results
+
+
+def headlines(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """The figures ``python -m bench`` puts in its one table."""
+    sl, iso = r["sms_latency"], r["isolation"]
+    drv = r["baseline"]["driver_send_sms_to_first_at"]
+    h, s = iso["healthy"]["latency"], iso["stalled"]["latency"]
+    return [
+        headline(
+            "escalation: press -> first AT of the SMS p99, link down",
+            sl["press_to_first_at"]["p99_ms"],
+            "ms",
+            "driver alone p99",
+            drv["p99_ms"],
+        ),
+        headline(
+            "escalation: press -> subscriber p99, modem stalled",
+            s["p99_ms"],
+            "ms",
+            "modem healthy p99",
+            h["p99_ms"],
+            f"<= healthy p99 + {iso['target_p99_over_ms']:g} ms, "
+            f"p50 <= {iso['target_p50_ratio']:g}x",
+            iso["passed"],
+        ),
+    ]
 
 
 def table(r: dict[str, Any]) -> str:

@@ -52,6 +52,7 @@ from bench.common import (
     bare_latency,
     broker,
     conclude,
+    headline,
     option,
     p50_p99,
     pause,
@@ -588,7 +589,48 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
             results["press_latency"] = fl
             results["oversized"] = oversized(b.url, b.host, b.port, workdir, big_mib)
-    return conclude(results, t_start, press_p99_under_flood=results["press_latency"]["passed"])
+    results = conclude(results, t_start, press_p99_under_flood=results["press_latency"]["passed"])
+    results["headline"] = headlines(results)
+    return results
+
+
+def headlines(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """The figures ``python -m bench`` puts in its one table."""
+    pl, big = r["press_latency"], r["oversized"]
+    quiet = pl["no_flood"]["latency"]
+    out = [
+        headline(
+            "flood: press -> subscriber p99, no flood",
+            quiet["p99_ms"],
+            "ms",
+            "bare paho p99",
+            r["baseline"]["mqtt_latency"]["p99_ms"],
+        )
+    ]
+    for f in pl["floods"]:
+        out.append(
+            headline(
+                f"flood: press p99 under {f['rate_target_per_s']:g}/s junk, QoS {f['qos']}",
+                f["latency"]["p99_ms"],
+                "ms",
+                "no flood p99",
+                quiet["p99_ms"],
+                f"<= {pl['target_p99_ms']:g} ms",
+                f["latency"]["p99_ms"] <= pl["target_p99_ms"],
+            )
+        )
+    for key, label in (("mqtt311", "MQTT 3.1.1"), ("mqtt5", "MQTT 5")):
+        o = big[key]
+        out.append(
+            headline(
+                f"flood: peak RSS growth, one {big['big_bytes'] >> 20} MiB command, {label}",
+                o["vm_hwm_growth_mb"],
+                "MB",
+                "peak RSS before",
+                o["vm_hwm_before_mb"],
+            )
+        )
+    return out
 
 
 def table(r: dict[str, Any]) -> str:

@@ -52,6 +52,7 @@ from bench.common import (
     arg_parser,
     broker,
     conclude,
+    headline,
     idle_python,
     option,
     p50_p99,
@@ -644,7 +645,38 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 passed=cpu["daemon_cpu_pct"] < TARGET_DAEMON_CPU_PCT,
             )
             results["idle_cpu"] = cpu
-    return conclude(results, t_start, daemon_idle_cpu=results["idle_cpu"]["passed"])
+    results = conclude(results, t_start, daemon_idle_cpu=results["idle_cpu"]["passed"])
+    results["headline"] = headlines(results)
+    return results
+
+
+def headlines(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """The figures ``python -m bench`` puts in its one table."""
+    c, a, u = r["command_latency"], r["open_all"], r["idle_cpu"]
+    bare = r["baseline"]["mqtt_latency"]
+    return [
+        headline(
+            "lockers: command -> coil energised p99",
+            c["latency"]["p99_ms"],
+            "ms",
+            "bare paho p99 (in process)",
+            bare["p99_ms"],
+        ),
+        headline(
+            f"lockers: open all {ALL_LOCKERS} doors",
+            a["seconds_to_last_door_opened"],
+            "s",
+            f"floor {a['doors']} x (pulse + settle)",
+            a["floor_s"],
+        ),
+        headline(
+            "lockers: daemon idle CPU",
+            u["daemon_cpu_pct"],
+            "% of a core",
+            target=f"< {u['target_pct']:g} %",
+            passed=u["passed"],
+        ),
+    ]
 
 
 def table(r: dict[str, Any]) -> str:

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from edge.models import EventData
 from tests.support.mqtt import Mosquitto
 from tests.support.site import ThreadedSite
 from tests.support.wait import wait_until
@@ -95,9 +96,13 @@ def start_subscriber(
     topic: str | list[str],
     client_id: str,
     on_message: Callable[[Any, Any, Any], None],
+    *,
+    session: bool = False,
 ) -> tuple[Any, threading.Event]:
     """A paho client (TCP_NODELAY) subscribing to ``topic`` (one filter or several) at QoS 1,
-    its network loop started; the event is set once the broker has granted the subscription."""
+    its network loop started; the event is set once the broker has granted the subscription.
+    ``session``: a persistent session (clean_session off) that reconnects within 0.5 s, so a
+    broker restarted with persistence keeps queueing for it while it is away."""
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
@@ -108,7 +113,11 @@ def start_subscriber(
         set_nodelay(c.socket(), True)
         c.subscribe(filters)
 
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=not session
+    )
+    if session:
+        client.reconnect_delay_set(0.05, 0.5)  # type: ignore[arg-type]
     client.on_connect = on_connect
     client.on_subscribe = lambda *a: subscribed.set()
     client.on_message = on_message
@@ -121,12 +130,21 @@ def subscriber_child(host: str, port: int, *topics: str) -> int:
     """The independent subscriber (own process), subscribed to ``topics`` (default: every
     topic). Protocol on stdin/stdout, one line each:
 
-    ``arm N SUBSTR`` -> ``armed``; later ``done N T_FIRST T_LAST`` once N messages whose topic
-    contains SUBSTR arrived since the arm (times: time.monotonic() at receipt). ``quit``.
+    ``arm N SUBSTR`` -> ``armed``; later ``done N T_FIRST T_LAST DUPS`` once N messages whose
+    topic contains SUBSTR arrived since the arm (times: time.monotonic() at receipt).
+    ``arm N SUBSTR unique``: the same, counting distinct payloads (DUPS: the repeats seen,
+    e.g. QoS 1 sent again after a reconnect). ``quit``.
+
+    A first topic ``--session=CLIENT_ID``: a persistent session under that client id (see
+    ``start_subscriber``).
     """
+    session = None
+    if topics and topics[0].startswith("--session="):
+        session, topics = topics[0].removeprefix("--session="), topics[1:]
     lock = threading.Lock()
     out_lock = threading.Lock()
-    state: dict[str, Any] = {"n": 0, "sub": None, "count": 0, "first": 0.0}
+    state: dict[str, Any] = {"n": 0, "sub": None, "count": 0, "first": 0.0, "seen": None}
+    dups = [0]
 
     def say(line: str) -> None:
         with out_lock:
@@ -139,15 +157,27 @@ def subscriber_child(host: str, port: int, *topics: str) -> int:
             sub = state["sub"]
             if sub is None or sub not in msg.topic:
                 return
+            seen = state["seen"]
+            if seen is not None:
+                key = hash(msg.payload)
+                if key in seen:
+                    dups[0] += 1
+                    return
+                seen.add(key)
             state["count"] += 1
             if state["count"] == 1:
                 state["first"] = t
             if state["count"] == state["n"]:
                 state["sub"] = None
-                say(f"done {state['n']} {state['first']:.9f} {t:.9f}")
+                say(f"done {state['n']} {state['first']:.9f} {t:.9f} {dups[0]}")
 
     client, ready = start_subscriber(
-        host, port, list(topics) or ["#"], f"bench-sub-{os.getpid()}", on_message
+        host,
+        port,
+        list(topics) or ["#"],
+        session or f"bench-sub-{os.getpid()}",
+        on_message,
+        session=session is not None,
     )
     if not ready.wait(10):
         say("error not subscribed")
@@ -164,8 +194,16 @@ def subscriber_child(host: str, port: int, *topics: str) -> int:
                 say(f"count {state['count']} of {state['n']}")
             continue
         if parts[0] == "arm":
+            unique = parts[3:4] == ["unique"]
             with lock:
-                state.update(n=int(parts[1]), sub=parts[2], count=0, first=0.0)
+                state.update(
+                    n=int(parts[1]),
+                    sub=parts[2],
+                    count=0,
+                    first=0.0,
+                    seen=set() if unique else None,
+                )
+                dups[0] = 0
             say("armed")
     client.disconnect()
     client.loop_stop()
@@ -173,11 +211,23 @@ def subscriber_child(host: str, port: int, *topics: str) -> int:
 
 
 class RemoteSubscriber:
-    """Parent side of the subscriber child (subscribed to ``topics``, default every topic)."""
+    """Parent side of the subscriber child (subscribed to ``topics``, default every topic;
+    ``session``: a persistent session under that client id)."""
 
-    def __init__(self, host: str, port: int, *topics: str) -> None:
+    def __init__(self, host: str, port: int, *topics: str, session: str | None = None) -> None:
+        head = [f"--session={session}"] if session else []
+        self.duplicates = 0  # repeats seen by the last ``arm ... unique``
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.common", "--subscriber-child", host, str(port), *topics],
+            [
+                sys.executable,
+                "-m",
+                "bench.common",
+                "--subscriber-child",
+                host,
+                str(port),
+                *head,
+                *topics,
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             cwd=REPO,
@@ -203,9 +253,11 @@ class RemoteSubscriber:
         except queue.Empty:
             raise TimeoutError("subscriber child did not answer") from None
 
-    def arm(self, n: int, substr: str) -> None:
+    def arm(self, n: int, substr: str, unique: bool = False) -> None:
+        """Wait for ``n`` messages on topics containing ``substr`` (``unique``: n distinct
+        payloads; the repeats are counted in ``duplicates``)."""
         assert self.proc.stdin is not None
-        self.proc.stdin.write(f"arm {n} {substr}\n")
+        self.proc.stdin.write(f"arm {n} {substr}{' unique' if unique else ''}\n")
         self.proc.stdin.flush()
         line = self._get(10)
         if line != "armed":
@@ -222,6 +274,7 @@ class RemoteSubscriber:
         parts = line.split()
         if parts[:1] != ["done"]:
             raise RuntimeError(f"subscriber child: {line!r}")
+        self.duplicates = int(parts[4]) if len(parts) > 4 else 0
         return float(parts[2]), float(parts[3])
 
     def close(self) -> None:
@@ -271,6 +324,10 @@ class BareClient:
             self.t_last_ack = time.monotonic()
             self._done.set()
 
+    @property
+    def acked(self) -> int:
+        return self._acked
+
     def expect_acks(self, n: int) -> None:
         self._acked = 0
         self._target = n
@@ -307,6 +364,46 @@ def bare_latency(
     finally:
         c.close()
     return {**summary_ms(samples), "tcp_nodelay": nodelay}
+
+
+# Messages a bare client queues at most ahead of its PUBACKs: MQTT packet ids are 16-bit,
+# and paho keys its queue by them (more than 65,535 queued at once overwrite each other).
+QUEUE_AHEAD = 50_000
+
+
+def bare_throughput(host: str, port: int, sub: RemoteSubscriber, n: int, nodelay: bool) -> dict:
+    """Bare paho QoS 1: N 96-byte messages (inflight INFLIGHT), first publish -> last PUBACK.
+    Past QUEUE_AHEAD queued, ``publish()`` waits for PUBACKs (only for N above it)."""
+    c = BareClient(host, port, nodelay, "bench-tput")
+    topic = f"bench/tput/{'nd' if nodelay else 'nagle'}"
+    payloads = [payload_96(i) for i in range(n)]
+    timeout = max(120.0, n / 500)
+    try:
+        sub.arm(n, topic)
+        c.expect_acks(n)
+        t0 = time.monotonic()
+        if n <= QUEUE_AHEAD:
+            for p in payloads:
+                c.client.publish(topic, p, qos=1)
+        else:
+            for i, p in enumerate(payloads):
+                if i - c.acked >= QUEUE_AHEAD:
+                    wait_until(lambda k=i: k - c.acked < QUEUE_AHEAD, timeout, 0.001, "PUBACKs")
+                c.client.publish(topic, p, qos=1)
+        t_ack = c.wait_acks(timeout)
+        _, t_sub = sub.wait_done(timeout)
+    finally:
+        c.close()
+    return {
+        "n": n,
+        "tcp_nodelay": nodelay,
+        "inflight": INFLIGHT,
+        "payload_bytes": PAYLOAD_BYTES,
+        "seconds_to_last_puback": round(t_ack - t0, 4),
+        "msg_per_s": round(n / (t_ack - t0), 1),
+        "seconds_to_subscriber": round(t_sub - t0, 4),
+        "msg_per_s_to_subscriber": round(n / (t_sub - t0), 1),
+    }
 
 
 # --------------------------------------------------------------------------- the broker
@@ -447,6 +544,13 @@ class ShelterSite(ThreadedSite):
         self.hw.set_input("reset_key", False)
         self.hw.set_input("panic-1", False)
         wait_until(lambda: self.idle(drained), 10, poll_s, "site idle after a press")
+
+
+class BenchTick(EventData):
+    """The benchmarks' own event type (registered on the site's outbox like a device's)."""
+
+    TYPE = "bench.tick"
+    i: int
 
 
 # --------------------------------------------------------------------------- child processes
@@ -600,6 +704,29 @@ def conclude(results: dict[str, Any], t_start: float, **targets: bool) -> dict[s
     results["all_passed"] = all(targets.values())
     results["meta"]["wall_s"] = round(time.monotonic() - t_start, 1)
     return results
+
+
+def headline(
+    name: str,
+    value: float,
+    unit: str,
+    baseline_name: str | None = None,
+    baseline: float | None = None,
+    target: str | None = None,
+    passed: bool | None = None,
+) -> dict[str, Any]:
+    """One headline figure of a benchmark's JSON (its top-level ``headline`` list, which
+    ``python -m bench`` puts in one table): the value, its baseline from the same run (or
+    None), the target as text and whether it was met (None: no target)."""
+    return {
+        "name": name,
+        "value": float(value),
+        "unit": unit,
+        "baseline_name": baseline_name,
+        "baseline": None if baseline is None else float(baseline),
+        "target": target,
+        "pass": passed,
+    }
 
 
 def step(text: str) -> None:

@@ -229,6 +229,7 @@ class Site(UplinkListener):
         self.connect_failures = ConnectFailures()
         self.uplink_checked_at = self.clock.monotonic()  # last run of the uplink supervisor
         self.loop.after_batch.append(self._after_batch)
+        self.loop.after_job = self._commit_if_large
         self._store_fault_reported = False
         self._store_retry: Timer | None = None
         self._store_delay = STORE_RETRY_MIN_S
@@ -357,6 +358,13 @@ class Site(UplinkListener):
     def _commands_tick(self) -> None:
         self.loop.call_later(COMMANDS_TICK_S, self._commands_tick)
         self.commands.tick()
+
+    def _commit_if_large(self) -> None:
+        """Between two jobs of a batch: commit once the batch has recorded TXN_MAX_ROWS
+        messages (published, as always, only after the batch). A job's own writes (a
+        command's events, its result, its command id) stay in one transaction."""
+        if self.store.uncommitted_rows >= self.store.TXN_MAX_ROWS:
+            self.store.commit()
 
     def _after_batch(self) -> None:
         self._report_shed()

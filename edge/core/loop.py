@@ -60,6 +60,8 @@ class CoreLoop:
         self._order = itertools.count()
         self._stopping = False
         self.after_batch: list[Job] = []  # run once after each batch (commit, drain)
+        # Run after each job of a batch but its last (a commit of a batch grown large).
+        self.after_job: Job | None = None
         # The low-priority lane. Its lock is never taken by ``stop`` (signal-safe).
         self._low: collections.deque[Job] = collections.deque()
         self._low_lock = threading.Lock()
@@ -131,9 +133,15 @@ class CoreLoop:
                 break
             if job is None or job is _wake:
                 continue
-            self._run(job)
+            self._job(job)
             n += 1
         return n
+
+    def _job(self, fn: Job) -> None:
+        """One job of a batch, then ``after_job``."""
+        self._run(fn)
+        if self.after_job is not None:
+            self._run(self.after_job)
 
     def _run_due_timers(self) -> int:
         n = 0
@@ -142,7 +150,7 @@ class CoreLoop:
             deadline = self.next_deadline()
             if deadline is None or deadline > now:
                 return n
-            self._run(heapq.heappop(self._timers).fn)
+            self._job(heapq.heappop(self._timers).fn)
             n += 1
 
     def _take_low(self) -> Job | None:
@@ -168,7 +176,7 @@ class CoreLoop:
             job = self._take_low()
             if job is None:
                 break
-            self._run(job)
+            self._job(job)
             low += 1
         if low:
             n += low + self._run_queued(max(0, max_jobs - n))
@@ -196,7 +204,7 @@ class CoreLoop:
                 self._sleeping = False
         n = 0
         if job is not None and job is not _wake:
-            self._run(job)
+            self._job(job)
             n = 1
         return n + self.run_pending()
 

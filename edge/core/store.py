@@ -282,6 +282,11 @@ class Store:
     # along with the next real commit (or after LAZY_DELETES, or flush()). Losing such
     # deletes in a crash only re-sends events the broker already has (same event_id).
     LAZY_DELETES = 1000
+    # A core batch that has recorded this many outbox rows is committed after the job that
+    # crossed it (edge.site), not only at its end: a long burst (posted jobs that keep the
+    # queue from running dry, events recorded while offline) must not grow one
+    # transaction, and the copy of its rows kept in memory, without bound.
+    TXN_MAX_ROWS = 1000
 
     def _begin(self, sync: bool = True) -> sqlite3.Connection:
         db = self._db
@@ -321,6 +326,11 @@ class Store:
     @property
     def has_uncommitted(self) -> bool:
         return self._dirty
+
+    @property
+    def uncommitted_rows(self) -> int:
+        """Outbox rows the open transaction has added."""
+        return len(self._txn_rows)
 
     # ---- sequence ----
     def last_seq(self) -> int:
