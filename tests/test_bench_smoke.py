@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from bench.__main__ import check_headline
 from tests.support.mqtt import find_mosquitto
 
 REPO = Path(__file__).resolve().parent.parent
@@ -102,7 +103,9 @@ def test_quick_benchmark_completes_and_writes_json(tmp_path: Path) -> None:
         "run_rss",
         "targets",
         "all_passed",
+        "headline",
     }
+    assert len(check_headline(r["headline"])) == 9
     assert r["run_rss"]["samples"] == 2 and r["run_rss"]["run_rss_max_mb"] > 0
     assert r["run_rss"]["run_rss_plain_max_mb"] > 0 and r["run_rss"]["python_optimize"] == 2
     assert r["meta"]["quick"] is True

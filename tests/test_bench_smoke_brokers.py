@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from bench.__main__ import check_headline
 from tests.support.brokers import find_nats_server
 from tests.support.mqtt import find_mosquitto
 
@@ -61,3 +62,4 @@ def test_quick_broker_matrix_benchmark_completes_and_writes_json(tmp_path: Path)
         _latency(s["press_latency"]["beyond_debounce"], 2)
         assert s["protocol"] == ("5" if name == "mosquitto5" else "3.1.1")
     assert "press -> subscriber" in proc.stdout and "nats" in proc.stdout
+    assert len(check_headline(r["headline"])) == len(r["setups"])

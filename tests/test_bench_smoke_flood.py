@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from bench.__main__ import check_headline
 from tests.support.mqtt import find_mosquitto
 
 REPO = Path(__file__).resolve().parent.parent
@@ -87,7 +88,16 @@ def test_quick_flood_benchmark_completes_and_writes_json(tmp_path: Path) -> None
         assert row.lower() in proc.stdout.lower(), proc.stdout
 
     r = json.loads(out.read_text(encoding="utf-8"), parse_constant=_no_nan)
-    assert set(r) == {"meta", "baseline", "press_latency", "oversized", "targets", "all_passed"}
+    assert set(r) == {
+        "meta",
+        "baseline",
+        "press_latency",
+        "oversized",
+        "targets",
+        "all_passed",
+        "headline",
+    }
+    assert len(check_headline(r["headline"])) == 1 + len(r["press_latency"]["floods"]) + 2
     assert r["meta"]["quick"] is True
     _latency(r["baseline"]["mqtt_latency"], 10)
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from bench.__main__ import check_headline
 from tests.support.mqtt import find_mosquitto
 
 REPO = Path(__file__).resolve().parent.parent
@@ -88,7 +89,9 @@ def test_quick_locker_benchmark_completes_and_writes_json(tmp_path: Path) -> Non
         "idle_cpu",
         "targets",
         "all_passed",
+        "headline",
     }
+    assert len(check_headline(r["headline"])) == 3
 
     b = r["baseline"]
     assert set(b) == {"mqtt_latency", "pty_round_trip", "driver_unlock"}
@@ -146,7 +149,16 @@ def test_quick_escalation_benchmark_completes_and_writes_json(tmp_path: Path) ->
     )
     for row in ("first AT of SMS", "modem healthy", "modem stalled", "stalled vs healthy"):
         assert row.lower() in stdout.lower(), stdout
-    assert set(r) == {"meta", "baseline", "sms_latency", "isolation", "targets", "all_passed"}
+    assert set(r) == {
+        "meta",
+        "baseline",
+        "sms_latency",
+        "isolation",
+        "targets",
+        "all_passed",
+        "headline",
+    }
+    assert len(check_headline(r["headline"])) == 2
 
     b = r["baseline"]
     assert set(b) == {"modem_pty_round_trip", "driver_send_sms_to_first_at", "mqtt_latency"}
