@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import (
-    LOGGING,
     SUBSCRIBER,
     RemoteSubscriber,
     ShelterSite,
@@ -39,22 +38,19 @@ from bench.common import (
     add_seed_and_keep,
     arg_parser,
     bare_latency,
-    broker,
+    bench_main,
     conclude,
     headline,
     option,
     p50_p99,
     pause,
-    report,
     report_table,
-    run_meta,
+    session,
     shelter_devices,
     step,
     summary_ms,
     verdict,
-    work_dir,
 )
-from edge.runtime import tune_interpreter
 from tests.support.mqtt import Mosquitto
 from tests.support.wait import wait_until
 
@@ -421,73 +417,59 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     stall_span = option(args, mode, "stall_span_s")
     rng = random.Random(args.seed)
     results: dict[str, Any] = {}
-    with work_dir("ansim-bench-esc-", args.keep) as workdir:
-        t_start = time.monotonic()
+    with session("ansim-bench-esc-", args, subscriber=SUBSCRIBER, stall_span_s=stall_span) as ss:
+        b, sub, workdir, t_start = ss.broker, ss.sub, ss.workdir, ss.t_start
+        results["meta"] = ss.meta
 
         def own_broker() -> Any:
             return Mosquitto(workdir / "broker-down").start()
 
-        with broker() as b:
-            results["meta"] = run_meta(
-                b,
-                args.quick,
-                subscriber=SUBSCRIBER,
-                logging=LOGGING,
-                seed=args.seed,
-                stall_span_s=stall_span,
-            )
-            sub = RemoteSubscriber(b.host, b.port)
-            try:
-                step(f"baselines: raw modem pty ({presses}), driver alone ({driver_n} SMS), paho")
-                results["baseline"] = {
-                    "modem_pty_round_trip": pty_round_trip(presses),
-                    "driver_send_sms_to_first_at": driver_sms_latency(driver_n, rng),
-                    "mqtt_latency": bare_latency(b.host, b.port, sub, max(presses, 50), True),
-                }
-                step(f"press -> first AT of the SMS, broker down ({presses} presses)")
-                results["sms_latency"] = sms_latency(workdir, presses, rng, own_broker)
+        step(f"baselines: raw modem pty ({presses}), driver alone ({driver_n} SMS), paho")
+        results["baseline"] = {
+            "modem_pty_round_trip": pty_round_trip(presses),
+            "driver_send_sms_to_first_at": driver_sms_latency(driver_n, rng),
+            "mqtt_latency": bare_latency(b.host, b.port, sub, max(presses, 50), True),
+        }
+        step(f"press -> first AT of the SMS, broker down ({presses} presses)")
+        results["sms_latency"] = sms_latency(workdir, presses, rng, own_broker)
 
-                # The same quiet gap before every press in every run; long enough that the
-                # stalled run outlives the driver's command timeout, its AT probe (-> modem
-                # fault) and a re-init attempt.
-                gap = max(MIN_PRESS_GAP_S, stall_span / (presses + WARMUP))
-                runs = {}
-                for name, esc_s, stall, wait_sms, what in (
-                    ("healthy", 0.0, False, True, "modem healthy, SMS per press"),
-                    ("stalled", 0.0, True, False, "modem silent, escalation per press"),
-                    ("no_escalation", 15.0, False, False, "modem healthy, no escalation"),
-                ):
-                    step(f"press -> subscriber, {what} ({presses} presses)")
-                    runs[name] = press_latency(
-                        name,
-                        b.url,
-                        sub,
-                        workdir,
-                        presses,
-                        escalate_after_s=esc_s,
-                        stall=stall,
-                        wait_sms=wait_sms,
-                        gap_s=gap,
-                    )
-            finally:
-                sub.close()
-            h, s, q = (runs[k]["latency"] for k in ("healthy", "stalled", "no_escalation"))
-            p50_ratio = round(s["p50_ms"] / h["p50_ms"], 3)
-            p99_over = round(s["p99_ms"] - h["p99_ms"], 3)
-            passed = p50_ratio <= TARGET_STALLED_P50_RATIO and p99_over <= (
-                TARGET_STALLED_P99_OVER_MS
+        # The same quiet gap before every press in every run; long enough that the
+        # stalled run outlives the driver's command timeout, its AT probe (-> modem
+        # fault) and a re-init attempt.
+        gap = max(MIN_PRESS_GAP_S, stall_span / (presses + WARMUP))
+        runs = {}
+        for name, esc_s, stall, wait_sms, what in (
+            ("healthy", 0.0, False, True, "modem healthy, SMS per press"),
+            ("stalled", 0.0, True, False, "modem silent, escalation per press"),
+            ("no_escalation", 15.0, False, False, "modem healthy, no escalation"),
+        ):
+            step(f"press -> subscriber, {what} ({presses} presses)")
+            runs[name] = press_latency(
+                name,
+                b.url,
+                sub,
+                workdir,
+                presses,
+                escalate_after_s=esc_s,
+                stall=stall,
+                wait_sms=wait_sms,
+                gap_s=gap,
             )
-            results["isolation"] = {
-                **runs,
-                "stalled_vs_healthy_p50_ratio": p50_ratio,
-                "stalled_vs_healthy_p99_ratio": round(s["p99_ms"] / h["p99_ms"], 3),
-                "stalled_minus_healthy_p99_ms": p99_over,
-                "stalled_vs_no_escalation_p50_ratio": round(s["p50_ms"] / q["p50_ms"], 3),
-                "stalled_vs_no_escalation_p99_ratio": round(s["p99_ms"] / q["p99_ms"], 3),
-                "target_p50_ratio": TARGET_STALLED_P50_RATIO,
-                "target_p99_over_ms": TARGET_STALLED_P99_OVER_MS,
-                "passed": passed,
-            }
+        h, s, q = (runs[k]["latency"] for k in ("healthy", "stalled", "no_escalation"))
+        p50_ratio = round(s["p50_ms"] / h["p50_ms"], 3)
+        p99_over = round(s["p99_ms"] - h["p99_ms"], 3)
+        passed = p50_ratio <= TARGET_STALLED_P50_RATIO and p99_over <= (TARGET_STALLED_P99_OVER_MS)
+        results["isolation"] = {
+            **runs,
+            "stalled_vs_healthy_p50_ratio": p50_ratio,
+            "stalled_vs_healthy_p99_ratio": round(s["p99_ms"] / h["p99_ms"], 3),
+            "stalled_minus_healthy_p99_ms": p99_over,
+            "stalled_vs_no_escalation_p50_ratio": round(s["p50_ms"] / q["p50_ms"], 3),
+            "stalled_vs_no_escalation_p99_ratio": round(s["p99_ms"] / q["p99_ms"], 3),
+            "target_p50_ratio": TARGET_STALLED_P50_RATIO,
+            "target_p99_over_ms": TARGET_STALLED_P99_OVER_MS,
+            "passed": passed,
+        }
     results = conclude(results, t_start, core_never_waits_for_modem=results["isolation"]["passed"])
     results["headline"] = headlines(results)
     return results
@@ -607,9 +589,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    tune_interpreter()  # as the daemon does; baseline and site share the process
-    args = parse_args(argv)
-    return report(run(args), table, args.json)
+    return bench_main(argv, parse_args, run, table)
 
 
 if __name__ == "__main__":

@@ -39,8 +39,6 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import (
-    INFLIGHT,
-    LOGGING,
     REPO,
     ROOT,
     RemoteSubscriber,
@@ -50,24 +48,21 @@ from bench.common import (
     add_seed_and_keep,
     arg_parser,
     bare_latency,
-    broker,
+    bench_main,
     conclude,
     headline,
     option,
     p50_p99,
     pause,
-    report,
     report_table,
-    run_meta,
-    shelter_devices,
+    session,
+    shelter_config,
     start_subscriber,
     step,
     stop_process,
     summary_ms,
     verdict,
-    work_dir,
 )
-from edge.runtime import tune_interpreter
 from tests.support.wait import wait_until
 
 # Target (issue 7): a press under a sustained flood of junk commands is published within
@@ -218,18 +213,8 @@ class Flood:
 
 
 def site_config(site_id: str, broker_url: str, data_dir: Path, keydir: Path) -> dict[str, Any]:
-    return {
-        "site": {"id": site_id, "address": "서울특별시 중구 세종대로 110", "cameras": ["cam-1"]},
-        "broker": {
-            "url": broker_url,
-            "keepalive_s": 30,
-            "reconnect": {"min_s": 0.05, "max_s": 0.5},
-            "max_inflight": INFLIGHT,
-        },
-        "data_dir": str(data_dir),
-        "keys": [{"key_id": "centre", "public_key": str(keydir / "centre.pub"), "commands": ["*"]}],
-        "devices": shelter_devices(0),
-    }
+    centre = {"key_id": "centre", "public_key": str(keydir / "centre.pub"), "commands": ["*"]}
+    return shelter_config(site_id, broker_url, data_dir, 0, keys=[centre])
 
 
 class FloodSite(ShelterSite):
@@ -273,20 +258,14 @@ class FloodSite(ShelterSite):
     def press_once(self, sub: RemoteSubscriber, timeout: float) -> float:
         """Press: seconds until ``alarm.raised`` reaches the subscriber; then clear it
         (reset key) and wait until ``alarm.cleared`` has reached the subscriber too."""
-        sub.arm(1, self.alarm_topic)
-        t0 = time.monotonic()
-        self.hw.set_input("panic-1", True)
-        try:
-            _, t = sub.wait_done(timeout)
-        except TimeoutError as exc:
-            raise TimeoutError(f"{exc}; site: {self.diagnose()}") from None
+        latency = self.timed_press(sub, timeout)
         sub.arm(1, self.alarm_topic.replace("alarm/raised", "alarm/cleared"))
         self.hw.set_input("reset_key", True)
         sub.wait_done(timeout)
         self.hw.set_input("reset_key", False)
         self.hw.set_input("panic-1", False)
         wait_until(lambda: self.idle(False), timeout, 0.001, "site idle after a press")
-        return t - t0
+        return latency
 
 
 def press_round(
@@ -549,46 +528,38 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     big_mib = option(args, mode, "big_mib")
     rng = random.Random(args.seed)
     results: dict[str, Any] = {}
-    with work_dir("ansim-bench-fl-", args.keep) as workdir:
+    with session(
+        "ansim-bench-fl-",
+        args,
+        SUBSCRIBER_TOPICS,
+        subscriber="separate process, QoS 1, TCP_NODELAY, " + " ".join(SUBSCRIBER_TOPICS),
+        attacker="separate process, paho",
+    ) as s:
         from edge.core.signing import generate_keypair
 
-        t_start = time.monotonic()
+        b, workdir, t_start = s.broker, s.workdir, s.t_start
+        results["meta"] = s.meta
         (workdir / "keys").mkdir()
         generate_keypair(workdir / "keys" / "centre.key", workdir / "keys" / "centre.pub")
-        with broker() as b:
-            results["meta"] = run_meta(
-                b,
-                args.quick,
-                subscriber="separate process, QoS 1, TCP_NODELAY, " + " ".join(SUBSCRIBER_TOPICS),
-                attacker="separate process, paho",
-                logging=LOGGING,
-                seed=args.seed,
-            )
-            sub = RemoteSubscriber(b.host, b.port, *SUBSCRIBER_TOPICS)
-            try:
-                step(f"baseline latency, bare paho ({lat_n} messages)")
-                bare = bare_latency(b.host, b.port, sub, lat_n, True)
-                results["baseline"] = {"mqtt_latency": bare}
-                fl = flood_rounds(
-                    b.url,
-                    b.host,
-                    b.port,
-                    sub,
-                    workdir,
-                    presses=presses,
-                    floods=floods,
-                    rounds=rounds,
-                    warmup_s=warmup_s,
-                    rng=rng,
-                )
-            finally:
-                sub.close()
-            worst = max(f["latency"]["p99_ms"] for f in fl["floods"])
-            fl.update(
-                worst_flood_p99_ms=worst, target_p99_ms=TARGET_FLOOD_P99_MS, passed=worst <= 50.0
-            )
-            results["press_latency"] = fl
-            results["oversized"] = oversized(b.url, b.host, b.port, workdir, big_mib)
+        step(f"baseline latency, bare paho ({lat_n} messages)")
+        bare = bare_latency(b.host, b.port, s.sub, lat_n, True)
+        results["baseline"] = {"mqtt_latency": bare}
+        fl = flood_rounds(
+            b.url,
+            b.host,
+            b.port,
+            s.sub,
+            workdir,
+            presses=presses,
+            floods=floods,
+            rounds=rounds,
+            warmup_s=warmup_s,
+            rng=rng,
+        )
+        worst = max(f["latency"]["p99_ms"] for f in fl["floods"])
+        fl.update(worst_flood_p99_ms=worst, target_p99_ms=TARGET_FLOOD_P99_MS, passed=worst <= 50.0)
+        results["press_latency"] = fl
+        results["oversized"] = oversized(b.url, b.host, b.port, workdir, big_mib)
     results = conclude(results, t_start, press_p99_under_flood=results["press_latency"]["passed"])
     results["headline"] = headlines(results)
     return results
@@ -718,9 +689,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--flood-child"]:
         return flood_child(argv[1], int(argv[2]), argv[3])
-    tune_interpreter()  # as the daemon does; baseline and site share the process
-    args = parse_args(argv)
-    return report(run(args), table, args.json)
+    return bench_main(argv, parse_args, run, table)
 
 
 if __name__ == "__main__":

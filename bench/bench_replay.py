@@ -26,15 +26,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bench.common import (
-    INFLIGHT,
     LOGGING,
     REPO,
-    BenchTick,
     RemoteSubscriber,
     add_quick_and_json,
     add_seed_and_keep,
@@ -45,12 +42,14 @@ from bench.common import (
     headline,
     option,
     pause,
+    register_ticks,
     report,
     report_table,
     run_meta,
-    shelter_devices,
+    shelter_config,
     step,
     stop_process,
+    tick_job,
     verdict,
     work_dir,
 )
@@ -71,20 +70,10 @@ RSS_EVERY_S = 0.02
 
 
 def site_config(broker_url: str, data_dir: Path, events: int) -> dict[str, Any]:
-    return {
-        "site": {"id": SITE_ID, "address": "서울특별시 중구 세종대로 110", "cameras": ["cam-1"]},
-        "broker": {
-            "url": broker_url,
-            "keepalive_s": 30,
-            "reconnect": {"min_s": 0.05, "max_s": 0.5},
-            "max_inflight": INFLIGHT,
-        },
-        "data_dir": str(data_dir),
-        # The bound on stored messages (default 100,000) above what is queued here: the
-        # overflow policy is not what this measures (the site's own events queue too).
-        "outbox": {"max_events": max(100_000, events + 10_000)},
-        "devices": shelter_devices(5),
-    }
+    # The bound on stored messages (default 100,000) above what is queued here: the
+    # overflow policy is not what this measures (the site's own events queue too).
+    outbox = {"max_events": max(100_000, events + 10_000)}
+    return shelter_config(SITE_ID, broker_url, data_dir, 5, outbox=outbox)
 
 
 # --------------------------------------------------------------------------- the site child
@@ -110,7 +99,7 @@ def site_child(cfg_path: str, log_path: str) -> int:
     cfg = json.loads(Path(cfg_path).read_text(encoding="utf-8"))
     ts = ThreadedSite(cfg, hw=SimHardware(), start=False, keys={})
     site = ts.site
-    site.outbox.events = {**site.outbox.events, BenchTick.TYPE: BenchTick}
+    register_ticks(site)
     watching = [False]
 
     def empty() -> bool:
@@ -147,17 +136,6 @@ def site_child(cfg_path: str, log_path: str) -> int:
     next_i = 0
     credit = threading.Semaphore(DEPTH)
 
-    def job(start: int, count: int) -> Callable[[], None]:
-        def run() -> None:
-            try:
-                emit = site.outbox.emit
-                for i in range(start, start + count):
-                    emit("bench", BenchTick(i=i))
-            finally:
-                credit.release()
-
-        return run
-
     def watch() -> None:
         if empty():
             say(f"empty {time.monotonic():.9f}")
@@ -174,7 +152,7 @@ def site_child(cfg_path: str, log_path: str) -> int:
             n = int(parts[1])
             for start in range(next_i, next_i + n, JOB):
                 credit.acquire()
-                site.loop.post(job(start, min(JOB, next_i + n - start)))
+                site.loop.post(tick_job(site, start, min(JOB, next_i + n - start), credit))
             next_i += n
             pending = ts.call(lambda: len(site.store), timeout=120)  # after every job
             say(f"emitted {time.monotonic():.9f} {pending}")

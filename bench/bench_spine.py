@@ -23,16 +23,13 @@ import argparse
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bench.common import (
-    INFLIGHT,
     LOGGING,
     REPO,
     SUBSCRIBER,
-    BenchTick,
     RemoteSubscriber,
     ShelterSite,
     SimDaemon,
@@ -48,14 +45,16 @@ from bench.common import (
     option,
     p50_p99,
     pause,
+    register_ticks,
     report,
     report_table,
     run_meta,
-    shelter_devices,
+    shelter_config,
     step,
     stop_process,
     subscriber_child,
     summary_ms,
+    tick_job,
     verdict,
     work_dir,
 )
@@ -76,18 +75,7 @@ FULL = {"presses": 1000, "events": 20000}
 
 
 def site_config(site_id: str, broker_url: str, data_dir: Path, debounce_ms: int, **outbox: Any):
-    return {
-        "site": {"id": site_id, "address": "서울특별시 중구 세종대로 110", "cameras": ["cam-1"]},
-        "broker": {
-            "url": broker_url,
-            "keepalive_s": 30,
-            "reconnect": {"min_s": 0.05, "max_s": 0.5},
-            "max_inflight": INFLIGHT,
-        },
-        "data_dir": str(data_dir),
-        "outbox": outbox,
-        "devices": shelter_devices(debounce_ms),
-    }
+    return shelter_config(site_id, broker_url, data_dir, debounce_ms, outbox=outbox)
 
 
 class BenchSite(ShelterSite):
@@ -146,27 +134,15 @@ def outbox_throughput(
         profile=profile,
     )
     site = bs.site
-    # The bench's own event type, registered like any device's (the outbox refuses others).
-    site.outbox.events = {**site.outbox.events, BenchTick.TYPE: BenchTick}
+    register_ticks(site)
     credit = threading.Semaphore(depth)
-
-    def job(start: int, count: int) -> Callable[[], None]:
-        def run() -> None:
-            try:
-                emit = site.outbox.emit
-                for i in range(start, start + count):
-                    emit("bench", BenchTick(i=i))
-            finally:
-                credit.release()
-
-        return run
 
     try:
         sub.arm(n, f"/{site_id}/events/bench/tick")
         t0 = time.monotonic()
         for start in range(0, n, batch):
             credit.acquire()
-            site.loop.post(job(start, min(batch, n - start)))
+            site.loop.post(tick_job(site, start, min(batch, n - start), credit))
         t_posted = time.monotonic()
         _, t_sub = sub.wait_done(max(120.0, n / 100))
         wait_until(bs.drained, 60, 0.002, "outbox empty")

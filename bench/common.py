@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -472,6 +473,25 @@ def shelter_devices(debounce_ms: int) -> dict[str, Any]:
     }
 
 
+def shelter_config(
+    site_id: str, broker_url: str, data_dir: Path, debounce_ms: int, **more: Any
+) -> dict[str, Any]:
+    """A site config with the shelter of ``shelter_devices`` on ``broker_url`` (short
+    reconnect backoff, in-flight window INFLIGHT); ``more``: further top-level sections."""
+    return {
+        "site": {"id": site_id, "address": "서울특별시 중구 세종대로 110", "cameras": ["cam-1"]},
+        "broker": {
+            "url": broker_url,
+            "keepalive_s": 30,
+            "reconnect": {"min_s": 0.05, "max_s": 0.5},
+            "max_inflight": INFLIGHT,
+        },
+        "data_dir": str(data_dir),
+        "devices": shelter_devices(debounce_ms),
+        **more,
+    }
+
+
 class ShelterSite(ThreadedSite):
     """The shared ThreadedSite (tests/support/site.py) with the shelter of
     ``shelter_devices``: press the panic button, time ``alarm.raised`` at the subscriber,
@@ -524,13 +544,13 @@ class ShelterSite(ThreadedSite):
 
         return json.dumps(self.call(snap), default=str)
 
-    def timed_press(self, sub: RemoteSubscriber) -> float:
+    def timed_press(self, sub: RemoteSubscriber, timeout: float = 10) -> float:
         """Press the panic button: seconds until ``alarm.raised`` reaches the subscriber."""
         sub.arm(1, self.alarm_topic)
         t0 = time.monotonic()
         self.hw.set_input("panic-1", True)
         try:
-            _, t = sub.wait_done(10)
+            _, t = sub.wait_done(timeout)
         except TimeoutError as exc:
             raise TimeoutError(f"{exc}; site: {self.diagnose()}") from None
         return t - t0
@@ -551,6 +571,26 @@ class BenchTick(EventData):
 
     TYPE = "bench.tick"
     i: int
+
+
+def register_ticks(site: Any) -> None:
+    """Register BenchTick on the site's outbox (it refuses event types it does not know)."""
+    site.outbox.events = {**site.outbox.events, BenchTick.TYPE: BenchTick}
+
+
+def tick_job(site: Any, start: int, count: int, credit: threading.Semaphore) -> Callable[[], None]:
+    """A core job recording BenchTick events ``start`` .. ``start + count - 1`` (as a burst
+    of inputs would), then releasing ``credit`` (the poster's limit of jobs ahead)."""
+
+    def run() -> None:
+        try:
+            emit = site.outbox.emit
+            for i in range(start, start + count):
+                emit("bench", BenchTick(i=i))
+        finally:
+            credit.release()
+
+    return run
 
 
 # --------------------------------------------------------------------------- child processes
@@ -679,6 +719,36 @@ def work_dir(prefix: str, keep: bool) -> Iterator[Path]:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
+@dataclasses.dataclass
+class Session:
+    """What ``session`` sets up for a run: its work dir, broker, subscriber child, meta and
+    start time."""
+
+    workdir: Path
+    broker: Any
+    sub: RemoteSubscriber
+    meta: dict[str, Any]
+    t_start: float
+
+
+@contextlib.contextmanager
+def session(
+    prefix: str, args: argparse.Namespace, topics: tuple[str, ...] = (), **meta: Any
+) -> Iterator[Session]:
+    """The frame of a run on one broker: a work dir (the daemon's logging set up in it),
+    the broker, the run's ``meta`` (with ``logging``, ``args.seed`` and ``meta``), the
+    subscriber child (on ``topics``, default every topic), closed at the end."""
+    with work_dir(prefix, args.keep) as workdir:
+        t_start = time.monotonic()
+        with broker() as b:
+            m = run_meta(b, args.quick, logging=LOGGING, seed=args.seed, **meta)
+            sub = RemoteSubscriber(b.host, b.port, *topics)
+            try:
+                yield Session(workdir, b, sub, m, t_start)
+            finally:
+                sub.close()
+
+
 def run_meta(b: Any, quick: bool, **extra: Any) -> dict[str, Any]:
     """The run's ``meta``: versions, machine, load; then the benchmark's own ``extra``."""
     import paho.mqtt
@@ -796,6 +866,21 @@ def report(
         text = json.dumps(results, indent=2, ensure_ascii=False, allow_nan=False)
         out.write_text(text + "\n", encoding="utf-8")
     return 0
+
+
+def bench_main(
+    argv: list[str] | None,
+    parse_args: Callable[[list[str] | None], argparse.Namespace],
+    run: Callable[[argparse.Namespace], dict[str, Any]],
+    table: Callable[[dict[str, Any]], str],
+) -> int:
+    """A benchmark's ``main``: the daemon's interpreter setting (baseline and site share
+    the process), its arguments, the run, the table and ``--json``."""
+    from edge.runtime import tune_interpreter
+
+    tune_interpreter()
+    args = parse_args(argv)
+    return report(run(args), table, args.json)
 
 
 if __name__ == "__main__":
