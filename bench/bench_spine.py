@@ -96,6 +96,25 @@ class BenchSite(ShelterSite):
         return bool(self.call(lambda: len(s.store) == 0 and s.outbox.inflight == 0))
 
 
+def fsync_latency(workdir: Path, n: int) -> dict:
+    """The disk's share of a commit: a 4 KiB write and ``fsync`` of a file in the work dir
+    (where the site's store is), ``n`` times."""
+    import os
+
+    fd = os.open(workdir / "fsync-probe", os.O_WRONLY | os.O_CREAT, 0o600)
+    samples = []
+    try:
+        block = b"x" * 4096
+        for i in range(n):
+            t0 = time.monotonic()
+            os.pwrite(fd, block, (i % 16) * 4096)
+            os.fsync(fd)
+            samples.append(time.monotonic() - t0)
+    finally:
+        os.close(fd)
+    return summary_ms(samples)
+
+
 def press_latency(
     broker_url: str, sub: RemoteSubscriber, workdir: Path, n: int, debounce_ms: int
 ) -> dict:
@@ -310,6 +329,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 step(f"baseline throughput, Nagle ({events} messages)")
                 tp_ng = bare_throughput(host, port, sub, events, False)
 
+                step(f"fsync of a 4 KiB write ({presses} times)")
+                fs = fsync_latency(workdir, max(presses, 20))
                 step(f"press -> subscriber ({presses} presses)")
                 pl = press_latency(url, sub, workdir, presses, args.debounce_ms)
                 bare_p99 = lat_nd["p99_ms"]
@@ -363,6 +384,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "latency_no_nodelay": lat_ng,
                 "throughput_nodelay": tp_nd,
                 "throughput_no_nodelay": tp_ng,
+                "fsync_4k": fs,
             }
             g = median_round(group_rounds, "events_per_s")
             ratios = sorted(r["ratio_vs_bare"] for r in group_rounds)
@@ -434,6 +456,9 @@ def headlines(r: dict[str, Any]) -> list[dict[str, Any]]:
             ln["p99_ms"],
             f"<= bare p99 + {p['target_ms']:g} ms",
             p["passed"],
+        ),
+        headline(
+            "fsync of a 4 KiB write p99 (a commit's disk floor)", b["fsync_4k"]["p99_ms"], "ms"
         ),
         headline(
             "durable outbox throughput (group, median round)",
@@ -524,6 +549,13 @@ def table(r: dict[str, Any]) -> str:
             f"(vs Nagle: {p['beyond_debounce_p99_minus_bare_nagle_p99_ms']:+.2f})",
             f"<= +{p['target_ms']:.0f} ms",
             verdict(p["passed"]),
+        ),
+        (
+            "fsync of a 4 KiB write (the commit's disk floor)",
+            p50_p99(b["fsync_4k"]),
+            f"n={b['fsync_4k']['n']}, in the work dir",
+            "",
+            "",
         ),
         (
             "outbox events/s, durability group",

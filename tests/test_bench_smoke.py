@@ -105,7 +105,7 @@ def test_quick_benchmark_completes_and_writes_json(tmp_path: Path) -> None:
         "all_passed",
         "headline",
     }
-    assert len(check_headline(r["headline"])) == 9
+    assert len(check_headline(r["headline"])) == 10
     assert r["run_rss"]["samples"] == 2 and r["run_rss"]["run_rss_max_mb"] > 0
     assert r["run_rss"]["run_rss_plain_max_mb"] > 0 and r["run_rss"]["python_optimize"] == 2
     assert r["meta"]["quick"] is True
@@ -116,10 +116,12 @@ def test_quick_benchmark_completes_and_writes_json(tmp_path: Path) -> None:
         "latency_no_nodelay",
         "throughput_nodelay",
         "throughput_no_nodelay",
+        "fsync_4k",
     }
     for k in ("latency_nodelay", "latency_no_nodelay"):
         assert set(b[k]) >= LATENCY_KEYS and b[k]["n"] == 20
         _numbers(b[k], LATENCY_KEYS)
+    assert set(b["fsync_4k"]) >= LATENCY_KEYS and b["fsync_4k"]["n"] == 20
     assert b["latency_nodelay"]["tcp_nodelay"] is True
     assert b["latency_no_nodelay"]["tcp_nodelay"] is False
     for k in ("throughput_nodelay", "throughput_no_nodelay"):
