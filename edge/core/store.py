@@ -330,7 +330,7 @@ class Store:
     @property
     def uncommitted_rows(self) -> int:
         """Outbox rows the open transaction has added."""
-        return len(self._txn_rows)
+        return len(self._txn.rows)
 
     # ---- sequence ----
     def last_seq(self) -> int:
