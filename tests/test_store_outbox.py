@@ -217,6 +217,49 @@ def test_group_durability_commits_only_on_commit(rig: Rig) -> None:
     assert committed_rows(rig.path) == 1
 
 
+def test_pending_reads_the_file_only_for_priorities_with_rows_beyond_those_in_flight(
+    tmp_path: Path,
+) -> None:
+    """One query per priority that has something to send, none for the others (a drain
+    after every burst of PUBACKs asked all three)."""
+    statements: list[str] = []
+
+    def connect(*args: Any, **kw: Any) -> sqlite3.Connection:
+        db = sqlite3.connect(*args, **kw)
+        db.set_trace_callback(statements.append)
+        return db
+
+    def reads() -> int:
+        n = sum(1 for s in statements if s.startswith("SELECT") and "FROM outbox" in s)
+        statements.clear()
+        return n
+
+    path = tmp_path / "store.db"
+    store = Store(path, connect=connect)
+    try:
+        for i in range(3):
+            store.append("t/normal", b"n", PRIO_EVENT, seq=i + 1)
+        store.commit()
+        reads()
+        rows = store.pending(10)
+        assert [r.priority for r in rows] == [PRIO_EVENT] * 3
+        assert reads() == 1  # not the alarms' nor the results'
+        in_flight = {PRIO_EVENT: rows[-1].id}
+        assert store.pending(10, in_flight) == []
+        assert reads() == 0
+        store.append("t/alarm", b"a", PRIO_ALARM, seq=4)
+        store.commit()
+        assert [r.payload for r in store.pending(10, in_flight)] == [b"a"]
+        assert reads() == 1
+    finally:
+        store.close()
+    reopened = Store(path)  # what is in the file at start is found
+    try:
+        assert [r.payload for r in reopened.pending(10)] == [b"a", b"n", b"n", b"n"]
+    finally:
+        reopened.close()
+
+
 def test_per_event_durability_commits_each_append(tmp_path: Path) -> None:
     r = Rig(tmp_path / "store.db", durability="per_event")
     try:

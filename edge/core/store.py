@@ -105,6 +105,9 @@ class Store:
         self._count = 0
         self._seq = 0
         self._max_id = 0  # highest outbox id ever handed out: memory rows continue from it
+        # Per priority, the highest outbox id handed out or found in the file: ``pending``
+        # reads the file only for the priorities with a row beyond the ones in flight.
+        self._top: dict[int, int] = dict.fromkeys(PRIORITIES, 0)
         self._seq_dirty = False
         self._dirty = False
         self._needs_sync = False  # the open transaction holds more than PUBACK deletes
@@ -139,7 +142,12 @@ class Store:
         row = db.execute("SELECT seq FROM sqlite_sequence WHERE name='outbox'").fetchone()
         top = db.execute("SELECT MAX(id) FROM outbox").fetchone()[0]
         self._max_id = max(self._max_id, int(row[0]) if row else 0, int(top or 0))
+        self._load_tops(db)
         self._loaded = True
+
+    def _load_tops(self, db: sqlite3.Connection) -> None:
+        for prio, top_id in db.execute("SELECT priority, MAX(id) FROM outbox GROUP BY priority"):
+            self._top[prio] = max(self._top.get(prio, 0), int(top_id))
 
     def _start_degraded(self, exc: Exception) -> None:
         """The store cannot be opened for writing: run from memory, on top of whatever
@@ -249,6 +257,7 @@ class Store:
             if not self._loaded:
                 row = db.execute("SELECT seq FROM sqlite_sequence WHERE name='outbox'").fetchone()
                 self._max_id = max(self._max_id, int(row[0]) if row else 0)
+                self._load_tops(db)
         except BaseException:
             close_quietly(db)
             raise
@@ -369,12 +378,14 @@ class Store:
                 self._fault(exc)
             else:
                 self._max_id = max(self._max_id, row_id)
+                self._top[priority] = max(self._top.get(priority, 0), row_id)
                 self._txn.rows.append(Pending(row_id, topic, payload, event_id, priority, seq))
                 self._count += 1
                 if self.per_event:
                     self.commit()
                 return row_id
         self._max_id += 1
+        self._top[priority] = self._max_id
         self._mem.rows[priority][self._max_id] = Pending(
             self._max_id, topic, payload, event_id, priority, seq
         )
@@ -437,7 +448,10 @@ class Store:
         for prio in PRIORITIES:
             if len(out) >= limit:
                 break
-            out += self._rows(prio, after.get(prio, 0), limit - len(out))
+            skip = after.get(prio, 0)
+            if skip >= self._top.get(prio, 0):
+                continue  # no row of this priority beyond the ones in flight: no query
+            out += self._rows(prio, skip, limit - len(out))
         return out
 
     def _rows(self, prio: int, after: int, limit: int) -> list[Pending]:
