@@ -262,3 +262,13 @@ def render_status(doc: dict[str, Any], path: Path, age_s: float) -> list[str]:
     for f in faults:
         lines.append(f"  {f['kind']:<7} {f['device']}: {f['reason']} (since {f['since']})")
     return lines
+
+
+TIMESYNC = Path("/run/systemd/timesync")
+
+
+def clock_synced() -> bool | None:
+    """True/False when systemd-timesyncd tells; None when nothing tells (no RTC on a Pi)."""
+    if not TIMESYNC.is_dir():
+        return None
+    return (TIMESYNC / "synchronized").exists()

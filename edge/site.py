@@ -17,26 +17,23 @@ from drivers.base import Hardware
 from edge import __version__
 from edge.config import SiteConfig, parse_broker_url
 from edge.core.clock import Clock, SystemClock, rfc3339
-from edge.core.commands import CommandContext, CommandProcessor, LoadedKey, load_keys
-from edge.core.loop import CoreLoop, Timer
+from edge.core.commands import CommandProcessor, LoadedKey, load_keys
+from edge.core.dead_letters import DeadLetterCommands
+from edge.core.loop import CoreLoop
 from edge.core.outbox import Outbox, Publisher
 from edge.core.ports import Ports
+from edge.core.shed_report import ShedReport
 from edge.core.state import StateBoard
-from edge.core.store import PRIO_ALARM, PRIORITY_NAMES, DeadLetter, Store
+from edge.core.store import PRIO_ALARM, DeadLetter, Store
+from edge.core.store_watch import StoreWatch
 from edge.core.topics import Topics
 from edge.core.uplink import ConnectFailures, Uplink, UplinkListener
-from edge.devices.kind import BuildContext, DeviceController, DeviceKind, Output, section
+from edge.devices.kind import BuildContext, DeviceController, Output, build_order, section
 from edge.devices.registry import EVENT_DATA, KINDS
-from edge.health import FaultBoard, StatusFile, oldest_pending_age
+from edge.health import FaultBoard, StatusFile, clock_synced, oldest_pending_age
 from edge.models import (
-    CommandsShed,
-    DeadLetterInfo,
-    OutboxDeadLettersArgs,
-    OutboxResendArgs,
     SiteStarted,
     Status,
-    StoreFault,
-    StoreRecovered,
     StoreReset,
 )
 
@@ -49,20 +46,8 @@ WATCHDOG_S = 5.0
 PURGE_S = 3600.0
 COMMANDS_TICK_S = 10.0
 DELETE_FLUSH_S = 1.0
-# A degraded store is retried after 1 s, doubling up to 30 s (a local resource: no jitter).
-STORE_RETRY_MIN_S = 1.0
-STORE_RETRY_MAX_S = 30.0
-SHED_REPORT_S = 10.0  # at most one commands.shed event per this many seconds
 STATUS_REFRESH_S = 10.0  # the online status is re-published when outbox_depth changed
 STATUS_FILE_S = 5.0  # the status file (ansim-edge status) is rewritten this often
-TIMESYNC = Path("/run/systemd/timesync")
-
-
-def clock_synced() -> bool | None:
-    """True/False when systemd-timesyncd tells; None when nothing tells (no RTC on a Pi)."""
-    if not TIMESYNC.is_dir():
-        return None
-    return (TIMESYNC / "synchronized").exists()
 
 
 class UplinkLike(Publisher):
@@ -77,25 +62,6 @@ class UplinkLike(Publisher):
 
 
 UplinkFactory = Callable[..., UplinkLike]
-
-
-def build_order(kinds: tuple[DeviceKind, ...]) -> list[DeviceKind]:
-    """The registry's order, but every kind after the kinds it ``needs``."""
-    by_name = {k.name: k for k in kinds}
-    out: list[DeviceKind] = []
-
-    def add(kind: DeviceKind, path: tuple[str, ...]) -> None:
-        if kind in out:
-            return
-        if kind.name in path:
-            raise ValueError(f"device kinds need each other: {' -> '.join((*path, kind.name))}")
-        for need in kind.needs:
-            add(by_name[need], (*path, kind.name))
-        out.append(kind)
-
-    for kind in kinds:
-        add(kind, ())
-    return out
 
 
 def _host_port(url: str) -> str:
@@ -207,8 +173,7 @@ class Site(UplinkListener):
         self.ports = Ports(
             self.loop, self.clock, self.outbox, self.store, self.states, self.commands
         )
-        self.commands.register("outbox.dead_letters", OutboxDeadLettersArgs, self._cmd_dead_letters)
-        self.commands.register("outbox.resend", OutboxResendArgs, self._cmd_resend)
+        DeadLetterCommands(self.store, self.outbox).register(self.commands)
         # 2. The device controllers, kind by kind (a kind after the kinds it needs).
         self.devices: dict[str, DeviceController] = {}
         for kind in build_order(KINDS):
@@ -230,13 +195,17 @@ class Site(UplinkListener):
         self.uplink_checked_at = self.clock.monotonic()  # last run of the uplink supervisor
         self.loop.after_batch.append(self._after_batch)
         self.loop.after_job = self._commit_if_large
-        self._store_fault_reported = False
-        self._store_retry: Timer | None = None
-        self._store_delay = STORE_RETRY_MIN_S
-        self._store_degraded_at = 0.0
-        self._shed_count = 0  # commands shed, not yet reported
-        self._shed_reported_at: float | None = None
-        self._shed_timer_set = False
+        self.store_watch = StoreWatch(
+            self.store,
+            self.outbox,
+            self.loop,
+            self.clock,
+            self.log,
+            started=lambda: self._started,
+            on_fault=self._store_fault,
+            on_recovered=self._publish_status,
+        )
+        self.shed = ShedReport(self.loop, self.clock, self.outbox, cfg.commands.max_queue, self.log)
         self._status_depth = -1  # outbox_depth in the last online status published
         self._status_faults = -1  # FaultBoard.changes when the last one was published
         self.started_at: float | None = None
@@ -320,7 +289,7 @@ class Site(UplinkListener):
             self.outbox.emit("site", StoreReset(quarantined=str(self.store.quarantined)))
         for controller in self.devices.values():
             controller.start()
-        self._check_store()
+        self.store_watch.check()
         started: dict[str, Any] = {}
         for controller in self.devices.values():
             started.update(controller.site_started())
@@ -367,79 +336,15 @@ class Site(UplinkListener):
             self.store.commit()
 
     def _after_batch(self) -> None:
-        self._report_shed()
+        self.shed.report()
         self.outbox.report_rejected()
         self.store.commit()  # one fsync for everything this batch recorded
-        self._check_store()
+        self.store_watch.check()
         self.outbox.drain()
 
-    def _report_shed(self) -> None:
-        """One commands.shed event for the commands the core loop shed (its command queue
-        was full), at most one per SHED_REPORT_S; what is shed meanwhile goes into the next."""
-        self._shed_count += self.loop.take_shed()
-        if not self._shed_count:
-            return
-        now = self.clock.monotonic()
-        last = self._shed_reported_at
-        if last is not None and now - last < SHED_REPORT_S:
-            if not self._shed_timer_set:
-                self._shed_timer_set = True
-                self.loop.call_later(last + SHED_REPORT_S - now, self._shed_timer_fired)
-            return
-        count, self._shed_count = self._shed_count, 0
-        self._shed_reported_at = now
-        max_queue = self.cfg.commands.max_queue
-        self.log.warning("commands_shed", count=count, max_queue=max_queue)
-        self.outbox.emit("site", CommandsShed(count=count, max_queue=max_queue))
-
-    def _shed_timer_fired(self) -> None:
-        self._shed_timer_set = False  # the batch's _after_batch reports what is waiting
-
-    # ---- degraded store ----
-    def _check_store(self) -> None:
-        """The store went degraded (a write or commit failed, or it could not be opened):
-        report it, escalate an alarm at once, retry the store with backoff."""
-        if not self.store.degraded or self._store_fault_reported:
-            return
-        self._store_fault_reported = True
-        self._store_degraded_at = self.clock.monotonic()
-        self.log.error("store_degraded", error=self.store.error, in_memory=self.store.in_memory)
-        self.outbox.emit(
-            "site",
-            StoreFault(error=self.store.error or "unknown", at_start=not self._started),
-            alarm=True,
-        )
-        # An alarm the centre may not hear of reliably escalates now, as with the link down.
+    def _store_fault(self) -> None:
+        """The store went degraded: alarms escalate as with the link down; the status says it."""
         self._link_lost()
-        self._publish_status()
-        self._store_delay = STORE_RETRY_MIN_S
-        self._schedule_store_retry()
-
-    def _schedule_store_retry(self) -> None:
-        if self._store_retry is not None:
-            self._store_retry.cancel()
-        self._store_retry = self.loop.call_later(self._store_delay, self._retry_store)
-
-    def _retry_store(self) -> None:
-        self._store_retry = None
-        if not self.store.degraded:
-            return
-        quarantined = self.store.quarantined
-        if not self.store.recover():
-            self._store_delay = min(self._store_delay * 2, STORE_RETRY_MAX_S)
-            self._schedule_store_retry()
-            return
-        self._store_fault_reported = False
-        if self.store.quarantined is not None and self.store.quarantined != quarantined:
-            self.outbox.emit("site", StoreReset(quarantined=str(self.store.quarantined)))
-        degraded_s = round(self.clock.monotonic() - self._store_degraded_at, 3)
-        self.log.info(
-            "store_recovered", degraded_s=degraded_s, persisted=self.store.persisted_on_recovery
-        )
-        self.outbox.emit(
-            "site",
-            StoreRecovered(degraded_s=degraded_s, persisted=self.store.persisted_on_recovery),
-        )
         self._publish_status()
 
     def run(self, stop: threading.Event | None = None, flush_s: float = 3.0) -> None:
@@ -579,35 +484,6 @@ class Site(UplinkListener):
         one escalates over the modem as if the link were down."""
         if dl.priority == PRIO_ALARM:
             self._link_lost()
-
-    def _cmd_dead_letters(self, args: OutboxDeadLettersArgs, ctx: CommandContext) -> dict[str, Any]:
-        found = self.store.dead_letters(args.after_id, args.limit + 1)
-        more = len(found) > args.limit
-        page = found[: args.limit]
-        return {
-            "dead_letters": [
-                DeadLetterInfo(
-                    id=d.id,
-                    type=d.type,
-                    seq=d.seq,
-                    event_id=d.event_id,
-                    priority=PRIORITY_NAMES.get(d.priority, str(d.priority)),
-                    topic=d.topic,
-                    bytes=len(d.payload),
-                    reason=d.reason,
-                    at=d.at,
-                ).model_dump()
-                for d in page
-            ],
-            "total": self.store.dead_letter_count(),
-            "dropped": self.store.dead_letters_dropped(),
-            "next_after_id": page[-1].id if more else None,
-        }
-
-    def _cmd_resend(self, args: OutboxResendArgs, ctx: CommandContext) -> dict[str, Any]:
-        moved = self.outbox.resend_dead_letters(None if args.all else args.ids)
-        missing = sorted(set(args.ids or []) - set(moved))
-        return {"resent": len(moved), "missing": missing}
 
     def uplink_message(self, topic: str, payload: bytes) -> None:
         if self.discovery is not None and self.discovery.handle(topic, payload):

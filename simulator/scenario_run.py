@@ -12,13 +12,12 @@ The Python API, also for the simulator's web console::
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,6 @@ from edge.core.errors import AnsimError
 from edge.core.signing import load_private_key
 from edge.tools.centre import CentreClient, Message, build_command, send_and_wait
 from simulator.scenario import (
-    OPERATORS,
     VAR_RE,
     AdvanceClock,
     Board,
@@ -49,10 +47,14 @@ from simulator.scenario import (
     Wait,
     action_of,
 )
+from simulator.scenario_match import MISSING as MISSING
+from simulator.scenario_match import dig, mismatch, short
+from simulator.scenario_report import Report, StepReport, describe
+
+__all__ = ["MISSING", "Report", "ScenarioRunner", "StepFailed", "StepReport", "Target", "mismatch"]
 
 READY_S = 30.0
 POLL_S = 0.05
-MISSING = object()
 
 
 @dataclass
@@ -71,174 +73,6 @@ class Target:
 
 class StepFailed(Exception):
     pass
-
-
-@dataclass
-class StepReport:
-    number: int
-    action: str
-    text: str
-    status: str = "skip"  # ok / FAIL / skip
-    at_s: float = 0.0  # since the scenario started
-    took_s: float = 0.0
-    detail: str = ""
-    note: str | None = None
-
-    def line(self) -> str:
-        if self.status == "skip":
-            return f"  {self.number:>3}  skip  {'':>16}  {self.text}"
-        out = f"  {self.number:>3}  {self.status:<4}  {self.at_s:7.2f}s {self.took_s:6.2f}s  "
-        out += self.text
-        if self.detail and self.status == "ok":
-            out += f"  -> {self.detail}"
-        if self.note:
-            out += f"  # {self.note}"
-        if self.detail and self.status != "ok":
-            out += "\n" + "\n".join(f"{'':>8}{ln}" for ln in self.detail.splitlines())
-        return out
-
-
-@dataclass
-class Report:
-    name: str
-    site: str
-    source: str = ""
-    config: str = ""
-    steps: list[StepReport] = field(default_factory=list)
-    error: str | None = None  # the scenario could not start
-    duration_s: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None and all(s.status == "ok" for s in self.steps)
-
-    def header(self) -> str:
-        lines = [f"scenario: {self.name}"]
-        if self.source:
-            lines.append(f"  file:   {self.source}")
-        lines.append(f"  site:   {self.site}" + (f" ({self.config})" if self.config else ""))
-        lines.append(f"  {'#':>3}  {'':<4}  {'at':>8} {'took':>7}  step")
-        return "\n".join(lines)
-
-    def footer(self) -> str:
-        if self.error is not None:
-            return f"ERROR: {self.error}"
-        if self.ok:
-            return f"PASSED: {len(self.steps)} steps in {self.duration_s:.1f} s"
-        failed = next((s for s in self.steps if s.status == "FAIL"), None)
-        if failed is None:
-            return f"STOPPED after {self.duration_s:.1f} s"
-        return (
-            f"FAILED at step {failed.number} of {len(self.steps)} ({failed.text}) "
-            f"after {self.duration_s:.1f} s"
-        )
-
-    def text(self) -> str:
-        return "\n".join([self.header(), *(s.line() for s in self.steps), self.footer()])
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "site": self.site,
-            "ok": self.ok,
-            "error": self.error,
-            "duration_s": round(self.duration_s, 3),
-            "steps": [
-                {
-                    "number": s.number,
-                    "action": s.action,
-                    "text": s.text,
-                    "status": s.status,
-                    "at_s": round(s.at_s, 3),
-                    "took_s": round(s.took_s, 3),
-                    "detail": s.detail,
-                }
-                for s in self.steps
-            ],
-        }
-
-
-# ---------------------------------------------------------------- matching
-
-
-def short(v: Any, limit: int = 160) -> str:
-    text = json.dumps(v, ensure_ascii=False, separators=(",", ":"), default=str)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def mismatch(expected: Any, actual: Any, path: str = "") -> str | None:
-    """None when ``actual`` matches ``expected`` (docs/scenarios.md, Matching), else why
-    not. Mappings match as subsets; a mapping of operators tests the value."""
-    where = path or "value"
-    if isinstance(expected, dict) and expected and all(k in OPERATORS for k in expected):
-        for op, arg in expected.items():
-            why = _operator(op, arg, actual)
-            if why is not None:
-                return f"{where}: {why}"
-        return None
-    if actual is MISSING:
-        return f"{where}: missing (expected {short(expected)})"
-    if isinstance(expected, dict):
-        if not isinstance(actual, dict):
-            return f"{where}: expected an object, got {short(actual)}"
-        for k, v in expected.items():
-            why = mismatch(v, actual.get(k, MISSING), f"{path}.{k}" if path else str(k))
-            if why is not None:
-                return why
-        return None
-    if isinstance(expected, list):
-        if not isinstance(actual, list) or len(actual) != len(expected):
-            return f"{where}: expected {short(expected)}, got {short(actual)}"
-        for i, (e, a) in enumerate(zip(expected, actual, strict=True)):
-            why = mismatch(e, a, f"{path}[{i}]")
-            if why is not None:
-                return why
-        return None
-    if isinstance(expected, bool) != isinstance(actual, bool) or expected != actual:
-        return f"{where}: expected {short(expected)}, got {short(actual)}"
-    return None
-
-
-def _number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
-
-
-def _operator(op: str, arg: Any, actual: Any) -> str | None:
-    if op == "present":
-        there = actual is not MISSING and actual is not None
-        return None if there == bool(arg) else ("missing or null" if arg else f"is {short(actual)}")
-    if actual is MISSING:
-        return f"missing (expected {op} {short(arg)})"
-    if op == "regex":
-        ok = isinstance(actual, str) and re.search(str(arg), actual) is not None
-        return None if ok else f"{short(actual)} does not match /{arg}/"
-    if op == "not":
-        return None if mismatch(arg, actual) is not None else f"is {short(actual)} (expected not)"
-    if op == "any_of":
-        options = arg if isinstance(arg, list) else [arg]
-        ok = any(mismatch(o, actual) is None for o in options)
-        return None if ok else f"{short(actual)} is none of {short(options)}"
-    if not (_number(actual) and _number(arg)):
-        return f"{short(actual)} is not a number to compare ({op} {short(arg)})"
-    ok = {
-        "gt": actual > arg,
-        "ge": actual >= arg,
-        "lt": actual < arg,
-        "le": actual <= arg,
-    }[op]
-    return None if ok else f"{actual} is not {op} {arg}"
-
-
-def dig(obj: Any, path: str) -> Any:
-    """``data.alarm_id`` in a message body."""
-    for part in path.split("."):
-        if isinstance(obj, dict) and part in obj:
-            obj = obj[part]
-        elif isinstance(obj, list) and part.isdigit() and int(part) < len(obj):
-            obj = obj[int(part)]
-        else:
-            return MISSING
-    return obj
 
 
 # ---------------------------------------------------------------- the runner
@@ -269,7 +103,7 @@ class ScenarioRunner:
     # ---- running ----
     def run(self) -> Report:
         self.report.steps = [
-            StepReport(i, action_of(s), self.describe(s), note=s.note)
+            StepReport(i, action_of(s), describe(s, self.sc.timeout_s), note=s.note)
             for i, s in enumerate(self.sc.steps, 1)
         ]
         self.t0 = time.monotonic()
@@ -403,62 +237,6 @@ class ScenarioRunner:
         return "saved " + " ".join(out)
 
     # ---- steps ----
-    def describe(self, step: Any) -> str:
-        a = action_of(step)
-        if isinstance(step, Press | Release):
-            return f"{a} {getattr(step, a)}"
-        if isinstance(step, Tap):
-            t = step.tap
-            return f"tap {t.input}" + (f" {t.times} times" if t.times > 1 else "")
-        if isinstance(step, Wait):
-            return f"wait {step.wait:g} s"
-        if isinstance(step, Door):
-            return f"door {step.door.locker} {'open' if step.door.open else 'shut'}"
-        if isinstance(step, Item):
-            return f"item {step.item.locker} {'in' if step.item.present else 'out'}"
-        if isinstance(step, Jam):
-            return f"{'jam' if step.jam.jammed else 'unjam'} locker {step.jam.locker}"
-        if isinstance(step, Board):
-            return f"board {step.board.bus}/{step.board.board} {step.board.mode}"
-        if isinstance(step, Code):
-            return f"type a code ({len(step.code)} characters)"  # never the code itself
-        if isinstance(step, Modem):
-            return "modem " + " ".join(
-                f"{k}={v}" for k, v in step.modem.model_dump(exclude_none=True).items()
-            )
-        if isinstance(step, CutLink):
-            return f"cut the broker link for {step.cut_link.for_s:g} s"
-        if isinstance(step, AdvanceClock):
-            return f"advance the site clock by {step.advance_clock.total_s / 3600:g} h"
-        if isinstance(step, Send):
-            s = step.send
-            want = "" if s.result == "ok" else f" (result {s.result})"
-            return f"send {s.command} {short(s.args, 80)}{want}"
-        if isinstance(step, Expect):
-            return "expect " + self._expect_text(step.expect)
-        if isinstance(step, ExpectNone):
-            e = step.expect_none
-            if e.kind != "event":
-                what = getattr(e, e.kind)
-                return f"expect no {e.kind} {short(what, 80) if what else ''}for {e.for_s:g} s"
-            data = f" {short(e.data, 80)}" if e.data else ""
-            return f"expect no event {e.event}{data} for {e.for_s:g} s"
-        return a
-
-    def _expect_text(self, e: ExpectSpec) -> str:
-        within = f" within {self._within(e.within_s):g} s"
-        if e.kind == "event":
-            dev = f" from {e.device}" if e.device else ""
-            data = f" {short(e.data, 80)}" if e.data else ""
-            return f"event {e.event}{dev}{data}{within}"
-        if e.kind == "state":
-            return f"state {e.state} {short(e.match, 80)}{within}"
-        if e.kind == "output":
-            assert e.output is not None
-            shown = " ".join(f"{k} {'on' if v else 'off'}" for k, v in e.output.items())
-            return f"output {shown}{within}"
-        return f"{e.kind} {short(getattr(e, e.kind), 80)}{within}"
-
     def _within(self, v: float | None) -> float:
         return v if v is not None else self.sc.timeout_s
 

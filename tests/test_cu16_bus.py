@@ -21,53 +21,12 @@ from drivers.cu16 import BoardSettings, Cu16Bus
 from drivers.cu16_protocol import encode_status_query, encode_status_reply, encode_unlock
 from edge.core.errors import CoilSafetyError
 from simulator.cu16_device import SimulatedCu16Bus
+from tests.support.lockbus import BusRecorder as Recorder
 from tests.support.wait import wait_until
 
 ALL_CLOSED = (True,) * 16
 NO_ITEMS = (False,) * 16
 FAST = {"poll_hz": 20.0, "reply_timeout": 0.1}
-
-
-class Recorder:
-    """A Cu16Listener that records every callback (thread-safe)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.events: list[tuple[Any, ...]] = []
-
-    def _add(self, *event: Any) -> None:
-        with self._lock:
-            self.events.append(event)
-
-    def on_status(
-        self, board: int, closed: tuple[bool, ...], items: tuple[bool, ...], t: float
-    ) -> None:
-        self._add("status", board, closed, items, t)
-
-    def on_unlock_sent(self, board: int, lock: int, t: float) -> None:
-        self._add("unlock_sent", board, lock, t)
-
-    def on_board_fault(self, board: int, reason: str) -> None:
-        self._add("fault", board, reason)
-
-    def on_board_recovered(self, board: int) -> None:
-        self._add("recovered", board)
-
-    def on_garbage(self, count: int) -> None:
-        self._add("garbage", count)
-
-    def of(self, kind: str, board: int | None = None) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return [e for e in self.events if e[0] == kind and (board is None or e[1] == board)]
-
-    def closed(self, board: int) -> tuple[bool, ...]:
-        """The latest reported ``closed`` tuple of ``board`` (empty before the first)."""
-        statuses = self.of("status", board)
-        return tuple(statuses[-1][2]) if statuses else ()
-
-    def door_open(self, board: int, lock: int) -> bool:
-        closed = self.closed(board)
-        return bool(closed) and not closed[lock - 1]
 
 
 @pytest.fixture

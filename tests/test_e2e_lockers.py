@@ -14,6 +14,7 @@ import pytest
 
 from edge.core.clock import FakeClock
 from simulator.factories import lockers as locker_hw
+from tests.support.centre import ev, send
 from tests.support.mqtt import (
     Mosquitto,
     SessionSubscriber,
@@ -97,26 +98,6 @@ def gpio_lockers(site: str, url: str, data: Path, keys: Keys, count: int = 1) ->
             }
         },
     }
-
-
-def send(sub: Subscriber, site: str, name: str, args: dict[str, Any], keys: Keys) -> dict[str, Any]:
-    # The site's "online" status follows its SUBSCRIBE on the same connection: once we see
-    # it, the broker routes commands to the site.
-    sub.wait_for(lambda m: m.topic == f"{ROOT}/{site}/status" and m.json["state"] == "online")
-    cmd = command(name, args, keys.centre, site=site)
-    sub.publish(f"{ROOT}/{site}/commands/{name.replace('.', '/')}", cmd)
-    return sub.wait_for(
-        lambda m: m.topic.endswith("/results") and m.json["command_id"] == cmd["command_id"]
-    ).json
-
-
-def ev(sub: Subscriber, type_: str, **match: Any) -> dict[str, Any]:
-    return sub.wait_for(
-        lambda m: (
-            m.topic.endswith(f"/events/{type_.replace('.', '/')}")
-            and all(m.json["data"].get(k) == v for k, v in match.items())
-        )
-    ).json
 
 
 def count(sub: Subscriber, type_: str) -> int:

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
+from tests.support.centre import ev, send
 from tests.support.mqtt import Mosquitto, Subscriber
-from tests.support.site import Keys, command, locker_bank, make_keys
+from tests.support.site import Keys, locker_bank, make_keys
 from tests.support.wait import wait_until
 
 ROOT = "ansim/v1"
@@ -49,24 +50,6 @@ def modbus_dict(site: str, url: str, data: Path, keys: Keys) -> dict[str, Any]:
             }
         },
     }
-
-
-def send(sub: Subscriber, site: str, name: str, args: dict[str, Any], keys: Keys) -> dict[str, Any]:
-    sub.wait_for(lambda m: m.topic == f"{ROOT}/{site}/status" and m.json["state"] == "online")
-    cmd = command(name, args, keys.centre, site=site)
-    sub.publish(f"{ROOT}/{site}/commands/{name.replace('.', '/')}", cmd)
-    return sub.wait_for(
-        lambda m: m.topic.endswith("/results") and m.json["command_id"] == cmd["command_id"]
-    ).json
-
-
-def ev(sub: Subscriber, type_: str, **match: Any) -> dict[str, Any]:
-    return sub.wait_for(
-        lambda m: (
-            m.topic.endswith(f"/events/{type_.replace('.', '/')}")
-            and all(m.json["data"].get(k) == v for k, v in match.items())
-        )
-    ).json
 
 
 def test_locker_open_pulses_the_right_relay_and_reports_the_door(

@@ -21,9 +21,10 @@ from edge.config import BrokerConfig
 from edge.core.clock import FakeClock
 from edge.core.commands import LoadedKey
 from edge.core.loop import LOW_PER_BATCH, CoreLoop
+from edge.core.shed_report import SHED_REPORT_S
 from edge.core.store import PRIO_RESULT
 from edge.core.uplink import PACKET_HEADROOM, Uplink
-from edge.site import SHED_REPORT_S, Site
+from edge.site import Site
 from tests.support.mqtt import Mosquitto, Subscriber
 from tests.support.site import SHELTER_BUTTON as BUTTON
 from tests.support.site import (

@@ -18,6 +18,7 @@ from drivers.modbus import ModbusBoardSettings, ModbusBus
 from drivers.modbus_protocol import coil_request, encode, flash_request
 from edge.core.errors import CoilSafetyError
 from simulator.modbus_device import SimulatedModbusBus
+from tests.support.lockbus import BusRecorder as Recorder
 from tests.support.wait import wait_until
 
 CLOSED = (True,) * 8
@@ -27,45 +28,6 @@ JITTER_S = 0.03  # scheduling and pty latency, either way
 # wait for a CPU): scheduling, not behaviour. Upper bounds of measured on-times use it; the
 # bugs they guard against are larger (a poll of a silent board: up to its reply timeout).
 LATE_S = 0.3
-
-
-class Recorder:
-    """A lock-bus listener that records every callback (thread-safe)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.events: list[tuple[Any, ...]] = []
-        self.unlock_sent_at: list[float] = []
-
-    def _add(self, *event: Any) -> None:
-        with self._lock:
-            self.events.append(event)
-
-    def on_status(
-        self, board: int, closed: tuple[bool, ...], items: tuple[bool, ...], t: float
-    ) -> None:
-        self._add("status", board, closed, items)
-
-    def on_unlock_sent(self, board: int, lock: int, t: float) -> None:
-        self.unlock_sent_at.append(t)
-        self._add("unlock_sent", board, lock)
-
-    def on_board_fault(self, board: int, reason: str) -> None:
-        self._add("fault", board, reason)
-
-    def on_board_recovered(self, board: int) -> None:
-        self._add("recovered", board)
-
-    def on_garbage(self, count: int) -> None:
-        self._add("garbage", count)
-
-    def of(self, kind: str, board: int | None = None) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return [e for e in self.events if e[0] == kind and (board is None or e[1] == board)]
-
-    def closed(self, board: int) -> tuple[bool, ...]:
-        statuses = self.of("status", board)
-        return tuple(statuses[-1][2]) if statuses else ()
 
 
 @pytest.fixture
@@ -138,7 +100,7 @@ def test_board_timed_unlock_is_one_flash_of_the_pulse_time(
     bus.set_unlock_time(2, 300)
     bus.unlock(2, 5)
     wait_until(lambda: rec.of("unlock_sent"), 5, 0.005)
-    assert rec.of("unlock_sent") == [("unlock_sent", 2, 5)]
+    assert [e[:3] for e in rec.of("unlock_sent")] == [("unlock_sent", 2, 5)]
     (pulse,) = finished(sim)
     assert (pulse["board"], pulse["lock"], pulse["via"]) == (2, 5, "flash")
     assert pulse["end"] - pulse["start"] == pytest.approx(0.3)

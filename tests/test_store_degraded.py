@@ -27,8 +27,8 @@ from edge.core.commands import load_keys
 from edge.core.outbox import Outbox
 from edge.core.signing import generate_keypair, load_private_key, sign_command
 from edge.core.store import PRIO_ALARM, PRIO_EVENT, PRIO_RESULT, Store
+from edge.core.store_watch import STORE_RETRY_MAX_S
 from edge.core.topics import Topics
-from edge.site import STORE_RETRY_MAX_S
 from simulator.hardware import SimHardware
 from tests.support.events import TEST_EVENTS, Alarm, Normal
 from tests.support.site import SteppedSite

@@ -1,13 +1,12 @@
 """Signed command intake: size -> JSON -> schema -> key -> signature -> site -> rights ->
-clock -> expiry -> ttl -> seen before? -> known name -> args -> handler. Every command
+clock -> expiry -> ttl -> seen before? -> known name -> args -> handler (the keys and the
+clock's trust: :mod:`edge.core.trust`). Every command
 gets exactly one result, except that under a flood the results (and log lines) of refused
 and replayed commands are rate-limited and counted (``commands.refused``); a rejected
 command changes nothing. Runs on the core thread."""
 
 from __future__ import annotations
 
-import fnmatch
-import math
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,18 +17,16 @@ from typing import Any
 import structlog
 from pydantic import BaseModel, ValidationError
 
-from edge.config import TrustedKey
 from edge.core.clock import Clock, rfc3339
 from edge.core.errors import CommandError
-from edge.core.signing import (
-    DuplicateKeyError,
-    PublicKey,
-    load_public_key,
-    loads_strict,
-    verify_command,
-)
+from edge.core.signing import DuplicateKeyError, loads_strict, verify_command
 from edge.core.store import Store
 from edge.core.topics import name_levels
+from edge.core.trust import CLOCK_MARK_KEY as CLOCK_MARK_KEY
+from edge.core.trust import CLOCK_TOLERANCE_S as CLOCK_TOLERANCE_S
+from edge.core.trust import MARK_SAVE_S, PURGE_MARGIN_S, WallClockMark
+from edge.core.trust import LoadedKey as LoadedKey
+from edge.core.trust import load_keys as load_keys
 from edge.models import Command, CommandsRefused, Result, make_result
 
 log = structlog.get_logger(__name__)
@@ -64,14 +61,6 @@ ERROR_CODES = (
     "failed",
 )
 
-# The wall clock may fall this far behind its high-water mark (an NTP step back, a slewed
-# second) before commands are refused. It must stay well below PURGE_MARGIN_S: a command
-# id is forgotten only once its expires_at is PURGE_MARGIN_S behind the mark, so a clock
-# within the tolerance still refuses every forgotten command as expired.
-CLOCK_TOLERANCE_S = 5.0
-PURGE_MARGIN_S = 60.0
-CLOCK_MARK_KEY = "clock.high_water"  # store kv: the mark, Unix seconds
-MARK_SAVE_S = 60.0  # tick() persists the mark once it has moved this far
 # Results and log lines of commands refused before they are accepted, and of replays:
 # at most REFUSED_BURST at once, refilled at REFUSED_PER_S; the rest are counted and
 # reported once per REPORT_S in one commands.refused event.
@@ -86,43 +75,6 @@ def _encodable(text: str) -> bool:
     except UnicodeEncodeError:  # a lone surrogate cannot go back out in a result
         return False
     return True
-
-
-class WallClockMark:
-    """The highest wall-clock time this site has seen, kept in the store so that it
-    survives restarts. A Pi has no RTC: after a reboot its clock may start from the last
-    saved time, and NTP is unauthenticated. While the clock is more than
-    CLOCK_TOLERANCE_S behind the mark it is not trusted (``trusted`` is False)."""
-
-    def __init__(self, store: Store, clock: Clock, tolerance_s: float = CLOCK_TOLERANCE_S):
-        self.store = store
-        self.clock = clock
-        self.tolerance_s = tolerance_s
-        raw = store.get_state(CLOCK_MARK_KEY)
-        try:
-            self.mark = float(raw) if raw is not None else 0.0
-        except ValueError:
-            self.mark = math.nan
-        if not math.isfinite(self.mark):
-            log.error("clock_mark_unreadable", value=raw)
-            self.mark = 0.0
-        self._saved = self.mark
-        self.trusted = True
-        self.observe()
-
-    def observe(self) -> bool:
-        """Read the wall clock: raise the mark (in memory), return whether it is trusted."""
-        now = self.clock.now().timestamp()
-        self.mark = max(self.mark, now)
-        self.trusted = now >= self.mark - self.tolerance_s
-        return self.trusted
-
-    def save(self, min_step_s: float = 0.0) -> None:
-        """Persist the mark (in the store's open transaction) if it moved more than
-        ``min_step_s`` since it was last persisted."""
-        if self.mark > self._saved + min_step_s:
-            self.store.put_state(CLOCK_MARK_KEY, f"{self.mark:.6f}")
-            self._saved = self.mark
 
 
 class TokenBucket:
@@ -184,24 +136,6 @@ class CommandContext:
     command_id: str
     key_id: str
     name: str
-
-
-@dataclass(frozen=True)
-class LoadedKey:
-    key_id: str
-    public_key: PublicKey
-    patterns: tuple[str, ...]
-
-    def allows(self, name: str) -> bool:
-        return any(fnmatch.fnmatchcase(name, p) for p in self.patterns)
-
-
-def load_keys(keys: list[TrustedKey]) -> dict[str, LoadedKey]:
-    """Load every trusted public key now, so a bad key file fails at start."""
-    return {
-        k.key_id: LoadedKey(k.key_id, load_public_key(k.public_key), tuple(k.commands))
-        for k in keys
-    }
 
 
 @dataclass(frozen=True)

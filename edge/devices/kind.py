@@ -153,3 +153,22 @@ def section(devices: object, model: type[S]) -> S:
     if not isinstance(devices, model):
         raise TypeError(f"{type(devices).__name__} does not hold {model.__name__}")
     return devices
+
+
+def build_order(kinds: tuple[DeviceKind, ...]) -> list[DeviceKind]:
+    """The registry's order, but every kind after the kinds it ``needs``."""
+    by_name = {k.name: k for k in kinds}
+    out: list[DeviceKind] = []
+
+    def add(kind: DeviceKind, path: tuple[str, ...]) -> None:
+        if kind in out:
+            return
+        if kind.name in path:
+            raise ValueError(f"device kinds need each other: {' -> '.join((*path, kind.name))}")
+        for need in kind.needs:
+            add(by_name[need], (*path, kind.name))
+        out.append(kind)
+
+    for kind in kinds:
+        add(kind, ())
+    return out
