@@ -7,25 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from simulator.scenario import (
-    AdvanceClock,
-    Board,
-    Code,
-    CutLink,
-    Door,
-    Expect,
-    ExpectNone,
-    ExpectSpec,
-    Item,
-    Jam,
-    Modem,
-    Press,
-    Release,
-    Send,
-    Tap,
-    Wait,
-    action_of,
-)
+from simulator import scenario as sc
 from simulator.scenario_match import short
 
 
@@ -116,39 +98,39 @@ class Report:
 
 def describe(step: Any, timeout_s: float) -> str:
     """A step as the report shows it (a typed code never: only its length)."""
-    a = action_of(step)
-    if isinstance(step, Press | Release):
+    a = sc.action_of(step)
+    if isinstance(step, sc.Press | sc.Release):
         return f"{a} {getattr(step, a)}"
-    if isinstance(step, Tap):
+    if isinstance(step, sc.Tap):
         t = step.tap
         return f"tap {t.input}" + (f" {t.times} times" if t.times > 1 else "")
-    if isinstance(step, Wait):
+    if isinstance(step, sc.Wait):
         return f"wait {step.wait:g} s"
-    if isinstance(step, Door):
+    if isinstance(step, sc.Door):
         return f"door {step.door.locker} {'open' if step.door.open else 'shut'}"
-    if isinstance(step, Item):
+    if isinstance(step, sc.Item):
         return f"item {step.item.locker} {'in' if step.item.present else 'out'}"
-    if isinstance(step, Jam):
+    if isinstance(step, sc.Jam):
         return f"{'jam' if step.jam.jammed else 'unjam'} locker {step.jam.locker}"
-    if isinstance(step, Board):
+    if isinstance(step, sc.Board):
         return f"board {step.board.bus}/{step.board.board} {step.board.mode}"
-    if isinstance(step, Code):
+    if isinstance(step, sc.Code):
         return f"type a code ({len(step.code)} characters)"  # never the code itself
-    if isinstance(step, Modem):
+    if isinstance(step, sc.Modem):
         return "modem " + " ".join(
             f"{k}={v}" for k, v in step.modem.model_dump(exclude_none=True).items()
         )
-    if isinstance(step, CutLink):
+    if isinstance(step, sc.CutLink):
         return f"cut the broker link for {step.cut_link.for_s:g} s"
-    if isinstance(step, AdvanceClock):
+    if isinstance(step, sc.AdvanceClock):
         return f"advance the site clock by {step.advance_clock.total_s / 3600:g} h"
-    if isinstance(step, Send):
+    if isinstance(step, sc.Send):
         s = step.send
         want = "" if s.result == "ok" else f" (result {s.result})"
         return f"send {s.command} {short(s.args, 80)}{want}"
-    if isinstance(step, Expect):
+    if isinstance(step, sc.Expect):
         return "expect " + expect_text(step.expect, timeout_s)
-    if isinstance(step, ExpectNone):
+    if isinstance(step, sc.ExpectNone):
         e = step.expect_none
         if e.kind != "event":
             what = getattr(e, e.kind)
@@ -158,7 +140,7 @@ def describe(step: Any, timeout_s: float) -> str:
     return a
 
 
-def expect_text(e: ExpectSpec, timeout_s: float) -> str:
+def expect_text(e: sc.ExpectSpec, timeout_s: float) -> str:
     within = f" within {e.within_s if e.within_s is not None else timeout_s:g} s"
     if e.kind == "event":
         dev = f" from {e.device}" if e.device else ""
