@@ -42,6 +42,27 @@ def new_site(tmp_path: Path, harnesses: list[SteppedSite]) -> NewSite:
     return factory
 
 
+@pytest.fixture
+def alarm_online(new_site: NewSite) -> NewSite:
+    """A new site (``new_site``'s arguments), started and connected, its button pressed."""
+
+    def factory(**kw: Any) -> SteppedSite:
+        h = new_site(**kw)
+        h.start()
+        h.connect()
+        h.press()
+        return h
+
+    return factory
+
+
+def raised_publish(h: SteppedSite) -> Any:
+    """The one publish of the one alarm.raised event."""
+    [raised] = h.published_events("alarm.raised")
+    [pub] = [p for p in h.uplink.published if p.json.get("event_id") == raised["event_id"]]
+    return pub
+
+
 # --------------------------------------------------------------------------- construction, start
 
 
@@ -162,13 +183,9 @@ def test_sent_led_only_after_the_raised_event_is_acked(
     assert h.stored_events() == []  # both deleted on PUBACK
 
 
-def test_press_while_connected_publishes_after_commit(new_site: NewSite) -> None:
-    h = new_site()
-    h.start()
-    h.connect()
-    h.press()
-    [raised] = h.published_events("alarm.raised")
-    [pub] = [p for p in h.uplink.published if p.json.get("event_id") == raised["event_id"]]
+def test_press_while_connected_publishes_after_commit(alarm_online: NewSite) -> None:
+    h = alarm_online()
+    pub = raised_publish(h)
     assert pub.committed and pub.qos == 1 and not pub.retain
     assert pub.topic == "ansim/v1/shelter-0001/events/alarm/raised"
     assert h.outputs()["sent_led"] is False
@@ -176,33 +193,24 @@ def test_press_while_connected_publishes_after_commit(new_site: NewSite) -> None
     assert h.outputs()["sent_led"] is True
 
 
-def test_rejected_publish_does_not_light_sent(new_site: NewSite) -> None:
-    h = new_site()
-    h.start()
-    h.connect()
-    h.press()
-    [raised] = h.published_events("alarm.raised")
-    [pub] = [p for p in h.uplink.published if p.json.get("event_id") == raised["event_id"]]
+def test_rejected_publish_does_not_light_sent(alarm_online: NewSite) -> None:
+    h = alarm_online()
+    pub = raised_publish(h)
     h.ack_mid(pub.mid, ok=False)
     assert h.outputs()["sent_led"] is False
 
 
-def test_ack_of_a_lost_connection_does_not_light_sent(new_site: NewSite) -> None:
-    h = new_site()
-    h.start()
-    h.connect()
-    h.press()
-    [raised] = h.published_events("alarm.raised")
-    old_mid = next(
-        p.mid for p in h.uplink.published if p.json.get("event_id") == raised["event_id"]
-    )
+def test_ack_of_a_lost_connection_does_not_light_sent(alarm_online: NewSite) -> None:
+    h = alarm_online()
+    first = raised_publish(h)
+    event_id = first.json["event_id"]
     h.disconnect()
     h.connect()
-    h.ack_mid(old_mid)  # a PUBACK from the previous connection means nothing now
+    h.ack_mid(first.mid)  # a PUBACK from the previous connection means nothing now
     assert h.outputs()["sent_led"] is False
     assert len(h.published_events("alarm.raised")) == 2  # redelivered, same event
-    assert {e["event_id"] for e in h.published_events("alarm.raised")} == {raised["event_id"]}
-    h.ack_event(raised["event_id"])
+    assert {e["event_id"] for e in h.published_events("alarm.raised")} == {event_id}
+    h.ack_event(event_id)
     assert h.outputs()["sent_led"] is True
 
 
@@ -355,13 +363,10 @@ def centre(tmp_path: Path) -> tuple[Any, dict[str, LoadedKey]]:
 
 
 def test_ack_and_clear_commands(
-    new_site: NewSite, centre: tuple[Any, dict[str, LoadedKey]]
+    alarm_online: NewSite, centre: tuple[Any, dict[str, LoadedKey]]
 ) -> None:
     key, keys = centre
-    h = new_site(keys=keys)
-    h.start()
-    h.connect()
-    h.press()
+    h = alarm_online(keys=keys)
     alarm_id = h.alarm["alarm_id"]
 
     h.command(signed(key, "alarm.ack", {"alarm_id": "wrong", "by": "관제센터"}, "c1"))
@@ -597,13 +602,10 @@ def test_no_stuck_report_when_the_button_was_released_before_the_clear(
 
 
 def test_alarm_clear_command_with_a_held_button_reports_it_stuck(
-    new_site: NewSite, centre: tuple[Any, dict[str, LoadedKey]]
+    alarm_online: NewSite, centre: tuple[Any, dict[str, LoadedKey]]
 ) -> None:
     key, keys = centre
-    h = new_site(keys=keys)
-    h.start()
-    h.connect()
-    h.press()  # held
+    h = alarm_online(keys=keys)  # the button held
     alarm_id = h.alarm["alarm_id"]
     h.command(signed(key, "alarm.clear", {"alarm_id": alarm_id}, "c-stuck"))
     assert h.results()[-1]["ok"] is True
