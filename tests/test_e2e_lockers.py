@@ -14,7 +14,7 @@ import pytest
 
 from edge.core.clock import FakeClock
 from simulator.factories import lockers as locker_hw
-from tests.support.centre import ev, send
+from tests.support.centre import bank_and_centre, ev, send
 from tests.support.mqtt import (
     Mosquitto,
     SessionSubscriber,
@@ -28,6 +28,7 @@ from tests.support.site import (
     ThreadedSite,
     command,
     locker_bank,
+    locker_site_dict,
     make_keys,
     on_fake_clock,
 )
@@ -43,61 +44,55 @@ def keys(tmp_path: Path) -> Keys:
 
 
 def locker_dict(site: str, url: str, data: Path, keys: Keys, **lockers: Any) -> dict[str, Any]:
-    return {
-        "site": {"id": site},
-        "broker": {"url": url, "keepalive_s": 5, "reconnect": {"min_s": 0.05, "max_s": 0.5}},
-        "data_dir": str(data),
-        "keys": keys.trusted(),
-        "devices": {
-            "lockers": {
-                "pulse_ms": PULSE_MS,
-                "cooldown_ms": 200,
-                "open_timeout_s": 0.5,
-                "left_open_s": 30,
-                "buses": [
-                    {
-                        "name": "bus0",
-                        "url": "/dev/null",
-                        "poll_hz": 20,
-                        "boards": [
-                            {"id": 0, "first_locker": 1},
-                            {"id": 1, "first_locker": 17},
-                        ],
-                    }
-                ],
-                "gpio": [
-                    {"locker": 33, "solenoid_pin": 5, "door_pin": 6, "debounce_ms": 0},
-                    {"locker": 34, "solenoid_pin": 13, "door_pin": 19, "debounce_ms": 0},
-                    {"locker": 35, "solenoid_pin": 20, "door_pin": 21, "debounce_ms": 0},
-                    {"locker": 36, "solenoid_pin": 12, "door_pin": 16, "debounce_ms": 0},
-                ],
-                "code_reader": {"url": "/dev/null", "max_failures": 5, "lockout_s": 300},
-                **lockers,
-            }
+    return locker_site_dict(
+        site,
+        url,
+        data,
+        keys,
+        **{
+            "pulse_ms": PULSE_MS,
+            "cooldown_ms": 200,
+            "open_timeout_s": 0.5,
+            "left_open_s": 30,
+            "buses": [
+                {
+                    "name": "bus0",
+                    "url": "/dev/null",
+                    "poll_hz": 20,
+                    "boards": [
+                        {"id": 0, "first_locker": 1},
+                        {"id": 1, "first_locker": 17},
+                    ],
+                }
+            ],
+            "gpio": [
+                {"locker": 33, "solenoid_pin": 5, "door_pin": 6, "debounce_ms": 0},
+                {"locker": 34, "solenoid_pin": 13, "door_pin": 19, "debounce_ms": 0},
+                {"locker": 35, "solenoid_pin": 20, "door_pin": 21, "debounce_ms": 0},
+                {"locker": 36, "solenoid_pin": 12, "door_pin": 16, "debounce_ms": 0},
+            ],
+            "code_reader": {"url": "/dev/null", "max_failures": 5, "lockout_s": 300},
+            **lockers,
         },
-    }
+    )
 
 
 def gpio_lockers(site: str, url: str, data: Path, keys: Keys, count: int = 1) -> dict[str, Any]:
     """1-3 GPIO lockers, one coil at a time: no boards, no code reader."""
     pins = [(5, 6), (13, 19), (20, 21)]
-    return {
-        "site": {"id": site},
-        "broker": {"url": url, "keepalive_s": 5, "reconnect": {"min_s": 0.05, "max_s": 0.5}},
-        "data_dir": str(data),
-        "keys": keys.trusted(),
-        "devices": {
-            "lockers": {
-                "pulse_ms": 300,
-                "cooldown_ms": 200,
-                "max_concurrent": 1,
-                "gpio": [
-                    {"locker": n + 1, "solenoid_pin": coil, "door_pin": door, "debounce_ms": 0}
-                    for n, (coil, door) in enumerate(pins[:count])
-                ],
-            }
-        },
-    }
+    return locker_site_dict(
+        site,
+        url,
+        data,
+        keys,
+        pulse_ms=300,
+        cooldown_ms=200,
+        max_concurrent=1,
+        gpio=[
+            {"locker": n + 1, "solenoid_pin": coil, "door_pin": door, "debounce_ms": 0}
+            for n, (coil, door) in enumerate(pins[:count])
+        ],
+    )
 
 
 def count(sub: Subscriber, type_: str) -> int:
@@ -106,8 +101,8 @@ def count(sub: Subscriber, type_: str) -> int:
 
 def test_open_pulses_the_right_lock_once(mosquitto: Mosquitto, keys: Keys, tmp_path: Path) -> None:
     site = "lk-open"
-    sub = Subscriber.for_broker(mosquitto, [f"{ROOT}/{site}/#"])
-    with locker_bank(locker_dict(site, mosquitto.url, tmp_path / "d", keys)) as b:
+    cfg = locker_dict(site, mosquitto.url, tmp_path / "d", keys)
+    with bank_and_centre(mosquitto, cfg) as (b, sub):
         bus = b.bus("bus0")
         res = send(sub, site, "locker.open", {"locker": 19, "reason": "service"}, keys)
         assert res["ok"] is True, res
@@ -136,15 +131,14 @@ def test_open_pulses_the_right_lock_once(mosquitto: Mosquitto, keys: Keys, tmp_p
         # gpiozero's blink thread waits pulse_ms before the off; on a busy machine the off can
         # come late (how late is scheduling, not behaviour), but the coil was pulsed, not left on.
         assert PULSE_MS / 1000 * 0.8 <= gpio[0]["end"] - gpio[0]["start"] < 1.0
-    sub.close()
 
 
 def test_open_all_never_energises_two_coils(
     mosquitto: Mosquitto, keys: Keys, tmp_path: Path
 ) -> None:
     site = "lk-all"
-    sub = Subscriber.for_broker(mosquitto, [f"{ROOT}/{site}/#"])
-    with locker_bank(locker_dict(site, mosquitto.url, tmp_path / "d", keys)) as b:
+    cfg = locker_dict(site, mosquitto.url, tmp_path / "d", keys)
+    with bank_and_centre(mosquitto, cfg) as (b, sub):
         bus = b.bus("bus0")
         for n in range(1, 37):
             res = send(sub, site, "locker.open", {"locker": n, "reason": "service"}, keys)
@@ -155,7 +149,6 @@ def test_open_all_never_energises_two_coils(
         for a, nxt in itertools.pairwise(coils):
             assert a["end"] is not None and nxt["start"] >= a["end"], (a, nxt)
         assert bus.snapshot()["overlapping_pulses"] == 0  # type: ignore[union-attr]
-    sub.close()
 
 
 class LateOffCoil:
@@ -208,10 +201,9 @@ def test_a_gpio_coil_switched_off_late_holds_the_next_coil(keys: Keys, tmp_path:
 
 def test_forced_and_jammed_doors(mosquitto: Mosquitto, keys: Keys, tmp_path: Path) -> None:
     site = "lk-bad"
-    sub = Subscriber.for_broker(mosquitto, [f"{ROOT}/{site}/#"])
-    with locker_bank(locker_dict(site, mosquitto.url, tmp_path / "d", keys)) as b:
+    cfg = locker_dict(site, mosquitto.url, tmp_path / "d", keys)
+    with bank_and_centre(mosquitto, cfg) as (b, sub):
         bus = b.bus("bus0")
-        assert b.bus is not None
         bus.open_door(0, 5)  # crowbar: no pulse
         forced = ev(sub, "door.forced", locker=5)
         assert forced["seq"] > 0
@@ -249,17 +241,15 @@ def test_forced_and_jammed_doors(mosquitto: Mosquitto, keys: Keys, tmp_path: Pat
         # GPIO forced: the door switch opens with no pulse.
         b.hw.set_gpio_door(35, True)
         ev(sub, "door.forced", locker=35)
-    sub.close()
 
 
 def test_silent_board_faults_once_other_board_keeps_working(
     mosquitto: Mosquitto, keys: Keys, tmp_path: Path
 ) -> None:
     site = "lk-fault"
-    sub = Subscriber.for_broker(mosquitto, [f"{ROOT}/{site}/#"])
-    with locker_bank(locker_dict(site, mosquitto.url, tmp_path / "d", keys)) as b:
+    cfg = locker_dict(site, mosquitto.url, tmp_path / "d", keys)
+    with bank_and_centre(mosquitto, cfg) as (b, sub):
         bus = b.bus("bus0")
-        assert b.bus is not None
         bus.set_silent(1)
         fault = ev(sub, "board.fault", board=1)
         assert fault["data"]["bus"] == "bus0"
@@ -274,7 +264,6 @@ def test_silent_board_faults_once_other_board_keeps_working(
         wait_until(lambda: b.locker(20)["door"] == "closed")
         ev(sub, "door.forced", locker=21)  # reported once the board answers again
         assert count(sub, "board.fault") == 1
-    sub.close()
 
 
 @pytest.mark.parametrize(("hours", "fee"), [(47, 0), (49, 1000), (100, 3000)])
@@ -324,10 +313,9 @@ def test_five_wrong_codes_lock_the_reader_out(
     mosquitto: Mosquitto, keys: Keys, tmp_path: Path
 ) -> None:
     site = "lk-lockout"
-    sub = Subscriber.for_broker(mosquitto, [f"{ROOT}/{site}/#"])
-    with locker_bank(locker_dict(site, mosquitto.url, tmp_path / "d", keys)) as b:
+    cfg = locker_dict(site, mosquitto.url, tmp_path / "d", keys)
+    with bank_and_centre(mosquitto, cfg) as (b, sub):
         bus = b.bus("bus0")
-        assert b.bus is not None
         bus.set_item(0, 4, True)
         send(
             sub,
@@ -353,7 +341,6 @@ def test_five_wrong_codes_lock_the_reader_out(
         assert last["data"]["reason"] == "locked_out"
         assert not bus.snapshot()["boards"]["0"]["door_open"][3]
         assert bus.snapshot()["unlocks"] == []
-    sub.close()
 
 
 # --------------------------------------------------------------------------- commands during

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from tests.support.centre import ev, send
-from tests.support.mqtt import Mosquitto, Subscriber
-from tests.support.site import Keys, locker_bank, make_keys
+from tests.support.centre import bank_and_centre, ev, send
+from tests.support.mqtt import Mosquitto
+from tests.support.site import Keys, locker_site_dict, make_keys
 from tests.support.wait import wait_until
 
 ROOT = "ansim/v1"
@@ -25,39 +25,35 @@ def keys(tmp_path: Path) -> Keys:
 
 
 def modbus_dict(site: str, url: str, data: Path, keys: Keys) -> dict[str, Any]:
-    return {
-        "site": {"id": site},
-        "broker": {"url": url, "keepalive_s": 5, "reconnect": {"min_s": 0.05, "max_s": 0.5}},
-        "data_dir": str(data),
-        "keys": keys.trusted(),
-        "devices": {
-            "lockers": {
-                "pulse_ms": PULSE_MS,
-                "cooldown_ms": 200,
-                "open_timeout_s": 0.5,
-                "left_open_s": 30,
-                "modbus_buses": [
-                    {
-                        "name": "mb0",
-                        "url": "/dev/null",  # the simulator puts the boards on a pty
-                        "poll_hz": 20,
-                        "boards": [
-                            {"slave_id": 1, "first_locker": 1, "locks": 8},
-                            {"slave_id": 2, "first_locker": 9, "locks": 4, "pulse": "driver"},
-                        ],
-                    }
+    return locker_site_dict(
+        site,
+        url,
+        data,
+        keys,
+        pulse_ms=PULSE_MS,
+        cooldown_ms=200,
+        open_timeout_s=0.5,
+        left_open_s=30,
+        modbus_buses=[
+            {
+                "name": "mb0",
+                "url": "/dev/null",  # the simulator puts the boards on a pty
+                "poll_hz": 20,
+                "boards": [
+                    {"slave_id": 1, "first_locker": 1, "locks": 8},
+                    {"slave_id": 2, "first_locker": 9, "locks": 4, "pulse": "driver"},
                 ],
             }
-        },
-    }
+        ],
+    )
 
 
 def test_locker_open_pulses_the_right_relay_and_reports_the_door(
     mosquitto: Mosquitto, keys: Keys, tmp_path: Path
 ) -> None:
     site = "mb-open"
-    sub = Subscriber.for_broker(mosquitto, [f"{ROOT}/{site}/#"])
-    with locker_bank(modbus_dict(site, mosquitto.url, tmp_path / "d", keys)) as b:
+    cfg = modbus_dict(site, mosquitto.url, tmp_path / "d", keys)
+    with bank_and_centre(mosquitto, cfg) as (b, sub):
         bus = b.bus("mb0")
         # Board-timed: one flash of pulse_ms on slave 1 relay 3.
         res = send(sub, site, "locker.open", {"locker": 3, "reason": "service"}, keys)
@@ -81,15 +77,14 @@ def test_locker_open_pulses_the_right_relay_and_reports_the_door(
         # The simulated boards' pulses are in GET /coils too.
         names = [c["name"] for c in b.hw.coil_intervals()]
         assert names == ["mb0/1/3", "mb0/2/2"]
-    sub.close()
 
 
 def test_open_all_never_energises_two_coils(
     mosquitto: Mosquitto, keys: Keys, tmp_path: Path
 ) -> None:
     site = "mb-all"
-    sub = Subscriber.for_broker(mosquitto, [f"{ROOT}/{site}/#"])
-    with locker_bank(modbus_dict(site, mosquitto.url, tmp_path / "d", keys)) as b:
+    cfg = modbus_dict(site, mosquitto.url, tmp_path / "d", keys)
+    with bank_and_centre(mosquitto, cfg) as (b, sub):
         bus = b.bus("mb0")
         for n in range(1, 13):
             res = send(sub, site, "locker.open", {"locker": n, "reason": "service"}, keys)
@@ -101,15 +96,14 @@ def test_open_all_never_energises_two_coils(
         for a, nxt in itertools.pairwise(pulses):
             assert nxt["start"] >= a["end"], (a, nxt)
         assert bus.snapshot()["overlapping_pulses"] == 0
-    sub.close()
 
 
 def test_a_silent_board_faults_once_and_recovers_once(
     mosquitto: Mosquitto, keys: Keys, tmp_path: Path
 ) -> None:
     site = "mb-fault"
-    sub = Subscriber.for_broker(mosquitto, [f"{ROOT}/{site}/#"])
-    with locker_bank(modbus_dict(site, mosquitto.url, tmp_path / "d", keys)) as b:
+    cfg = modbus_dict(site, mosquitto.url, tmp_path / "d", keys)
+    with bank_and_centre(mosquitto, cfg) as (b, sub):
         bus = b.bus("mb0")
         bus.set_silent(2)
         fault = ev(sub, "board.fault", board=2)
@@ -130,4 +124,3 @@ def test_a_silent_board_faults_once_and_recovers_once(
         wait_until(lambda: b.locker(11)["door"] == "closed")
         assert len(sub.messages(f"{ROOT}/{site}/events/board/fault")) == 1
         assert len(sub.messages(f"{ROOT}/{site}/events/board/recovered")) == 1
-    sub.close()

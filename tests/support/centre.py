@@ -1,13 +1,15 @@
 """The centre's side of an end-to-end test on a real broker: a signed command sent and its
 result awaited, an event awaited (a :class:`~tests.support.mqtt.Subscriber` on the site's
-topics does both)."""
+topics does both), a locker bank with the centre listening."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from tests.support.mqtt import Subscriber
-from tests.support.site import Keys, command
+from tests.support.mqtt import Mosquitto, Subscriber
+from tests.support.site import Keys, ThreadedSite, command, locker_bank
 
 ROOT = "ansim/v1"
 
@@ -35,3 +37,17 @@ def ev(sub: Subscriber, type_: str, **match: Any) -> dict[str, Any]:
             and all(m.json["data"].get(k) == v for k, v in match.items())
         )
     ).json
+
+
+@contextmanager
+def bank_and_centre(
+    broker: Mosquitto, cfg: dict[str, Any], root: str = ROOT
+) -> Iterator[tuple[ThreadedSite, Subscriber]]:
+    """The centre subscribed to everything of ``cfg``'s site, then the site's locker bank
+    (:func:`~tests.support.site.locker_bank`) ready."""
+    sub = Subscriber.for_broker(broker, [f"{root}/{cfg['site']['id']}/#"])
+    try:
+        with locker_bank(cfg) as b:
+            yield b, sub
+    finally:
+        sub.close()

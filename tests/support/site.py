@@ -144,6 +144,20 @@ def site_dict(
     }
 
 
+def locker_site_dict(
+    site_id: str, broker_url: str, data_dir: Path, keys: Keys, **lockers: Any
+) -> dict[str, Any]:
+    """A site with a locker bank only (``lockers``: its fields under ``devices.lockers``),
+    on a broker it reconnects to quickly."""
+    return {
+        "site": {"id": site_id},
+        "broker": {"url": broker_url, "keepalive_s": 5, "reconnect": {"min_s": 0.05, "max_s": 0.5}},
+        "data_dir": str(data_dir),
+        "keys": keys.trusted(),
+        "devices": {"lockers": lockers},
+    }
+
+
 def command(
     name: str,
     args: dict[str, Any],
