@@ -258,3 +258,32 @@ def test_a_tls_broker_has_no_link_to_cut(tmp_path: Path) -> None:
         assert relay.target == ("127.0.0.1", 1883)
     finally:
         relay.close()
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_under_mqtt5_the_consoles_centre_is_not_sent_an_oversized_command_either(
+    mosquitto: Mosquitto, subscriber_factory: SubscriberFactory, tmp_path: Path, protocol: str
+) -> None:
+    """The console's centre (in the sim's process) asks the broker for the site's Maximum
+    Packet Size too: under MQTT 5 an oversized command reaches neither of them (3.1.1 has no
+    such limit: there the console sees it, as before)."""
+    cfg = shelter_cfg(mosquitto.url, tmp_path / "d", [])
+    cfg["broker"]["protocol"] = protocol
+    cfg["commands"] = {"max_payload_bytes": 4096}
+    with running_sim(cfg) as sim:
+        pub = subscriber_factory(["ansim/v1/none/#"], protocol=protocol)
+        base = "ansim/v1/shelter-console-01/commands"
+        pub.publish(f"{base}/alarm/clear", b"x" * 65536)
+        pub.publish(f"{base}/alarm/clear", b"{}")  # after the big one, on the same topic
+
+        reader = SseReader(sim.host, sim.port)
+        try:
+
+            def commands() -> list[Any]:
+                return [m["payload"] for m in reader.of("mqtt") if m["kind"] == "command"]
+
+            wait_until(lambda: {} in commands(), timeout=10, message="the small command")
+            big_seen = any(isinstance(p, str) and len(p) == 65536 for p in commands())
+            assert big_seen is (protocol == "3.1.1"), [str(p)[:20] for p in commands()]
+        finally:
+            reader.close()

@@ -94,7 +94,13 @@ class Console:
         self.dev_key = dev_key
         self.sample_s = sample_s
         self.hub = hub or EventHub(history=HISTORY_LOG, history_events=("mqtt", "action", "link"))
-        self.centre = Centre(broker, site.topics, self.hub, now=site.clock.now)
+        self.centre = Centre(
+            broker,
+            site.topics,
+            self.hub,
+            now=site.clock.now,
+            max_payload_bytes=site.cfg.commands.max_payload_bytes,
+        )
         self._stop = threading.Event()
         self._sampler: threading.Thread | None = None
         if link is not None:

@@ -21,12 +21,15 @@ import paho.mqtt.client as mqtt
 import structlog
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from edge.config import BrokerConfig
 from edge.core.clock import rfc3339
 from edge.core.mqtt_client import paho_client
 from edge.core.signing import sign_command
 from edge.core.topics import Topics
+from edge.core.uplink import PACKET_HEADROOM
 from simulator.events_stream import EventHub
 
 log = structlog.get_logger(__name__)
@@ -84,10 +87,15 @@ class Centre:
         topics: Topics,
         hub: EventHub,
         now: Callable[[], datetime] | None = None,
+        max_payload_bytes: int | None = None,
     ) -> None:
         """``now``: the site's wall clock, which commands are signed with (the simulator's
-        clock may have been moved forward, POST /clock)."""
+        clock may have been moved forward, POST /clock). ``max_payload_bytes``: the site's
+        ``commands.max_payload_bytes``; under MQTT 5 the console asks the broker for the same
+        Maximum Packet Size as the site, so an oversized command is not delivered to the
+        simulator process through the console either."""
         self.broker = broker
+        self.max_payload_bytes = max_payload_bytes
         self.now = now or (lambda: datetime.now(UTC))
         self.topics = topics
         self.hub = hub
@@ -111,7 +119,13 @@ class Centre:
         return self._connected.is_set()
 
     def start(self) -> None:
-        self.client.connect_async(self.broker.host, self.broker.port, keepalive=30)
+        props = None
+        if self.broker.protocol == "5" and self.max_payload_bytes is not None:
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.MaximumPacketSize = self.max_payload_bytes + PACKET_HEADROOM
+        self.client.connect_async(
+            self.broker.host, self.broker.port, keepalive=30, properties=props
+        )
         self.client.loop_start()
 
     def close(self) -> None:
