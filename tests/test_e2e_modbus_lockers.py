@@ -17,6 +17,8 @@ from tests.support.wait import wait_until
 
 ROOT = "ansim/v1"
 PULSE_MS = 200  # a multiple of 100: board-timed pulses count 100 ms
+MAX_ON_MS = 1000  # the coil cap (lockers.max_on_ms): no pulse may last longer
+LATENCY_S = 0.03  # how much later the board may see the on frame than the off frame
 
 
 @pytest.fixture
@@ -31,6 +33,7 @@ def modbus_dict(site: str, url: str, data: Path, keys: Keys) -> dict[str, Any]:
         data,
         keys,
         pulse_ms=PULSE_MS,
+        max_on_ms=MAX_ON_MS,
         cooldown_ms=200,
         open_timeout_s=0.5,
         left_open_s=30,
@@ -72,7 +75,11 @@ def test_locker_open_pulses_the_right_relay_and_reports_the_door(
         wait_until(lambda: len(bus.pulses()) == 2 and bus.pulses()[1]["end"] is not None)
         coil = bus.pulses()[1]
         assert (coil["board"], coil["lock"], coil["via"]) == (2, 2, "coil")
-        assert coil["end"] - coil["start"] == pytest.approx(PULSE_MS / 1000, abs=0.03)
+        # As the board saw it: not cut short (the driver writes the off no sooner than
+        # pulse_ms after the on) and never past the coil cap. How late the off comes beyond
+        # pulse_ms is the scheduler's (0.24 s on a loaded machine): the exact timing is
+        # tested with an injected clock (test_coils) and on the bus alone (test_modbus_bus).
+        assert PULSE_MS / 1000 - LATENCY_S <= coil["end"] - coil["start"] < MAX_ON_MS / 1000
         assert not bus.relay_on(2, 2)
         # The simulated boards' pulses are in GET /coils too.
         names = [c["name"] for c in b.hw.coil_intervals()]
