@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.mqtt import Mosquitto, free_port
+from tests.support.mqtt import Mosquitto
 from tests.support.site import REPO
 from tests.support.wait import wait_until
 
@@ -71,12 +71,14 @@ class Sim:
 
 @pytest.fixture
 def sim(mosquitto: Mosquitto, tmp_path: Path) -> Iterator[Sim]:
-    control = free_port()
     err = tmp_path / "sim.err"
     with err.open("w") as err_file:
+        # Port 0: the sim binds a free port itself and its banner says which. A port picked
+        # here (free_port) could be taken by another process before the sim, slow to start
+        # on a loaded machine, bound it: it then exited and its banner never came.
         proc = subprocess.Popen(
             [*ANSIM.split(), "sim", "--config", CONFIG, "--data-dir", str(tmp_path / "data")]  # noqa: RUF005
-            + ["--control", f"127.0.0.1:{control}", "--broker", mosquitto.url],
+            + ["--control", "127.0.0.1:0", "--broker", mosquitto.url],
             stdout=subprocess.PIPE,
             stderr=err_file,
             text=True,
@@ -85,13 +87,17 @@ def sim(mosquitto: Mosquitto, tmp_path: Path) -> Iterator[Sim]:
         )
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(proc.stdout or []), daemon=True).start()
-    s = Sim(proc, control, mosquitto.url, tmp_path / "data", lines, err)
+
+    def banner() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"the sim exited ({proc.returncode}): {err.read_text()}")
+        return any(ln.startswith("  stop") for ln in lines)
+
     try:
-        wait_until(
-            lambda: proc.poll() is None and any(ln.startswith("  stop") for ln in lines),
-            timeout=30,
-            message=f"the sim's banner ({err})",
-        )
+        wait_until(banner, timeout=30, message=f"the sim's banner ({err})")
+        console = re.search(r"^  console     http://127\.0\.0\.1:(\d+)/", "".join(lines), re.M)
+        assert console, lines
+        s = Sim(proc, int(console.group(1)), mosquitto.url, tmp_path / "data", lines, err)
         wait_until(lambda: s.get("/state")["site"]["online"], timeout=20, message="online")
         yield s
     finally:
