@@ -95,7 +95,13 @@ def test_nats_closing_the_connection_on_one_message_does_not_block_the_alarm_beh
     store.close()
     node = nats_cluster.node("site")
     centre = Subscriber.for_broker(nats_cluster.node("centre"), [f"{ROOT}/{site}/#"])
-    with ThreadedSite(shelter(site, node.url, data_dir, keys, "3.1.1")) as rs:
+    cfg = shelter(site, node.url, data_dir, keys, "3.1.1")
+    # 'Right after' is judged when the core thread handles the drop; on a loaded machine that
+    # came more than the default 2 s after the send once, so that drop did not count and the
+    # two-drops-in-a-row search began again (8 connections). The window is not what this
+    # test is about (tests/test_dead_letters.py pins it with an injected clock).
+    cfg["outbox"] = {"reject_window_s": 15}
+    with ThreadedSite(cfg) as rs:
         rs.press()  # an alarm queued behind the message NATS refuses
         raised = centre.wait_for(f"{ROOT}/{site}/events/alarm/raised", timeout=60).json
         report = centre.wait_for(f"{ROOT}/{site}/events/outbox/rejected", timeout=30).json
