@@ -350,7 +350,9 @@ def replay(b: Mosquitto, sub: RemoteSubscriber, d: Path, n: int, warmup: int) ->
         "pending_after_fill": int(pending),
         "store_bytes_after_fill": db_bytes,
         "seconds_broker_start": round(t_restart - t_restart0, 3),
-        "seconds_restart_to_online": round(online - t_restart, 3),
+        # From the broker's start command: the site may be back before b.start() has seen
+        # the port answer (measured from then it came out -0.001 s under load).
+        "seconds_restart_to_online": round(online - t_restart0, 3),
         "seconds_online_to_first": round(t_first - online, 4),
         "seconds_online_to_last": round(drain_s, 3),
         "seconds_online_to_store_empty": round(t_empty - online, 3),
