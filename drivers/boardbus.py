@@ -266,15 +266,21 @@ class PolledBoardBus(SerialWorker, Generic[S, C]):
         want: Callable[[], int] = lambda: 1,
     ) -> tuple[F | None, bool]:
         """The first frame ``accept`` takes until ``deadline`` (the others go to
-        ``unexpected``), and whether anything garbled arrived meanwhile. ``want``: how many
-        bytes to ask the port for at least."""
+        ``unexpected``), and whether anything garbled arrived meanwhile: bytes already in the
+        port's buffer when the deadline is judged count as in time. ``want``: how many bytes
+        to ask the port for at least."""
         port = self._port
         errors0 = self._parser_errors()
         found: F | None = None
         while found is None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                frames = parser.idle()  # the line is quiet: judge what is pending
+                # Time is up, but this thread may have been descheduled past the deadline
+                # while the reply sat in the port's buffer: take what has arrived (without
+                # blocking) before judging, so a reply in time is never counted as a miss.
+                port.timeout = 0
+                frames = parser.feed(port.read(4096)) if port.in_waiting else []
+                frames += parser.idle()  # the line is quiet: judge what is pending
             else:
                 port.timeout = remaining
                 frames = parser.feed(port.read(max(want(), port.in_waiting)))
