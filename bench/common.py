@@ -686,6 +686,25 @@ class SimDaemon:
         self._log.close()
 
 
+# --------------------------------------------------------------------------- process figures
+
+
+def proc_stats(pid: int) -> dict[str, Any]:
+    """A process's VmRSS (kB), thread count and CPU time (user + system, s) from /proc."""
+    fields: dict[str, str] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value.strip()
+    # /proc/PID/stat: the fields after the command (in parentheses) start at "state".
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return {
+        "rss_kb": int(fields["VmRSS"].split()[0]),
+        "threads": int(fields["Threads"]),
+        "cpu_s": (int(stat[11]) + int(stat[12])) / ticks,  # utime, stime
+    }
+
+
 # --------------------------------------------------------------------------- a run
 
 
