@@ -48,6 +48,11 @@ COMMANDS_TICK_S = 10.0
 DELETE_FLUSH_S = 1.0
 STATUS_REFRESH_S = 10.0  # the online status is re-published when outbox_depth changed
 STATUS_FILE_S = 5.0  # the status file (ansim-edge status) is rewritten this often
+# The longest the core thread sleeps in ``run()`` when nothing is posted and no timer is due
+# (a post, a due timer or ``stop_soon`` wakes it at once; this only bounds how late a ``stop``
+# Event passed to ``run`` is seen). A process holding many sites (bench/bench_fleet.py) sets
+# it longer: each idle site then wakes for its timers only.
+IDLE_WAIT_S = 0.2
 
 
 class UplinkLike(Publisher):
@@ -352,7 +357,7 @@ class Site(UplinkListener):
         try:
             self.start()
             while not self.loop.stopping and not (stop is not None and stop.is_set()):
-                self.loop.run_once(0.2)
+                self.loop.run_once(IDLE_WAIT_S)
         finally:
             self.shutdown(flush_s if self._stop_flush_s is None else self._stop_flush_s)
 

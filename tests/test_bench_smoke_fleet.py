@@ -1,0 +1,136 @@
+"""Smoke test of bench/bench_fleet.py: a tiny fleet (6 sites, quick, mosquitto, with the
+reconnect storm) runs end to end, writes well-formed JSON with the ``headline`` rows the one
+table reads, and nothing is lost. No timing thresholds: the figures belong to the
+benchmark's own report, not to a test."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.bench_fleet import fleet_kinds, no_jitter_schedule, peak_per_bucket
+from tests.support.mqtt import find_mosquitto
+
+REPO = Path(__file__).resolve().parent.parent
+LATENCY_KEYS = {"n", "p50_ms", "p99_ms", "max_ms", "mean_ms"}
+HEADLINE_KEYS = {"name", "value", "unit", "baseline_name", "baseline", "target", "pass"}
+
+
+def _no_nan(constant: str) -> Any:
+    raise ValueError(f"not JSON: {constant}")
+
+
+def test_fleet_mix_is_the_city_s() -> None:
+    kinds = fleet_kinds(1170)
+    assert kinds.count("shelter") == 938 and kinds.count("locker") == 232
+    six = fleet_kinds(6)
+    assert six.count("locker") == 1 and six[-1] == "locker"  # 6 * 232 / 1170 = 1.19
+
+
+def test_no_jitter_schedule_is_the_full_backoff() -> None:
+    # Down at 10, up at 15; delays 1, 2, 4: attempts at 11, 13, 17 -> back at 17.
+    assert no_jitter_schedule(10.0, 15.0, 1.0, 120.0) == 17.0
+    # Capped at max_s: 1, 2, 2, 2 -> 11, 13, 15.
+    assert no_jitter_schedule(10.0, 14.5, 1.0, 2.0) == 15.0
+    assert peak_per_bucket([0.01, 0.05, 0.09, 0.15, 1.0]) == 3
+    assert peak_per_bucket([]) == 0
+
+
+@pytest.mark.mqtt
+def test_quick_fleet_completes_and_writes_json(tmp_path: Path) -> None:
+    if find_mosquitto() is None:
+        if os.environ.get("ANSIM_REQUIRE_MOSQUITTO", "").strip().lower() not in {"", "0", "no"}:
+            pytest.fail("ANSIM_REQUIRE_MOSQUITTO is set but no mosquitto binary was found")
+        pytest.skip("mosquitto binary not found")
+    out = tmp_path / "fleet.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.bench_fleet",
+            "--quick",
+            "--broker",
+            "mosquitto",
+            "--sites",
+            "6",
+            "--workers",
+            "2",
+            "--duration-s",
+            "3",
+            "--press-rate",
+            "2",
+            "--open-rate",
+            "1",
+            "--idle-s",
+            "0.5",
+            "--outage-s",
+            "1",
+            "--outage-presses",
+            "2",
+            "--json",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    assert "fleet sites connected" in proc.stdout, proc.stdout
+
+    r = json.loads(out.read_text(encoding="utf-8"), parse_constant=_no_nan)
+    assert set(r) == {"fleets", "meta", "targets", "all_passed", "headline"}
+    assert r["meta"]["quick"] is True
+    f = r["fleets"]["mosquitto"]
+    assert (f["sites"], f["shelters"], f["lockers"], f["workers"]) == (6, 5, 1, 2)
+    assert f["connect"]["connected"] == 6
+    assert f["memory"]["rss_per_site_mb"] > 0 and f["memory"]["threads"] > 12
+
+    load = f["load"]
+    for k in ("press_to_centre", "command_to_result"):
+        assert set(load[k]) >= LATENCY_KEYS, load[k]
+    assert load["presses_unmatched"] == 0
+    # Every alarm.raised was acknowledged by a signed command with a result.
+    assert load["results"] == load["commands_sent"]
+
+    storm = f["storm"]
+    assert storm["sites_disconnected"] == 6 and storm["sites_back"] == 6
+    assert storm["presses_during_outage"] == 2 and storm["presses_unmatched_after_storm"] == 0
+    assert storm["peak_connects_per_100ms"] >= 1
+    assert storm["no_jitter_peak_connects_per_100ms"] >= 1
+
+    # Nothing lost: every seq of every site reached the centre.
+    acc = f["accounting"]
+    assert acc["missing"] == 0 and acc["events_expected"] >= 6 + 2 * 2
+    assert acc["event_types"]["site.started"] == 6
+
+    rows = {h["name"]: h for h in r["headline"]}
+    for name in (
+        "fleet sites connected",
+        "fleet events/s",
+        "fleet press->centre p99 ms",
+        "fleet command->result p99 ms",
+        "fleet RSS per site MB",
+        "fleet events lost",
+        "storm all back s",
+        "storm peak connects/100ms",
+        "storm outage events lost",
+    ):
+        assert set(rows[name]) == HEADLINE_KEYS, rows[name]
+    for h in r["headline"]:
+        assert isinstance(h["name"], str) and isinstance(h["unit"], str)
+        assert h["value"] is None or (isinstance(h["value"], float) and math.isfinite(h["value"]))
+        assert h["pass"] in (True, False, None)
+    assert rows["fleet sites connected"]["pass"] is True
+    assert rows["fleet events lost"]["value"] == 0.0 and rows["fleet events lost"]["pass"] is True
+    assert rows["fleet events/s"]["pass"] is None  # not judged in quick mode
+    assert rows["storm peak connects/100ms"]["baseline_name"] == "without jitter"
+    assert r["all_passed"] == all(r["targets"].values())
