@@ -925,7 +925,7 @@ def run_fleet(
         cpu1 = (cpu_of(w_pids), cpu_of([centre.pid]), cpu_of(brokers.pids()))
         load_wall = time.monotonic() - t_load
         drain_s = wait_drained(workers, 120)
-        mid = centre.ask({"op": "report"}, 120)
+        mid = settle(workers, centre, 120)[1]
         window = [t for t in mid["event_times"][n_before:] if t_load <= t <= t_load + duration]
         out["load"] = {
             "duration_s": duration,
@@ -961,18 +961,10 @@ def run_fleet(
             out["storm"] = run_storm(brokers, workers, centre, args, mode, n)
         # Accounting: every seq of every site at the centre.
         step(f"{kind}: accounting")
-        final = ask_all(workers, [{"op": "report", "seqs": True}] * n_workers, 120)
+        final, rep = settle(workers, centre, 60)
         last_seq: dict[str, int] = {}
         for r in final:
             last_seq.update(r["last_seq"])
-
-        def all_arrived() -> bool:
-            got = centre.ask({"op": "report"}, 120)["seqs"]
-            return bool(accounting(last_seq, got)["missing"] == 0)
-
-        with contextlib.suppress(TimeoutError):
-            wait_for("every seq at the centre", all_arrived, 30, 1.0)
-        rep = centre.ask({"op": "report"}, 120)
         out["accounting"] = accounting(last_seq, rep["seqs"])
         out["accounting"]["event_types"] = rep["types"]
         if "storm" in out:
@@ -990,6 +982,29 @@ def run_fleet(
             centre.close()
         brokers.close()
     return out
+
+
+def settle(
+    workers: list[Child], centre: Child, timeout: float
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Wait (up to ``timeout``) until every seq the sites have handed out so far has reached
+    the centre and every command sent has its result; the workers' reports (with each
+    site's last seq) and the centre's report then."""
+    final = ask_all(workers, [{"op": "report", "seqs": True}] * len(workers), 120)
+    last_seq: dict[str, int] = {}
+    for r in final:
+        last_seq.update(r["last_seq"])
+    rep: dict[str, Any] = {}
+
+    def arrived() -> bool:
+        nonlocal rep
+        rep = centre.ask({"op": "report"}, 120)
+        done = accounting(last_seq, rep["seqs"])["missing"] == 0
+        return bool(done and len(rep["results"]) >= rep["commands_sent"])
+
+    with contextlib.suppress(TimeoutError):
+        wait_for("every seq and result at the centre", arrived, timeout, 1.0)
+    return final, rep
 
 
 def worker_online(child: Child, n: int) -> Callable[[], bool]:
