@@ -84,6 +84,7 @@ BROKER_FIXTURES = (
     "amqtt_broker",
     "broker_matrix",
     "nats_server_binary",
+    "mosquitto_binary",
 )
 
 
@@ -276,6 +277,13 @@ def _dump_log_on_failure(request: pytest.FixtureRequest, what: str, tail: str) -
     call_report = getattr(request.node, "_ansim_rep_call", None)
     if call_report is not None and call_report.failed:
         sys.stderr.write(f"\n--- {what} ---\n{tail}\n")
+
+
+@pytest.fixture
+def mosquitto_binary() -> str:
+    """Path of mosquitto, for tests that start their own (the benchmarks' smoke tests):
+    skips without one, fails when brokers are required."""
+    return _require_mosquitto_binary()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,6 @@ from typing import Any
 import pytest
 
 from bench.bench_fleet import fleet_kinds, no_jitter_schedule, peak_per_bucket
-from tests.support.mqtt import find_mosquitto
 
 REPO = Path(__file__).resolve().parent.parent
 LATENCY_KEYS = {"n", "p50_ms", "p99_ms", "max_ms", "mean_ms"}
@@ -44,11 +42,7 @@ def test_no_jitter_schedule_is_the_full_backoff() -> None:
 
 
 @pytest.mark.mqtt
-def test_quick_fleet_completes_and_writes_json(tmp_path: Path) -> None:
-    if find_mosquitto() is None:
-        if os.environ.get("ANSIM_REQUIRE_MOSQUITTO", "").strip().lower() not in {"", "0", "no"}:
-            pytest.fail("ANSIM_REQUIRE_MOSQUITTO is set but no mosquitto binary was found")
-        pytest.skip("mosquitto binary not found")
+def test_quick_fleet_completes_and_writes_json(tmp_path: Path, mosquitto_binary: str) -> None:
     out = tmp_path / "fleet.json"
     proc = subprocess.run(
         [

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,6 @@ from typing import Any
 import pytest
 
 from bench.__main__ import check_headline
-from tests.support.mqtt import find_mosquitto
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -52,11 +50,9 @@ def _latency(d: dict[str, Any], n: int) -> None:
     assert d["n"] == n, d
 
 
-def test_quick_flood_benchmark_completes_and_writes_json(tmp_path: Path) -> None:
-    if find_mosquitto() is None:
-        if os.environ.get("ANSIM_REQUIRE_MOSQUITTO", "").strip().lower() not in {"", "0", "no"}:
-            pytest.fail("ANSIM_REQUIRE_MOSQUITTO is set but no mosquitto binary was found")
-        pytest.skip("mosquitto binary not found")
+def test_quick_flood_benchmark_completes_and_writes_json(
+    tmp_path: Path, mosquitto_binary: str
+) -> None:
     out = tmp_path / "flood.json"
     proc = subprocess.run(
         [

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,6 @@ from typing import Any
 import pytest
 
 from bench.__main__ import check_headline
-from tests.support.mqtt import find_mosquitto
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -42,13 +40,6 @@ def _latency(d: dict[str, Any], n: int | None = None) -> None:
         assert d["n"] == n, d
 
 
-def _need_mosquitto() -> None:
-    if find_mosquitto() is None:
-        if os.environ.get("ANSIM_REQUIRE_MOSQUITTO", "").strip().lower() not in {"", "0", "no"}:
-            pytest.fail("ANSIM_REQUIRE_MOSQUITTO is set but no mosquitto binary was found")
-        pytest.skip("mosquitto binary not found")
-
-
 def _run(module: str, out: Path, *args: str) -> tuple[str, dict[str, Any]]:
     proc = subprocess.run(
         [sys.executable, "-m", module, "--quick", *args, "--json", str(out)],
@@ -67,8 +58,9 @@ def _run(module: str, out: Path, *args: str) -> tuple[str, dict[str, Any]]:
     return proc.stdout, r
 
 
-def test_quick_locker_benchmark_completes_and_writes_json(tmp_path: Path) -> None:
-    _need_mosquitto()
+def test_quick_locker_benchmark_completes_and_writes_json(
+    tmp_path: Path, mosquitto_binary: str
+) -> None:
     stdout, r = _run(
         "bench.bench_lockers",
         tmp_path / "lockers.json",
@@ -142,8 +134,9 @@ def test_quick_locker_benchmark_completes_and_writes_json(tmp_path: Path) -> Non
     assert set(r["targets"]) == {"daemon_idle_cpu"}
 
 
-def test_quick_escalation_benchmark_completes_and_writes_json(tmp_path: Path) -> None:
-    _need_mosquitto()
+def test_quick_escalation_benchmark_completes_and_writes_json(
+    tmp_path: Path, mosquitto_binary: str
+) -> None:
     stdout, r = _run(
         "bench.bench_escalation", tmp_path / "esc.json", "--presses", "3", "--driver-n", "2"
     )
