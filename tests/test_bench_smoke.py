@@ -4,18 +4,14 @@ the figures belong to the benchmark's own report, not to a test."""
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bench.__main__ import check_headline
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.support.bench import run_bench
 
 pytestmark = pytest.mark.mqtt
 
@@ -45,10 +41,6 @@ OUTBOX_KEYS = {
 }
 
 
-def _no_nan(constant: str) -> Any:
-    raise ValueError(f"not JSON: {constant}")
-
-
 def _numbers(d: dict[str, Any], keys: set[str]) -> None:
     for k in keys:
         v = d[k]
@@ -59,11 +51,10 @@ def _numbers(d: dict[str, Any], keys: set[str]) -> None:
 
 def test_quick_benchmark_completes_and_writes_json(tmp_path: Path, mosquitto_binary: str) -> None:
     out = tmp_path / "bench.json"
-    proc = subprocess.run(
+    stdout, r = run_bench(
+        "bench.bench_spine",
+        out,
         [
-            sys.executable,
-            "-m",
-            "bench.bench_spine",
             "--quick",
             "--presses",
             "3",
@@ -73,21 +64,13 @@ def test_quick_benchmark_completes_and_writes_json(tmp_path: Path, mosquitto_bin
             "20",
             "--rss-samples",
             "2",
-            "--json",
-            str(out),
         ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
         timeout=100,
-        check=False,
     )
-    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     rows = ("press -> subscriber", "durability group", "daemon idle RSS", "run idle RSS")
     for row in (*rows, "TCP_NODELAY"):
-        assert row.lower() in proc.stdout.lower(), proc.stdout
+        assert row.lower() in stdout.lower(), stdout
 
-    r = json.loads(out.read_text(encoding="utf-8"), parse_constant=_no_nan)
     assert set(r) == {
         "meta",
         "baseline",

@@ -5,24 +5,16 @@ benchmark's own report, not to a test."""
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from bench.bench_fleet import fleet_kinds, no_jitter_schedule, peak_per_bucket
+from tests.support.bench import run_bench
 
-REPO = Path(__file__).resolve().parent.parent
 LATENCY_KEYS = {"n", "p50_ms", "p99_ms", "max_ms", "mean_ms"}
 HEADLINE_KEYS = {"name", "value", "unit", "baseline_name", "baseline", "target", "pass"}
-
-
-def _no_nan(constant: str) -> Any:
-    raise ValueError(f"not JSON: {constant}")
 
 
 def test_fleet_mix_is_the_city_s() -> None:
@@ -44,11 +36,10 @@ def test_no_jitter_schedule_is_the_full_backoff() -> None:
 @pytest.mark.mqtt
 def test_quick_fleet_completes_and_writes_json(tmp_path: Path, mosquitto_binary: str) -> None:
     out = tmp_path / "fleet.json"
-    proc = subprocess.run(
+    stdout, r = run_bench(
+        "bench.bench_fleet",
+        out,
         [
-            sys.executable,
-            "-m",
-            "bench.bench_fleet",
             "--quick",
             "--broker",
             "mosquitto",
@@ -68,19 +59,11 @@ def test_quick_fleet_completes_and_writes_json(tmp_path: Path, mosquitto_binary:
             "1",
             "--outage-presses",
             "2",
-            "--json",
-            str(out),
         ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
         timeout=120,
-        check=False,
     )
-    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-    assert "fleet sites connected" in proc.stdout, proc.stdout
+    assert "fleet sites connected" in stdout, stdout
 
-    r = json.loads(out.read_text(encoding="utf-8"), parse_constant=_no_nan)
     assert set(r) == {"fleets", "meta", "targets", "all_passed", "headline"}
     assert r["meta"]["quick"] is True
     f = r["fleets"]["mosquitto"]

@@ -4,18 +4,14 @@ benchmark's own report, not to a test."""
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bench.__main__ import check_headline
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.support.bench import run_bench
 
 pytestmark = pytest.mark.mqtt
 
@@ -31,10 +27,6 @@ ROUND_KEYS = {
     "shed_total",
     "seconds_to_drain_after_stop",
 }
-
-
-def _no_nan(constant: str) -> Any:
-    raise ValueError(f"not JSON: {constant}")
 
 
 def _numbers(d: dict[str, Any], keys: set[str]) -> None:
@@ -54,11 +46,10 @@ def test_quick_flood_benchmark_completes_and_writes_json(
     tmp_path: Path, mosquitto_binary: str
 ) -> None:
     out = tmp_path / "flood.json"
-    proc = subprocess.run(
+    stdout, r = run_bench(
+        "bench.bench_flood",
+        out,
         [
-            sys.executable,
-            "-m",
-            "bench.bench_flood",
             "--quick",
             "--presses",
             "2",
@@ -70,20 +61,12 @@ def test_quick_flood_benchmark_completes_and_writes_json(
             "10",
             "--big-mib",
             "1",
-            "--json",
-            str(out),
         ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
         timeout=110,
-        check=False,
     )
-    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     for row in ("no flood", "400/s junk, QoS 1", "800/s junk, QoS 0", "MQTT 5: VmHWM"):
-        assert row.lower() in proc.stdout.lower(), proc.stdout
+        assert row.lower() in stdout.lower(), stdout
 
-    r = json.loads(out.read_text(encoding="utf-8"), parse_constant=_no_nan)
     assert set(r) == {
         "meta",
         "baseline",

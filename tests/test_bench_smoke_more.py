@@ -4,26 +4,18 @@ here: the figures belong to the benchmarks' own reports, not to a test."""
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bench.__main__ import check_headline
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.support.bench import run_bench
 
 pytestmark = pytest.mark.mqtt
 
 LATENCY_KEYS = {"n", "p50_ms", "p99_ms", "max_ms", "mean_ms"}
-
-
-def _no_nan(constant: str) -> Any:
-    raise ValueError(f"not JSON: {constant}")
 
 
 def _numbers(d: dict[str, Any], keys: set[str]) -> None:
@@ -41,21 +33,12 @@ def _latency(d: dict[str, Any], n: int | None = None) -> None:
 
 
 def _run(module: str, out: Path, *args: str) -> tuple[str, dict[str, Any]]:
-    proc = subprocess.run(
-        [sys.executable, "-m", module, "--quick", *args, "--json", str(out)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=110,
-        check=False,
-    )
-    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-    r = json.loads(out.read_text(encoding="utf-8"), parse_constant=_no_nan)
+    stdout, r = run_bench(module, out, ["--quick", *args], timeout=110)
     assert r["meta"]["quick"] is True
     assert isinstance(r["meta"]["wall_s"], int | float)
     assert all(isinstance(v, bool) for v in r["targets"].values())
     assert r["all_passed"] == all(r["targets"].values())
-    return proc.stdout, r
+    return stdout, r
 
 
 def test_quick_locker_benchmark_completes_and_writes_json(

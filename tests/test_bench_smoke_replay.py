@@ -4,56 +4,30 @@ figures belong to the benchmark's own report."""
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from bench.__main__ import check_headline
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.support.bench import run_bench
 
 pytestmark = pytest.mark.mqtt
-
-
-def _no_nan(constant: str) -> Any:
-    raise ValueError(f"not JSON: {constant}")
 
 
 def test_quick_replay_benchmark_completes_and_writes_json(
     tmp_path: Path, mosquitto_binary: str
 ) -> None:
     out = tmp_path / "replay.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.bench_replay",
-            "--quick",
-            "--events",
-            "150",
-            "--warmup",
-            "10",
-            "--bare-n",
-            "50",
-            "--json",
-            str(out),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+    stdout, r = run_bench(
+        "bench.bench_replay",
+        out,
+        ["--quick", "--events", "150", "--warmup", "10", "--bare-n", "50"],
         timeout=100,
-        check=False,
     )
-    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     for row in ("broker down", "drain after the broker returns", "site RSS", "distinct"):
-        assert row.lower() in proc.stdout.lower(), proc.stdout
+        assert row.lower() in stdout.lower(), stdout
 
-    r = json.loads(out.read_text(encoding="utf-8"), parse_constant=_no_nan)
     assert set(r) == {"meta", "baseline", "replay", "targets", "all_passed", "headline"}
     assert r["meta"]["quick"] is True
     assert [b["n"] for b in r["baseline"]["throughput_nodelay"]] == [50, 50]
