@@ -25,8 +25,9 @@ from edge.core.outbox import Outbox
 from edge.core.signing import generate_keypair, load_private_key, sign_command
 from edge.core.store import PRIO_ALARM, Store
 from edge.core.topics import Topics
-from simulator.hardware import SimHardware
 from tests.support.events import TEST_EVENTS, Alarm, Normal
+from tests.support.modem import RecordingHardware as Hardware
+from tests.support.modem import RecordingModem
 from tests.support.site import SteppedSite, shelter_config
 
 TOPICS = Topics("ansim/v1", "shelter-1")
@@ -410,43 +411,6 @@ def test_a_degraded_store_keeps_dead_letters_in_memory_and_writes_them_on_recove
 
 
 # --------------------------------------------------------------------------- site level
-
-
-class RecordingModem:
-    """drivers.base.Modem that records what it is asked to send (no pty, no threads)."""
-
-    def __init__(self) -> None:
-        self.sms: list[tuple[str, str]] = []
-
-    def start(self) -> None: ...
-
-    def close(self) -> None: ...
-
-    def send_sms(self, request_id: str, number: str, text: str) -> None:
-        self.sms.append((number, text))
-
-    def call(self, request_id: str, number: str, ring_timeout_s: float, talk_s: float) -> None: ...
-
-    def hangup(self) -> None: ...
-
-    def cancel(self, request_id: str) -> None: ...
-
-
-class RecordingModemHardware:
-    """The modem kind's hardware, with a recording modem."""
-
-    def __init__(self, recorder: RecordingModem) -> None:
-        self.recorder = recorder
-
-    def modem(self, s: Any, listener: Any) -> RecordingModem:
-        return self.recorder
-
-
-class Hardware(SimHardware):
-    def __init__(self, monotonic: Callable[[], float]) -> None:
-        self.recorder = RecordingModem()
-        hw = RecordingModemHardware(self.recorder)
-        super().__init__(monotonic, factories={"modem": lambda _platform: hw})
 
 
 @pytest.fixture

@@ -29,8 +29,8 @@ from edge.core.signing import generate_keypair, load_private_key, sign_command
 from edge.core.store import PRIO_ALARM, PRIO_EVENT, PRIO_RESULT, Store
 from edge.core.store_watch import STORE_RETRY_MAX_S
 from edge.core.topics import Topics
-from simulator.hardware import SimHardware
 from tests.support.events import TEST_EVENTS, Alarm, Normal
+from tests.support.modem import RecordingHardware as Hardware
 from tests.support.site import SteppedSite
 
 DISK_FULL = "database or disk is full"
@@ -352,51 +352,6 @@ def test_close_while_degraded_makes_a_last_attempt_to_persist(rig: Rig) -> None:
 
 
 # --------------------------------------------------------------------------- site level
-
-
-class RecordingModem:
-    """drivers.base.Modem that records requests (no pty, no threads)."""
-
-    def __init__(self) -> None:
-        self.sms: list[tuple[str, str]] = []
-        self.calls: list[str] = []
-
-    def start(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def send_sms(self, request_id: str, number: str, text: str) -> None:
-        self.sms.append((number, text))
-
-    def call(
-        self, request_id: str, number: str, ring_timeout_s: float = 30, talk_s: float = 20
-    ) -> None:
-        self.calls.append(number)
-
-    def hangup(self) -> None:
-        pass
-
-    def cancel(self, request_id: str) -> None:
-        pass
-
-
-class RecordingModemHardware:
-    """The modem kind's hardware, with a recording modem."""
-
-    def __init__(self, recorder: RecordingModem) -> None:
-        self.recorder = recorder
-
-    def modem(self, s: Any, listener: Any) -> RecordingModem:
-        return self.recorder
-
-
-class Hardware(SimHardware):
-    def __init__(self, monotonic: Callable[[], float]) -> None:
-        self.recorder = RecordingModem()
-        hw = RecordingModemHardware(self.recorder)
-        super().__init__(monotonic, factories={"modem": lambda _platform: hw})
 
 
 class Harness(SteppedSite):
