@@ -682,9 +682,10 @@ class Brokers:
     """The broker(s) of a run: mosquitto (persistent, so the centre's session and its queue
     survive a restart) or the 3-node NATS cluster of the broker matrix."""
 
-    def __init__(self, kind: str, workdir: Path) -> None:
+    def __init__(self, kind: str, workdir: Path, nats_mqtt: dict[str, str] | None = None) -> None:
         self.kind = kind
         self.workdir = workdir
+        self.nats_mqtt = dict(nats_mqtt or {})
         self.mosq: Any = None
         self.nats: Any = None
 
@@ -713,14 +714,20 @@ class Brokers:
         else:
             from tests.support.brokers import NatsCluster
 
-            self.nats = NatsCluster(self.workdir / "nats", start_timeout=120.0)
+            self.nats = NatsCluster(
+                self.workdir / "nats", start_timeout=120.0, mqtt_options=self.nats_mqtt
+            )
             self.nats.start()
 
     @property
     def description(self) -> str:
         if self.kind == "mosquitto":
             return "mosquitto (persistence, max_queued_messages 0)"
-        return "NATS 3-node JetStream cluster (sites spread over the nodes, centre on node 2)"
+        options = "".join(f", mqtt {k}: {v}" for k, v in self.nats_mqtt.items())
+        return (
+            "NATS 3-node JetStream cluster (sites spread over the nodes, centre on node 2"
+            f"{options})"
+        )
 
     def site_url(self, i: int) -> str:
         if self.mosq is not None:
@@ -803,7 +810,7 @@ def run_fleet(
     out: dict[str, Any] = {"broker": kind, "sites": n, "workers": n_workers}
     out["shelters"] = kinds.count("shelter")
     out["lockers"] = kinds.count("locker")
-    brokers = Brokers(kind, d)
+    brokers = Brokers(kind, d, nats_mqtt_options(args.nats_mqtt))
     centre: Child | None = None
     workers: list[Child] = []
     step(f"{kind}: starting the broker")
@@ -1241,6 +1248,17 @@ def headline(results: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def nats_mqtt_options(pairs: list[str]) -> dict[str, str]:
+    """``--nats-mqtt KEY=VALUE`` options as a dict (SystemExit naming a malformed one)."""
+    options: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise SystemExit(f"--nats-mqtt {pair!r}: expected KEY=VALUE, e.g. consumer_replicas=1")
+        options[key.strip()] = value.strip()
+    return options
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     mode = QUICK if args.quick else FULL
     kinds = ["mosquitto", "nats"] if args.broker == "both" else [args.broker]
@@ -1288,6 +1306,7 @@ def run_meta_fleet(args: argparse.Namespace, mosquitto: str | None) -> dict[str,
         idle_wait_s=args.idle_wait_s,
         net_loop_s=args.net_loop_s,
         jitter=not args.no_jitter,
+        nats_mqtt=nats_mqtt_options(args.nats_mqtt),
     )
 
 
@@ -1350,6 +1369,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         default=1.0,
         help="edge.core.uplink.LOOP_S in the workers (default 1; the daemon's 0.2)",
+    )
+    p.add_argument(
+        "--nats-mqtt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a further setting of every NATS node's mqtt {} block, e.g. consumer_replicas=1 "
+        "(repeatable; default none: the broker matrix's cluster)",
     )
     p.add_argument("--debounce-ms", type=int, default=5, help="inputs' debounce (default 5)")
     p.add_argument("--connect-timeout-s", type=float, default=300.0)

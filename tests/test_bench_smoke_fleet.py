@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.bench_fleet import fleet_kinds, no_jitter_schedule, peak_per_bucket
+from bench.bench_fleet import fleet_kinds, nats_mqtt_options, no_jitter_schedule, peak_per_bucket
 from tests.support.bench import run_bench
+from tests.support.brokers import NatsCluster
 
 LATENCY_KEYS = {"n", "p50_ms", "p99_ms", "max_ms", "mean_ms"}
 HEADLINE_KEYS = {"name", "value", "unit", "baseline_name", "baseline", "target", "pass"}
@@ -31,6 +32,21 @@ def test_no_jitter_schedule_is_the_full_backoff() -> None:
     assert no_jitter_schedule(10.0, 14.5, 1.0, 2.0) == 15.0
     assert peak_per_bucket([0.01, 0.05, 0.09, 0.15, 1.0]) == 3
     assert peak_per_bucket([]) == 0
+
+
+def test_nats_mqtt_options_reach_every_node_s_mqtt_block(tmp_path: Path) -> None:
+    options = nats_mqtt_options(["consumer_replicas=1", " consumer_memory_storage = true"])
+    assert options == {"consumer_replicas": "1", "consumer_memory_storage": "true"}
+    cluster = NatsCluster(tmp_path, binary="/bin/true", mqtt_options=options)
+    for node in cluster.nodes:
+        text = node.config_text()
+        mqtt = text[text.index("mqtt {") : text.index("}", text.index("mqtt {"))]
+        assert f"listen: {node.host}:{node.port}" in mqtt
+        assert "consumer_replicas: 1" in mqtt and "consumer_memory_storage: true" in mqtt
+    plain = NatsCluster(tmp_path / "plain", binary="/bin/true").nodes[0].config_text()
+    assert "consumer_replicas" not in plain
+    with pytest.raises(SystemExit, match="expected KEY=VALUE"):
+        nats_mqtt_options(["consumer_replicas"])
 
 
 @pytest.mark.mqtt

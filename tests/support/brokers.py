@@ -209,6 +209,7 @@ class NatsNode(_Process):
                 "}",
                 "mqtt {",
                 f"  listen: {self.host}:{self.port}",
+                *(f"  {key}: {value}" for key, value in self.cluster.mqtt_options.items()),
                 "}",
                 "cluster {",
                 f"  name: {self.cluster.name}",
@@ -289,7 +290,10 @@ class NatsCluster:
         host: str = DEFAULT_HOST,
         name: str = "ansim",
         start_timeout: float = 60.0,
+        mqtt_options: dict[str, str] | None = None,
     ) -> None:
+        """``mqtt_options``: more settings of every node's ``mqtt {}`` block, written as
+        ``key: value`` (e.g. ``{"consumer_replicas": "1"}``; NATS checks them at start)."""
         found = binary or find_nats_server()
         if found is None:
             raise BrokerError("nats-server binary not found (PATH, /usr/sbin, /usr/local/bin)")
@@ -298,6 +302,7 @@ class NatsCluster:
         self.name = name
         self.workdir = Path(workdir)
         self.start_timeout = start_timeout
+        self.mqtt_options = dict(mqtt_options or {})
         self.nodes: list[NatsNode] = []
         for i in range(size):
             self.nodes.append(
