@@ -106,10 +106,12 @@ def _watch(args: argparse.Namespace) -> int:
     client.connect()
     print(f"watching {client.filter} on {client.where} (Ctrl-C to stop)", file=sys.stderr)
 
-    def on_term(signum: int, frame: FrameType | None) -> None:
+    def on_stop(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
-    previous = signal.signal(signal.SIGTERM, on_term)
+    # Ctrl-C (SIGINT) and SIGTERM stop it, also when it was started with SIGINT ignored (a
+    # background job, nohup): Python raises KeyboardInterrupt only if SIGINT was not ignored.
+    previous = {sig: signal.signal(sig, on_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     names: dict[str, str] = {}
     try:
         while not stop.is_set():
@@ -123,12 +125,11 @@ def _watch(args: argparse.Namespace) -> int:
                 print(item.topic, item.payload.decode("utf-8", "replace"), flush=True)
             elif not is_heartbeat(item):
                 print(render(item, names), flush=True)
-    except KeyboardInterrupt:
-        pass
     except BrokenPipeError:  # `... | head`: the reader is gone
         sys.stderr.close()
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         client.close()
     return EXIT_OK
 

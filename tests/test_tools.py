@@ -53,10 +53,16 @@ def site(mosquitto: Mosquitto, keys: Keys, tmp_path: Path) -> Iterator[ThreadedS
         yield rs
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class Watch:
     """`ansim-edge watch` as a child process; its stdout lines collected as they come."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, sigint_ignored: bool = False) -> None:
+        """``sigint_ignored``: start it as a background job or nohup would, SIGINT ignored
+        (Python then raises no KeyboardInterrupt on Ctrl-C by itself)."""
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "edge.cli", "watch", *args],
             stdout=subprocess.PIPE,
@@ -64,6 +70,7 @@ class Watch:
             cwd=REPO,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
             text=True,
+            preexec_fn=_ignore_sigint if sigint_ignored else None,
         )
         self.lines: list[str] = []
         self.errors: list[str] = []
@@ -144,6 +151,19 @@ def test_watch_raw_and_every_site(
     _topic, payload = line.split(" ", 1)
     assert json.loads(payload)["state"] == "online"
     assert w.errors[0].startswith("watching ansim/v1/+/# on ")
+
+
+def test_watch_stops_on_ctrl_c_even_when_started_with_sigint_ignored(
+    site: ThreadedSite, mosquitto: Mosquitto
+) -> None:
+    w = Watch("--broker", mosquitto.url, "--site", SITE, sigint_ignored=True)
+    try:
+        w.wait_line(" status ", "online")
+        assert w.stop() == 0
+        assert not any("Traceback" in e for e in w.errors), w.errors
+    finally:
+        if w.proc.poll() is None:
+            w.proc.kill()
 
 
 def test_watch_without_a_broker_says_so() -> None:
