@@ -122,3 +122,30 @@ def test_modbus_lockers_import_pymodbus_and_still_no_rich(
     assert "edge.devices.panic.controller" not in mods  # no panic buttons
     assert "drivers.cu16" not in mods  # no CU16 boards: their driver stays out too
     assert not _loaded(mods, NEVER_IN_RUN)
+
+
+def _maps_cryptography(pid: int) -> bool:
+    """Is cryptography's extension (its Rust module, with OpenSSL in it) mapped in ``pid``?"""
+    return "/cryptography/" in Path(f"/proc/{pid}/maps").read_text(encoding="utf-8")
+
+
+@pytest.mark.mqtt
+def test_an_idle_sim_with_its_development_key_leaves_cryptography_out_until_it_signs(
+    tmp_path: Path, mosquitto: Any
+) -> None:
+    # No keys in the config: `sim` makes its development key (libsodium) at start. OpenSSL
+    # (~7.5 MB) is loaded only when the console signs a command with it.
+    from tests.support.site import SimProcess
+
+    cfg = site_dict("imports-sim", mosquitto.url, tmp_path / "data", make_keys(tmp_path / "k"))
+    del cfg["keys"]
+    sim = SimProcess(cfg, tmp_path, mosquitto.url)
+    try:
+        wait_until(lambda: sim.get("/state")["site"]["online"], timeout=20, message="online")
+        assert (tmp_path / "data" / "dev-keys" / "dev.key").exists()
+        assert not _maps_cryptography(sim.proc.pid)
+        answer = sim.post("/centre/commands", {"name": "alarm.clear", "key": "dev", "wait_s": 10})
+        assert answer["command"]["key_id"] == "dev" and answer["result"] is not None
+        assert _maps_cryptography(sim.proc.pid)  # the check sees it once it is there
+    finally:
+        sim.kill()

@@ -248,6 +248,31 @@ def test_generate_keypair_writes_pems_private_0600(tmp_path: Path) -> None:
     assert not verify_command(signed, PUBLIC)
 
 
+@given(seed=st.binary(min_size=32, max_size=32))
+@settings(max_examples=25, deadline=None)
+def test_generate_keypair_writes_what_cryptography_writes_for_the_key(seed: bytes) -> None:
+    # keygen makes the key with libsodium (PyNaCl) and writes the PEM itself: byte for byte
+    # the PKCS #8 / SubjectPublicKeyInfo PEM cryptography writes for the same key.
+    import tempfile
+    from unittest import mock
+
+    from nacl.signing import SigningKey
+
+    with tempfile.TemporaryDirectory() as d:
+        priv, pub = Path(d) / "c.key", Path(d) / "c.pub"
+        with mock.patch.object(
+            SigningKey, "generate", autospec=True, return_value=SigningKey(seed)
+        ):
+            generate_keypair(priv, pub)
+        key = Ed25519PrivateKey.from_private_bytes(seed)
+        assert priv.read_bytes() == key.private_bytes(
+            Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()
+        )
+        assert pub.read_bytes() == key.public_key().public_bytes(
+            Encoding.PEM, PublicFormat.SubjectPublicKeyInfo
+        )
+
+
 @pytest.mark.parametrize("existing", ["private", "public"])
 def test_generate_keypair_refuses_to_overwrite(tmp_path: Path, existing: str) -> None:
     priv, pub = tmp_path / "c.key", tmp_path / "c.pub"

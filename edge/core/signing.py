@@ -1,14 +1,17 @@
 """Ed25519 command signatures over canonical JSON. The device holds public keys only.
 
 The daemon verifies with libsodium (PyNaCl): about 1.5 MB of memory, where ``cryptography``
-(its Rust extension bundles OpenSSL) costs about 7.5 MB. ``cryptography`` is imported only to
-make and use private keys (``keygen``, ``sign``, the simulator's development key) and to read
-a public key file that is not in the PEM form ``keygen`` writes (its errors are the ones
-reported for a file that is no Ed25519 public key at all).
+(its Rust extension bundles OpenSSL) costs about 7.5 MB. Key pairs are made with libsodium
+too (``keygen``, the simulator's development key), written as the PEM that ``cryptography``
+writes for the same key, byte for byte (tests/test_signing.py compares them).
+``cryptography`` is imported only to use a private key (``sign``, the console's commands) and
+to read a public key file that is not in the PEM form ``keygen`` writes (its errors are the
+ones reported for a file that is no Ed25519 public key at all).
 """
 
 from __future__ import annotations
 
+import base64
 import binascii
 import json
 import os
@@ -17,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from nacl.exceptions import CryptoError
-from nacl.signing import VerifyKey
+from nacl.signing import SigningKey, VerifyKey
 
 from edge.core.errors import KeyFileError
 
@@ -33,6 +36,8 @@ PublicKey: TypeAlias = "VerifyKey | Ed25519PublicKey"
 
 # DER of an Ed25519 SubjectPublicKeyInfo (RFC 8410) before its 32 raw key bytes.
 _SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")
+# DER of an Ed25519 PKCS #8 PrivateKeyInfo (RFC 8410, version 0) before its 32-byte seed.
+_PKCS8_PREFIX = bytes.fromhex("302e020100300506032b657004220420")
 # The PEM form `keygen` writes (and OpenSSL, and every library): one block, nothing around it.
 _PEM = re.compile(
     rb"\s*-----BEGIN PUBLIC KEY-----\r?\n([A-Za-z0-9+/=\r\n]+)-----END PUBLIC KEY-----\s*"
@@ -96,28 +101,28 @@ def verify_command(command: dict[str, Any], public_key: PublicKey) -> bool:
 
 
 def generate_keypair(private_path: Path, public_path: Path) -> None:
-    """Write an Ed25519 key pair as PEM (private key mode 0600). Refuses to overwrite."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    """Write an Ed25519 key pair as PEM (private key mode 0600). Refuses to overwrite.
 
+    PKCS #8 and SubjectPublicKeyInfo, exactly what ``cryptography`` writes for the key."""
     for p in (private_path, public_path):
         if p.exists():
             raise KeyFileError(f"{p} already exists; choose another path or delete it first")
-    key = Ed25519PrivateKey.generate()
-    private_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    public_pem = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    key = SigningKey.generate()
+    private_pem = _pem("PRIVATE KEY", _PKCS8_PREFIX + bytes(key))  # bytes(key): the seed
+    public_pem = _pem("PUBLIC KEY", _SPKI_PREFIX + bytes(key.verify_key))
     private_path.parent.mkdir(parents=True, exist_ok=True)
     public_path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(private_pem)
     public_path.write_bytes(public_pem)
+
+
+def _pem(label: str, der: bytes) -> bytes:
+    """One PEM block: base64 in lines of 64 characters (RFC 7468)."""
+    b64 = base64.b64encode(der).decode("ascii")
+    lines = [b64[i : i + 64] for i in range(0, len(b64), 64)]
+    return "\n".join([f"-----BEGIN {label}-----", *lines, f"-----END {label}-----", ""]).encode()
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:

@@ -15,10 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
 from edge.config import BrokerConfig, SiteConfig
@@ -27,6 +26,9 @@ from edge.core.errors import AnsimError, ConfigError
 from edge.core.mqtt_client import paho_client
 from edge.core.signing import sign_command
 from edge.core.topics import Topics
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 KINDS = ("status", "events", "state", "commands", "results")
 

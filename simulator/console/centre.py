@@ -15,12 +15,10 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
 import structlog
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -31,6 +29,9 @@ from edge.core.signing import sign_command
 from edge.core.topics import Topics
 from edge.core.uplink import PACKET_HEADROOM
 from simulator.events_stream import EventHub
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 log = structlog.get_logger(__name__)
 
@@ -44,6 +45,11 @@ class BadKey(ValueError):
 
 
 def private_key_from_pem(pem: str) -> Ed25519PrivateKey:
+    # cryptography (OpenSSL, ~7.5 MB) only once a command is signed: an idle simulator
+    # never loads it.
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     try:
         key = serialization.load_pem_private_key(pem.encode("utf-8"), password=None)
     except (ValueError, TypeError) as exc:
