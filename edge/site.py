@@ -346,6 +346,7 @@ class Site(UplinkListener):
         self.store.commit()  # one fsync for everything this batch recorded
         self.store_watch.check()
         self.outbox.drain()
+        self.states.flush()  # after the batch's events (edge.core.state)
 
     def _store_fault(self) -> None:
         """The store went degraded: alarms escalate as with the link down; the status says it."""

@@ -60,6 +60,11 @@ def test_press_reaches_centre_and_ack_lights_lamp(
         wait_until(lambda: rs.output("sent_led"), message="sent lamp on after PUBACK")
         assert not rs.output("buzzer")  # silent mode never sounds
         assert not rs.output("ack_led")
+        # The press's alarm.raised went out before the press's state messages (these wait
+        # for the end of the core batch: edge.core.state).
+        sub.wait_for(lambda m: m.topic.endswith("/state/alarm") and m.json["state"] == "active")
+        order = [(m.topic.split("/", 3)[3], m.json.get("state")) for m in sub.messages()]
+        assert order.index(("events/alarm/raised", None)) < order.index(("state/alarm", "active"))
 
         # A late subscriber sees the retained status and alarm state.
         late = Subscriber.for_broker(
