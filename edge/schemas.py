@@ -219,7 +219,7 @@ CONFIG_NOTES: dict[str, str] = {
     ),
     "broker.reconnect.max_s": "Backoff cap, seconds; must be >= min_s.",
     "broker.max_inflight": (
-        "QoS 1 messages published but not yet acknowledged, at most (the outbox window)."
+        "Events and results published but not yet acknowledged, at most (the outbox window)."
     ),
     "topic_root": "First topic levels: topics are <topic_root>/<site.id>/...",
     "data_dir": (

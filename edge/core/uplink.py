@@ -203,7 +203,9 @@ class Uplink:
         self._client_id = client_id
         self.log = log.bind(broker=f"{cfg.host}:{cfg.port}", client_id=client_id)
         self.client = paho_client(cfg, client_id, clean_session=False)
-        self.client.max_inflight_messages_set(cfg.max_inflight)
+        # The outbox keeps its own window (broker.max_inflight); paho's own bound would only
+        # rescan every message in flight on each PUBACK looking for one to send (0: no bound).
+        self.client.max_inflight_messages_set(0)
         self.client.max_queued_messages_set(0)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
