@@ -16,11 +16,11 @@ it publishes from memory, see edge.core.store).
 from __future__ import annotations
 
 import json
-import uuid
+import os
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import structlog
 from pydantic import BaseModel
@@ -28,7 +28,7 @@ from pydantic import BaseModel
 from edge.core.clock import Clock, rfc3339
 from edge.core.store import PRIO_ALARM, PRIO_EVENT, PRIO_RESULT, DeadLetter, Pending, Store
 from edge.core.topics import Topics
-from edge.models import Emit, Event, EventData, OutboxOverflow, OutboxRejected
+from edge.models import Emit, EventData, OutboxOverflow, OutboxRejected
 
 log = structlog.get_logger(__name__)
 
@@ -72,6 +72,31 @@ def message_type(row: Pending) -> str:
     except (ValueError, AttributeError):
         return "unknown"
     return type_ if isinstance(type_, str) else "unknown"
+
+
+class Recorded(NamedTuple):
+    """An event as ``Outbox.emit`` stored it: ``payload`` is its envelope
+    (edge.models.Event) as JSON, published on ``topic``."""
+
+    event_id: str
+    seq: int
+    ts: str
+    topic: str
+    payload: bytes
+
+
+def new_event_id() -> str:
+    """A random UUID (version 4), as ``str(uuid.uuid4())`` writes it, for half its cost."""
+    b = bytearray(os.urandom(16))
+    b[6] = (b[6] & 0x0F) | 0x40  # version 4
+    b[8] = (b[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def json_text(s: str) -> str:
+    """A JSON string exactly as pydantic writes it (UTF-8, not escaped to ASCII)."""
+    return json.dumps(s, ensure_ascii=False)
 
 
 def dumps(obj: BaseModel | dict[str, Any]) -> bytes:
@@ -118,8 +143,23 @@ class Outbox:
         self._strikes: tuple[int, int] | None = None  # (row id, drops in a row right after it)
         self._drops_in_a_row = 0  # connections in a row closed right after a publish
         self._to_report: list[DeadLetter] = []
+        # (device, type) -> (topic, the envelope's bytes from "site" to "ts"), for ``topics``
+        self._envelopes: dict[tuple[str, str], tuple[str, bytes]] = {}
+        self._envelopes_for = topics
 
     # ---- writing ----
+    def _envelope(self, device: str, type_: str) -> tuple[str, bytes]:
+        if self._envelopes_for is not self.topics:
+            self._envelopes, self._envelopes_for = {}, self.topics
+        key = (device, type_)
+        got = self._envelopes.get(key)
+        if got is None:
+            site = self.topics.site
+            middle = f',"site":{json_text(site)},"device":{json_text(device)},'
+            middle += f'"type":{json_text(type_)},"ts":"'
+            got = self._envelopes[key] = (self.topics.event(type_), middle.encode("utf-8"))
+        return got
+
     def emit(
         self,
         device: str,
@@ -127,7 +167,7 @@ class Outbox:
         *,
         alarm: bool = False,
         event_id: str | None = None,
-    ) -> Event:
+    ) -> Recorded:
         """Record an event durably-to-be (committed with the batch) and return it.
 
         ``data`` is the typed data of a registered event type (its model validated it when
@@ -138,37 +178,39 @@ class Outbox:
                 f"event type {type_!r} ({type(data).__name__}) is not registered; "
                 f"known: {sorted(self.events)}"
             )
-        event = Event(
-            event_id=event_id or str(uuid.uuid4()),
-            seq=self.store.next_seq(),
-            site=self.topics.site,
-            device=device,
-            type=type_,
-            ts=rfc3339(self.clock.now()),
-            data=data.model_dump(mode="json"),
-        )
+        # The envelope (edge.models.Event) is written out directly: building the model to
+        # dump it cost a tenth of the outbox's throughput. The same bytes as
+        # ``Event(...).model_dump_json()`` (tests/test_outbox_envelope.py). Everything that
+        # can fail is done before ``next_seq``: a refused event uses up no seq.
+        topic, middle = self._envelope(device, type_)
+        event_id = event_id or new_event_id()
+        head = f'{{"event_id":{json_text(event_id)},"seq":'.encode()
+        body = data.__pydantic_serializer__.to_json(data)
+        seq = self.store.next_seq()
+        ts = rfc3339(self.clock.now())
+        payload = b"".join((head, str(seq).encode(), middle, ts.encode(), b'","data":', body, b"}"))
         self.store.append(
-            self.topics.event(type_),
-            dumps(event),
+            topic,
+            payload,
             PRIO_ALARM if alarm else PRIO_EVENT,
-            seq=event.seq,
-            event_id=event.event_id,
+            seq=seq,
+            event_id=event_id,
         )
         # Alarm-priority events at info; routine ones at debug (one log write per event
         # costs a third of the outbox's throughput).
         (log.info if alarm else log.debug)(
-            "event", type=type_, device=device, seq=event.seq, event_id=event.event_id
+            "event", type=type_, device=device, seq=seq, event_id=event_id
         )
         for observe in self.observers:
             try:
-                observe(device, data, event.ts)
+                observe(device, data, ts)
             except Exception:
                 log.exception("event_observer_failed", type=type_)
         if type_ != "outbox.overflow":  # reporting an overflow must not start another
             self._check_overflow()
-        return event
+        return Recorded(event_id, seq, ts, topic, payload)
 
-    def record(self, e: Emit) -> Event:
+    def record(self, e: Emit) -> Recorded:
         """``emit`` for an effect a machine returned."""
         return self.emit(e.device, e.event, alarm=e.alarm, event_id=e.event_id)
 
