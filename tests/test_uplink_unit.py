@@ -76,11 +76,16 @@ def test_paho_callbacks_only_post_and_never_raise() -> None:
         payload = b"x"
 
     up._on_publish(up.client, None, 7, Rc(), None)
+    up._on_publish(up.client, None, 8, Rc(), None)
     up._on_message(up.client, None, Msg())  # type: ignore[arg-type]
+    assert len(jobs) == 1  # the message; PUBACKs wait for the end of the loop turn
+    up._hand_over_acks()  # the end of the network thread's loop turn
+    up._hand_over_acks()  # nothing new: no second job
+    assert len(jobs) == 2
     assert listener.calls == []  # nothing ran on the network thread
     for job in jobs:
         job()
-    assert listener.calls == ["acked 7 True", "message a/b"]
+    assert listener.calls == ["message a/b", "acked 7 True", "acked 8 True"]
 
     def exploding_post(job: Any) -> None:
         raise RuntimeError("queue broken")
@@ -88,6 +93,7 @@ def test_paho_callbacks_only_post_and_never_raise() -> None:
     up2, _ = _uplink(exploding_post)
     # Even when handing over fails, the callback must not raise into paho's thread.
     up2._on_publish(up2.client, None, 1, Rc(), None)
+    up2._hand_over_acks()
     up2._on_message(up2.client, None, Msg())  # type: ignore[arg-type]
     up2._on_connect(up2.client, None, None, Rc(), None)
 
@@ -211,6 +217,19 @@ def test_acks_keep_a_busy_link_alive_and_their_absence_kills_it() -> None:
     # PUBACKs stop at 109.5 while messages are outstanding: dead 7.5 s later.
     assert m.due(116.9) is None
     assert m.due(117.0) == "dead"
+
+
+def test_the_pubacks_of_one_loop_turn_count_together() -> None:
+    """The network thread reports the PUBACKs of a loop turn at once (Uplink._hand_over_acks):
+    three answered of four in flight still leave one outstanding; the fourth clears it."""
+    m = LinkMonitor(10)
+    m.connected(0.0)
+    for _ in range(4):
+        m.sent(1.0)
+    m.acked(1.5, 3)
+    assert m.due(8.9) is None and m.due(9.0) == "dead"  # the fourth, unanswered since 1.5
+    m.acked(9.5, 1)
+    assert m.due(14.4) is None and m.due(14.5) == "heartbeat"  # idle 5 s, nothing in flight
 
 
 def test_a_failed_send_and_a_message_from_the_broker_count() -> None:

@@ -3,12 +3,14 @@ paho's client keeps none of its own. A retained state message (published by the 
 outside the outbox) therefore goes out at once even while the window is full, and paho does
 not rescan every message in flight on each PUBACK.
 
+PUBACKs read in one turn of the network loop reach the core thread in one job (one core
+batch, one commit and one drain for all of them).
+
 The broker here is a socket that speaks just enough MQTT 3.1.1 (CONNACK, SUBACK) and
 acknowledges nothing until the test says so: what paho sends is exactly what it reads."""
 
 from __future__ import annotations
 
-import queue
 import socket
 import struct
 import threading
@@ -87,8 +89,8 @@ class HoldingBroker:
     def ack_all(self) -> None:
         with self._lock:
             mids = [mid for _, mid in self.published if mid]
-        for mid in mids:
-            self._send(b"\x40\x02" + struct.pack("!H", mid))
+        # in one write: the site reads them in one network-loop turn
+        self._send(b"".join(b"\x40\x02" + struct.pack("!H", mid) for mid in mids))
 
     def topics(self) -> list[str]:
         with self._lock:
@@ -128,34 +130,65 @@ def broker() -> Iterator[HoldingBroker]:
     b.close()
 
 
-def test_a_message_beyond_the_window_is_not_held_back_by_paho(broker: HoldingBroker) -> None:
-    jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+class Core:
+    """A core thread that runs every job the moment it is posted, counting the jobs that
+    delivered PUBACKs."""
+
+    def __init__(self, listener: Listener) -> None:
+        self.listener = listener
+        self.ack_jobs = 0
+
+    def post(self, job: Any) -> None:
+        before = len(self.listener.acked)
+        job()
+        self.ack_jobs += len(self.listener.acked) > before
+
+
+@pytest.fixture
+def uplink(broker: HoldingBroker) -> Iterator[tuple[Uplink, Listener, Core]]:
     listener = Listener()
+    core = Core(listener)
     up = Uplink(
         BrokerConfig(url=f"mqtt://127.0.0.1:{broker.port}", max_inflight=3, keepalive_s=60),
         client_id="window-test",
-        post=jobs.put,
+        post=core.post,
         listener=listener,
         subscriptions=["a/#"],
         will=lambda: ("s/status", b"offline"),
     )
-
-    def run_jobs() -> None:
-        while not jobs.empty():
-            jobs.get()()
-
     up.start()
     try:
-        wait_until(lambda: (run_jobs(), listener.connected.is_set())[1], 10, message="CONNACK")
-        # The outbox fills its window of 3 ...
-        mids = [up.publish(f"s/events/e{i}", b"{}", qos=1) for i in range(3)]
-        wait_until(lambda: len(broker.topics()) == 3, 10, message="three events")
-        # ... and a retained state message still goes out, nothing being acknowledged.
-        state = up.publish("s/state/panic-1", b"{}", qos=1, retain=True)
-        wait_until(lambda: "s/state/panic-1" in broker.topics(), 10, message="the state message")
-        assert broker.topics() == ["s/events/e0", "s/events/e1", "s/events/e2", "s/state/panic-1"]
-        broker.ack_all()
-        wait_until(lambda: (run_jobs(), len(listener.acked) == 4)[1], 10, message="four PUBACKs")
-        assert sorted(listener.acked) == sorted([*mids, state])
+        wait_until(listener.connected.is_set, 10, message="CONNACK")
+        yield up, listener, core
     finally:
         up.stop(timeout_s=0.5)
+
+
+def test_a_message_beyond_the_window_is_not_held_back_by_paho(
+    broker: HoldingBroker, uplink: tuple[Uplink, Listener, Core]
+) -> None:
+    up, listener, _ = uplink
+    # The outbox fills its window of 3 ...
+    mids = [up.publish(f"s/events/e{i}", b"{}", qos=1) for i in range(3)]
+    wait_until(lambda: len(broker.topics()) == 3, 10, message="three events")
+    # ... and a retained state message still goes out, nothing being acknowledged.
+    state = up.publish("s/state/panic-1", b"{}", qos=1, retain=True)
+    wait_until(lambda: "s/state/panic-1" in broker.topics(), 10, message="the state message")
+    assert broker.topics() == ["s/events/e0", "s/events/e1", "s/events/e2", "s/state/panic-1"]
+    broker.ack_all()
+    wait_until(lambda: len(listener.acked) == 4, 10, message="four PUBACKs")
+    assert sorted(listener.acked) == sorted([*mids, state])
+
+
+def test_the_pubacks_of_one_loop_turn_reach_the_core_in_one_job(
+    broker: HoldingBroker, uplink: tuple[Uplink, Listener, Core]
+) -> None:
+    """Even with a core that runs each job at once (so the first PUBACK's job would find
+    only that one), the PUBACKs read in one turn are handed over together."""
+    up, listener, core = uplink
+    mids = [up.publish(f"s/events/e{i}", b"{}", qos=1) for i in range(8)]
+    wait_until(lambda: len(broker.topics()) == 8, 10, message="eight events")
+    broker.ack_all()  # one write: one read, one loop turn
+    wait_until(lambda: len(listener.acked) == 8, 10, message="eight PUBACKs")
+    assert listener.acked == mids
+    assert core.ack_jobs == 1

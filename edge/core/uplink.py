@@ -122,9 +122,10 @@ class LinkMonitor:
             if not self._outstanding:
                 self._waiting_since = None
 
-    def acked(self, now: float) -> None:
+    def acked(self, now: float, count: int = 1) -> None:
+        """``count`` PUBACKs (those read in one network-loop turn)."""
         with self._lock:
-            self._outstanding = max(0, self._outstanding - 1)
+            self._outstanding = max(0, self._outstanding - count)
             self._inbound(now)
 
     def inbound(self, now: float) -> None:
@@ -195,6 +196,7 @@ class Uplink:
         self._dead: str | None = None  # why the network thread left a dead link
         self._acks_lock = threading.Lock()
         self._acks_posted = False
+        self._turn_acks = 0  # PUBACKs read in this network-loop turn (network thread only)
         # broker.urls: every failure (a refused attempt, a lost connection) moves on to the
         # next address; ``address`` is the one of the current (or last) attempt.
         self._addresses = cfg.addresses
@@ -288,7 +290,10 @@ class Uplink:
                 self._paho_error.text = self._refused = self._dead = None
                 self._connect_once()
                 while not self._stop.is_set():
-                    rc = self.client.loop(timeout=LOOP_S)
+                    try:
+                        rc = self.client.loop(timeout=LOOP_S)
+                    finally:
+                        self._hand_over_acks()
                     if rc != mqtt.MQTT_ERR_SUCCESS:
                         reason = self._refused or self._paho_error.text or mqtt.error_string(rc)
                         break
@@ -398,19 +403,32 @@ class Uplink:
         self, client: mqtt.Client, userdata: Any, mid: int, rc: Any, props: Any
     ) -> None:
         try:
-            self.monitor.acked(time.monotonic())
+            self._turn_acks += 1  # the link monitor hears of them at the end of the turn
             ok = not rc.is_failure
             why = None if ok else f"{rc} (0x{int(rc.value):02x})"
             with self._acks_lock:
                 self._acks.append((mid, ok, why))
-                if self._acks_posted:
-                    return  # one core job per burst of PUBACKs
+            # Handed to the core at the end of this network-loop turn (_hand_over_acks):
+            # every PUBACK read in one turn reaches the core in one job.
+        except Exception as exc:
+            self.log.error("uplink_on_publish_failed", error=str(exc))
+
+    def _hand_over_acks(self) -> None:
+        """Network thread, after each loop turn: one core job for the PUBACKs read in it
+        (none while the last one is still waiting to run). Never raises."""
+        try:
+            if self._turn_acks:
+                self.monitor.acked(time.monotonic(), self._turn_acks)
+                self._turn_acks = 0
+            with self._acks_lock:
+                if not self._acks or self._acks_posted:
+                    return
                 self._acks_posted = True
             try:
                 self._post(self._flush_acks)
             except BaseException:
                 with self._acks_lock:
-                    self._acks_posted = False  # the next PUBACK tries again
+                    self._acks_posted = False  # the next turn tries again
                 raise
         except Exception as exc:
             self.log.error("uplink_on_publish_failed", error=str(exc))
