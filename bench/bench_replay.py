@@ -40,6 +40,7 @@ from bench.common import (
     conclude,
     configure_logging,
     headline,
+    make_ticks,
     option,
     pause,
     register_ticks,
@@ -152,7 +153,9 @@ def site_child(cfg_path: str, log_path: str) -> int:
             n = int(parts[1])
             for start in range(next_i, next_i + n, JOB):
                 credit.acquire()
-                site.loop.post(tick_job(site, start, min(JOB, next_i + n - start), credit))
+                site.loop.post(
+                    tick_job(site, make_ticks(start, min(JOB, next_i + n - start)), credit)
+                )
             next_i += n
             pending = ts.call(lambda: len(site.store), timeout=120)  # after every job
             say(f"emitted {time.monotonic():.9f} {pending}")

@@ -42,6 +42,7 @@ from bench.common import (
     conclude,
     headline,
     idle_python,
+    make_ticks,
     option,
     p50_p99,
     pause,
@@ -156,12 +157,13 @@ def outbox_throughput(
     register_ticks(site)
     credit = threading.Semaphore(depth)
 
+    jobs = [make_ticks(start, min(batch, n - start)) for start in range(0, n, batch)]
     try:
         sub.arm(n, f"/{site_id}/events/bench/tick")
         t0 = time.monotonic()
-        for start in range(0, n, batch):
+        for ticks in jobs:
             credit.acquire()
-            site.loop.post(tick_job(site, start, min(batch, n - start), credit))
+            site.loop.post(tick_job(site, ticks, credit))
         t_posted = time.monotonic()
         _, t_sub = sub.wait_done(max(120.0, n / 100))
         wait_until(bs.drained, 60, 0.002, "outbox empty")

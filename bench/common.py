@@ -27,7 +27,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -578,15 +578,24 @@ def register_ticks(site: Any) -> None:
     site.outbox.events = {**site.outbox.events, BenchTick.TYPE: BenchTick}
 
 
-def tick_job(site: Any, start: int, count: int, credit: threading.Semaphore) -> Callable[[], None]:
-    """A core job recording BenchTick events ``start`` .. ``start + count - 1`` (as a burst
-    of inputs would), then releasing ``credit`` (the poster's limit of jobs ahead)."""
+def make_ticks(start: int, count: int) -> list[BenchTick]:
+    """The data of BenchTick events ``start`` .. ``start + count - 1``."""
+    return [BenchTick(i=i) for i in range(start, start + count)]
+
+
+def tick_job(
+    site: Any, ticks: Sequence[BenchTick], credit: threading.Semaphore
+) -> Callable[[], None]:
+    """A core job recording one event per BenchTick in ``ticks`` (as a burst of inputs
+    would), then releasing ``credit`` (the poster's limit of jobs ahead). The ticks are
+    built beforehand (``make_ticks``), as bare paho's payloads are: what is timed is the
+    outbox, from the event's data to its PUBACK."""
 
     def run() -> None:
         try:
             emit = site.outbox.emit
-            for i in range(start, start + count):
-                emit("bench", BenchTick(i=i))
+            for data in ticks:
+                emit("bench", data)
         finally:
             credit.release()
 
