@@ -431,7 +431,7 @@ class Uplink:
                     self._acks_posted = False  # the next turn tries again
                 raise
         except Exception as exc:
-            self.log.error("uplink_on_publish_failed", error=str(exc))
+            self.log.error("uplink_hand_over_acks_failed", error=str(exc))
 
     def _flush_acks(self) -> None:
         """Core thread: hand every PUBACK collected so far to the listener."""
