@@ -20,10 +20,9 @@ import os
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
 import structlog
-from pydantic import BaseModel
 
 from edge.core.clock import Clock, rfc3339
 from edge.core.store import PRIO_ALARM, PRIO_EVENT, PRIO_RESULT, DeadLetter, Pending, Store
@@ -97,12 +96,6 @@ def new_event_id() -> str:
 def json_text(s: str) -> str:
     """A JSON string exactly as pydantic writes it (UTF-8, not escaped to ASCII)."""
     return json.dumps(s, ensure_ascii=False)
-
-
-def dumps(obj: BaseModel | dict[str, Any]) -> bytes:
-    if isinstance(obj, BaseModel):
-        return obj.model_dump_json().encode("utf-8")
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 class Outbox:
