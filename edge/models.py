@@ -5,7 +5,7 @@ from these models (``python -m edge.schemas``) and a test fails when they drift.
 
 from __future__ import annotations
 
-import uuid
+import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Literal
@@ -243,6 +243,16 @@ class InputRestored(EventData):
     TYPE: ClassVar[str] = "input.restored"
 
 
+def new_event_id() -> str:
+    """A random UUID (version 4), as ``str(uuid.uuid4())`` writes it, for half its cost
+    (every event's ``event_id``)."""
+    b = bytearray(os.urandom(16))
+    b[6] = (b[6] & 0x0F) | 0x40  # version 4
+    b[8] = (b[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 @dataclass(frozen=True)
 class Emit:
     """An event a machine or controller asks to record: its typed data, the device it is
@@ -252,7 +262,7 @@ class Emit:
     device: str
     event: EventData
     alarm: bool = False
-    event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    event_id: str = field(default_factory=new_event_id)
 
     @property
     def type(self) -> str:

@@ -13,12 +13,19 @@ from pathlib import Path
 import pytest
 
 from edge.core.clock import FakeClock
-from edge.core.outbox import Outbox, new_event_id
+from edge.core.outbox import Outbox
 from edge.core.store import Store
 from edge.core.topics import Topics
 from edge.devices.lockers.events import DoorOpened
 from edge.devices.panic.events import AlarmRaised
-from edge.models import Event, EventData, InputFault, OutboxOverflow, OutboxRejected
+from edge.models import (
+    Event,
+    EventData,
+    InputFault,
+    OutboxOverflow,
+    OutboxRejected,
+    new_event_id,
+)
 from tests.support.events import TEST_EVENTS, Normal
 
 

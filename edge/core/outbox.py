@@ -16,7 +16,6 @@ it publishes from memory, see edge.core.store).
 from __future__ import annotations
 
 import json
-import os
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ import structlog
 from edge.core.clock import Clock, rfc3339
 from edge.core.store import PRIO_ALARM, PRIO_EVENT, PRIO_RESULT, DeadLetter, Pending, Store
 from edge.core.topics import Topics
-from edge.models import Emit, EventData, OutboxOverflow, OutboxRejected
+from edge.models import Emit, EventData, OutboxOverflow, OutboxRejected, new_event_id
 
 log = structlog.get_logger(__name__)
 
@@ -82,15 +81,6 @@ class Recorded(NamedTuple):
     ts: str
     topic: str
     payload: bytes
-
-
-def new_event_id() -> str:
-    """A random UUID (version 4), as ``str(uuid.uuid4())`` writes it, for half its cost."""
-    b = bytearray(os.urandom(16))
-    b[6] = (b[6] & 0x0F) | 0x40  # version 4
-    b[8] = (b[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = b.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def json_text(s: str) -> str:
