@@ -84,6 +84,10 @@ DATA: list[EventData] = [
         ("shelter-1", "panic-1", None),
         ("locker_2", 'door "3" \\ 문', 'id "quoted" \\ é\n'),
         ("s", "", "e-1"),
+        # printable ASCII (the fast path of json_text) with and without what needs escaping
+        ("site", 'dev "q"', 'ascii "quoted"'),
+        ("site", "back\\slash", "a\\b"),
+        ("s-1", "del\x7f ~!@#$%^&*()", "/<>'`?{}|+="),
     ],
 )
 def test_the_payload_is_byte_for_byte_the_envelope_models(

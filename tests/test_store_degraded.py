@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import random
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from edge.core.clock import FakeClock, rfc3339
 from edge.core.commands import load_keys
 from edge.core.outbox import Outbox
 from edge.core.signing import generate_keypair, load_private_key, sign_command
-from edge.core.store import PRIO_ALARM, PRIO_EVENT, PRIO_RESULT, Store
+from edge.core.store import PRIO_ALARM, PRIO_EVENT, PRIO_RESULT, PRIORITIES, Pending, Store
 from edge.core.store_watch import STORE_RETRY_MAX_S
 from edge.core.topics import Topics
 from tests.support.events import TEST_EVENTS, Alarm, Normal
@@ -284,6 +285,81 @@ def test_overflow_in_degraded_mode_drops_results_then_events_never_alarms(tmp_pa
         assert on_disk(tmp_path / "s.db", "SELECT COUNT(*) FROM outbox") == [(len(rows),)]
     finally:
         faults.heal()
+        store.close()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_pending_always_hands_out_what_is_stored_in_order(tmp_path: Path, seed: int) -> None:
+    """Against a model of what is stored, through thousands of random steps: rows stored,
+    handed out a few at a time (some not sent: the link went down), acknowledged,
+    re-sent after a reconnect, dropped by the bound, moved to the dead letters, commits
+    that fail (degraded mode) and recoveries, rows deleted before they were handed out.
+    ``pending`` serves recent rows from memory (Store._unsent) and older ones from the
+    file; both must agree with the model."""
+    rnd = random.Random(seed)
+    faults = Faults()
+    store = Store(tmp_path / "store.db", max_messages=60, connect=faults.connect)
+    stored: dict[int, tuple[int, bytes]] = {}  # row id -> (priority, payload)
+    sent_upto: dict[int, int] = {}
+    in_flight: dict[int, Pending] = {}
+    rank = {p: i for i, p in enumerate(PRIORITIES)}
+
+    def expected(limit: int) -> list[tuple[int, bytes]]:
+        rows = sorted(
+            (rank[prio], rid, payload)
+            for rid, (prio, payload) in stored.items()
+            if rid > sent_upto.get(prio, 0)
+        )
+        return [(rid, payload) for _, rid, payload in rows[:limit]]
+
+    try:
+        for step in range(2500):
+            op = rnd.random()
+            if op < 0.40:
+                prio = rnd.choice(PRIORITIES)
+                payload = f"{seed}-{step}".encode()
+                rid = store.append("t", payload, prio, seq=step)
+                stored[rid] = (prio, payload)
+                dropped = store.overflow()
+                for gone in dropped.ids if dropped else ():
+                    del stored[gone]
+                    in_flight.pop(gone, None)
+            elif op < 0.55:
+                limit = rnd.randint(1, 25)
+                got = store.pending(limit, sent_upto)
+                assert [(r.id, r.payload) for r in got] == expected(limit), step
+                for row in got[: rnd.randint(0, len(got))]:  # the rest: the link went down
+                    sent_upto[row.priority] = row.id
+                    in_flight[row.id] = row
+            elif op < 0.75 and in_flight:
+                row = in_flight.pop(rnd.choice(list(in_flight)))
+                if rnd.random() < 0.05:
+                    store.dead_letter(row, "t", "refused", "2026-01-01T00:00:00.000Z")
+                else:
+                    store.delete(row.id)
+                del stored[row.id]
+            elif op < 0.77 and stored:
+                rid = rnd.choice(list(stored))  # deleted whether handed out or not
+                store.delete(rid)
+                del stored[rid]
+                in_flight.pop(rid, None)
+            elif op < 0.80:
+                sent_upto.clear()  # a reconnect: whatever is unacknowledged goes again
+                in_flight.clear()
+            elif op < 0.97:
+                store.commit()
+            elif op < 0.985:
+                faults.fail(DISK_FULL, "COMMIT", "INSERT", "DELETE")
+                rid = store.append("t", b"x", PRIO_RESULT)  # fails: degraded from here on
+                stored[rid] = (PRIO_RESULT, b"x")
+                faults.heal()
+                assert store.degraded
+            else:
+                store.recover()
+            assert len(store) == len(stored), step
+        sent_upto.clear()
+        assert [(r.id, r.payload) for r in store.pending(10**6)] == expected(10**6)
+    finally:
         store.close()
 
 

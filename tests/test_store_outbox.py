@@ -4,6 +4,7 @@ priorities, PUBACK handling, redelivery, the in-flight window and the overflow p
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from edge.core.clock import FakeClock
 from edge.core.outbox import Outbox, UnknownEventError
@@ -258,6 +260,59 @@ def test_pending_reads_the_file_only_for_priorities_with_rows_beyond_those_in_fl
         assert [r.payload for r in reopened.pending(10)] == [b"a", b"n", b"n", b"n"]
     finally:
         reopened.close()
+
+
+def test_rows_stored_since_a_full_read_are_handed_out_without_reading_the_file(
+    tmp_path: Path,
+) -> None:
+    """The drain after every commit takes what the core has just written from memory, not
+    back from the file; the file is read again after a reconnect (rows in flight are sent
+    again) and once more rows wait than memory keeps."""
+    statements: list[str] = []
+
+    def connect(*args: Any, **kw: Any) -> sqlite3.Connection:
+        db = sqlite3.connect(*args, **kw)
+        db.set_trace_callback(statements.append)
+        return db
+
+    def reads() -> int:
+        n = sum(1 for s in statements if s.startswith("SELECT") and "FROM outbox" in s)
+        statements.clear()
+        return n
+
+    store = Store(tmp_path / "store.db", connect=connect)
+    try:
+        store.append("t", b"0", PRIO_EVENT, seq=1)
+        store.commit()
+        reads()
+        first = store.pending(10)
+        assert [r.payload for r in first] == [b"0"]
+        assert reads() == 1  # the first read finds every row: from now on they are known
+        in_flight = {PRIO_EVENT: first[-1].id}
+        for i in range(1, 6):
+            store.append("t", str(i).encode(), PRIO_EVENT, seq=i + 1)
+        store.commit()
+        two = store.pending(2, in_flight)
+        in_flight[PRIO_EVENT] = two[-1].id
+        rest = store.pending(10, in_flight)
+        assert [r.payload for r in two + rest] == [b"1", b"2", b"3", b"4", b"5"]
+        assert reads() == 0
+        store.delete(first[0].id)
+        store.delete(two[0].id)
+        store.commit()
+        # reconnect: everything unacknowledged again, from the file
+        assert [r.payload for r in store.pending(10)] == [b"2", b"3", b"4", b"5"]
+        assert reads() == 1
+        # more waiting than memory keeps: read from the file again
+        in_flight = {PRIO_EVENT: rest[-1].id}
+        many = store.TXN_MAX_ROWS + 1
+        for i in range(many):
+            store.append("t", b"m", PRIO_EVENT, seq=100 + i)
+        store.commit()
+        assert len(store.pending(many + 10, in_flight)) == many
+        assert reads() == 1
+    finally:
+        store.close()
 
 
 def test_per_event_durability_commits_each_append(tmp_path: Path) -> None:
@@ -601,3 +656,29 @@ def test_a_normal_event_when_alarms_fill_the_bound_does_not_break_the_outbox(
         assert r.store.last_seq() < 110  # no runaway sequence numbers
     finally:
         r.store.close()
+
+
+@pytest.mark.parametrize(("level", "expected"), [("debug", ["debug", "info"]), ("info", ["info"])])
+def test_each_event_is_logged_routine_ones_only_at_debug(
+    tmp_path: Path, level: str, expected: list[str]
+) -> None:
+    """One line per event (type, device, seq, event_id; never its data): an alarm at info,
+    a routine event at debug, left out altogether when debug is off."""
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper()))
+    )
+    try:
+        with structlog.testing.capture_logs() as logs:
+            store = Store(tmp_path / "s.db")
+            outbox = Outbox(store, TOPICS, FakeClock(), FakePublisher(), events=TEST_EVENTS)
+            try:
+                outbox.emit("door", Normal())
+                outbox.emit("panic", Alarm(), alarm=True)
+            finally:
+                store.close()
+    finally:
+        structlog.reset_defaults()
+    lines = [e for e in logs if e["event"] == "event"]
+    assert [e["log_level"] for e in lines] == expected
+    assert [e["seq"] for e in lines] == [1, 2][-len(expected) :]
+    assert all(set(e) == {"event", "log_level", "type", "device", "seq", "event_id"} for e in lines)

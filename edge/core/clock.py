@@ -54,6 +54,20 @@ class FakeClock:
             self._wall += timedelta(seconds=seconds)
 
 
+# The last second written out by rfc3339 and its text up to the '.' (one tuple: replaced
+# whole, so any thread may call rfc3339).
+_last_second: tuple[float, str] = (float("nan"), "")
+
+
 def rfc3339(ts: datetime) -> str:
-    """RFC 3339 UTC with milliseconds and a 'Z', e.g. 2026-11-25T16:24:43.123Z."""
-    return ts.astimezone(UTC).isoformat(timespec="milliseconds")[:23] + "Z"
+    """RFC 3339 UTC with milliseconds and a 'Z', e.g. 2026-11-25T16:24:43.123Z.
+
+    Every event's ``ts``: the date and time up to the second are written once per second
+    (a third of ``isoformat``'s cost); the same text as
+    ``ts.astimezone(UTC).isoformat(timespec="milliseconds")[:23] + "Z"`` (tested)."""
+    global _last_second
+    second = ts.timestamp() // 1
+    last = _last_second
+    if last[0] != second:
+        last = _last_second = (second, ts.astimezone(UTC).isoformat(timespec="seconds")[:19] + ".")
+    return f"{last[1]}{ts.microsecond // 1000:03d}Z"

@@ -16,6 +16,7 @@ it publishes from memory, see edge.core.store).
 from __future__ import annotations
 
 import json
+import logging
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -85,6 +86,8 @@ class Recorded(NamedTuple):
 
 def json_text(s: str) -> str:
     """A JSON string exactly as pydantic writes it (UTF-8, not escaped to ASCII)."""
+    if s.isascii() and s.isprintable() and '"' not in s and "\\" not in s:
+        return f'"{s}"'  # nothing to escape (an event id): a fifth of json.dumps's cost
     return json.dumps(s, ensure_ascii=False)
 
 
@@ -129,6 +132,8 @@ class Outbox:
         # (device, type) -> (topic, the envelope's bytes from "site" to "ts"), for ``topics``
         self._envelopes: dict[tuple[str, str], tuple[str, bytes]] = {}
         self._envelopes_for = topics
+        # Logging is configured once, before the site is built (edge.cli).
+        self._log_debug = log.is_enabled_for(logging.DEBUG)
 
     # ---- writing ----
     def _envelope(self, device: str, type_: str) -> tuple[str, bytes]:
@@ -180,10 +185,11 @@ class Outbox:
             event_id=event_id,
         )
         # Alarm-priority events at info; routine ones at debug (one log write per event
-        # costs a third of the outbox's throughput).
-        (log.info if alarm else log.debug)(
-            "event", type=type_, device=device, seq=seq, event_id=event_id
-        )
+        # costs a third of the outbox's throughput; even a filtered-out call costs 2%).
+        if alarm:
+            log.info("event", type=type_, device=device, seq=seq, event_id=event_id)
+        elif self._log_debug:
+            log.debug("event", type=type_, device=device, seq=seq, event_id=event_id)
         for observe in self.observers:
             try:
                 observe(device, data, ts)

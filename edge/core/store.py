@@ -54,7 +54,7 @@ from edge.core.store_file import (
     quarantine,
     write_seq,
 )
-from edge.core.store_memory import Memory, Txn
+from edge.core.store_memory import Memory, Txn, Unsent
 
 __all__ = [
     "DB_ERRORS",
@@ -73,6 +73,22 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
+
+
+def id_runs(ids: Iterable[int]) -> list[tuple[int, int]]:
+    """Distinct ids as runs of consecutive ones: ``[5, 3, 4, 9]`` -> ``[(3, 5), (9, 9)]``."""
+    runs: list[tuple[int, int]] = []
+    first = last = None
+    for i in sorted(set(ids)):
+        if last is not None and i == last + 1:
+            last = i
+            continue
+        if first is not None and last is not None:
+            runs.append((first, last))
+        first = last = i
+    if first is not None and last is not None:
+        runs.append((first, last))
+    return runs
 
 
 class Store:
@@ -112,7 +128,10 @@ class Store:
         self._dirty = False
         self._needs_sync = False  # the open transaction holds more than PUBACK deletes
         self._lazy_deletes = 0
-        self._deletes: list[tuple[int]] = []
+        self._deletes: list[int] = []
+        # The rows ``pending`` has not handed out yet, while all are known (the drain after
+        # each commit reads them from memory, not back from the file).
+        self._unsent = Unsent(self.TXN_MAX_ROWS)
         try:
             self._db = self._connect_rw()
             self._load(self._db)
@@ -179,8 +198,9 @@ class Store:
                     db.execute("ROLLBACK")
             except DB_ERRORS:
                 pass
-        moved = self._mem.absorb(self._txn, (d[0] for d in self._deletes))
+        moved = self._mem.absorb(self._txn, self._deletes)
         self._deletes.clear()
+        self._unsent.forget_all()
         self._dirty = False
         self._needs_sync = False
         self._lazy_deletes = 0
@@ -379,7 +399,9 @@ class Store:
             else:
                 self._max_id = max(self._max_id, row_id)
                 self._top[priority] = max(self._top.get(priority, 0), row_id)
-                self._txn.rows.append(Pending(row_id, topic, payload, event_id, priority, seq))
+                row = Pending(row_id, topic, payload, event_id, priority, seq)
+                self._txn.rows.append(row)
+                self._unsent.add(row)
                 self._count += 1
                 if self.per_event:
                     self.commit()
@@ -414,6 +436,7 @@ class Store:
             dropped += self._rows(prio, 0, need)
         if not dropped:
             return None
+        self._unsent.forget_all()  # known again at the next full read of the file
         ids = [r.id for r in dropped]
         if not self.degraded:
             try:
@@ -451,7 +474,16 @@ class Store:
             skip = after.get(prio, 0)
             if skip >= self._top.get(prio, 0):
                 continue  # no row of this priority beyond the ones in flight: no query
-            out += self._rows(prio, skip, limit - len(out))
+            want = limit - len(out)
+            if self.degraded:
+                out += self._rows(prio, skip, want)
+            elif self._unsent.serves(prio, skip):
+                self._unsent.take(prio, skip, limit, out)
+            else:
+                got = self._rows(prio, skip, want)
+                if not self.degraded:  # (the read did not fail)
+                    self._unsent.found(prio, skip, got, len(got) < want)
+                out += got
         return out
 
     def _rows(self, prio: int, after: int, limit: int) -> list[Pending]:
@@ -490,6 +522,7 @@ class Store:
         """Forget an acknowledged row. Deletes are batched: applied before the next read
         of the outbox and before every commit."""
         self._count -= 1
+        self._unsent.forget(row_id)
         if not self.degraded:
             try:
                 self._begin(sync=False)
@@ -497,15 +530,19 @@ class Store:
                 self._fault(exc)
             else:
                 self._lazy_deletes += 1
-                self._deletes.append((row_id,))
+                self._deletes.append(row_id)
                 return
         self._mem.forget_row(row_id)
 
     def _apply_deletes(self) -> None:
         if self._deletes:
             assert self._db is not None
-            self._db.executemany("DELETE FROM outbox WHERE id=?", self._deletes)
-            self._txn.deleted += [d[0] for d in self._deletes]
+            # Acknowledged rows mostly come in runs of consecutive ids: one statement per
+            # run, not per row.
+            self._db.executemany(
+                "DELETE FROM outbox WHERE id BETWEEN ? AND ?", id_runs(self._deletes)
+            )
+            self._txn.deleted += self._deletes
             self._deletes.clear()
 
     def __len__(self) -> int:

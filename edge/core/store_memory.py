@@ -9,6 +9,7 @@ transaction. See :class:`edge.core.store.Store` (the core thread's only, like th
 from __future__ import annotations
 
 import sqlite3
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -134,3 +135,75 @@ class Memory:
         for i in ids:
             if self.dead.pop(i, None) is None:
                 self.gone_dead.add(i)
+
+
+class Unsent:
+    """Per priority, the stored rows ``Store.pending`` has not handed out yet, kept in
+    memory while every one of them is known: ``pending`` then serves them from here instead
+    of reading back from the file what the core has just written to it.
+
+    For a priority ``p`` with ``after[p]`` not None, the stored rows of ``p`` with an id
+    above ``after[p]`` are exactly ``rows[p]`` (in id order). None: not known, read the
+    file. A priority is known again once a read of the file finds every row beyond what it
+    hands out (``Store.pending``); it stops being known past ``cap`` rows, and whenever the
+    store leaves the file (degraded mode)."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.rows: dict[int, OrderedDict[int, Pending]] = {p: OrderedDict() for p in PRIORITIES}
+        self.after: dict[int, int | None] = dict.fromkeys(PRIORITIES)
+
+    def serves(self, prio: int, after: int) -> bool:
+        """Can the rows of ``prio`` above ``after`` come from memory?"""
+        known = self.after[prio]
+        return known is not None and after >= known
+
+    def take(self, prio: int, after: int, limit: int, out: list[Pending]) -> None:
+        """Add to ``out`` (up to ``limit`` in all) the rows of ``prio`` above ``after``,
+        handing them out (only if ``serves(prio, after)``)."""
+        rows = self.rows[prio]
+        top = after
+        while rows and len(out) < limit:
+            row_id, row = rows.popitem(last=False)
+            top = row_id
+            if row_id > after:
+                out.append(row)
+        self.after[prio] = top
+
+    def found(self, prio: int, after: int, got: list[Pending], complete: bool) -> None:
+        """A read of the file handed out ``got``: the rows of ``prio`` above ``after``,
+        all of them if ``complete``."""
+        top = got[-1].id if got else after
+        if complete:
+            self.rows[prio].clear()
+            self.after[prio] = top
+            return
+        known = self.after[prio]
+        if known is not None and top >= known:
+            rows = self.rows[prio]
+            while rows and next(iter(rows)) <= top:
+                rows.popitem(last=False)
+            self.after[prio] = top
+
+    def add(self, row: Pending) -> None:
+        """A row just stored (ids only grow)."""
+        if self.after[row.priority] is None:
+            return
+        rows = self.rows[row.priority]
+        rows[row.id] = row
+        if len(rows) > self.cap:
+            self.forget_priority(row.priority)
+
+    def forget(self, row_id: int) -> None:
+        """A row deleted from the store (acknowledged, dropped, moved to the dead letters)."""
+        for rows in self.rows.values():
+            if rows and rows.pop(row_id, None) is not None:
+                return
+
+    def forget_priority(self, prio: int) -> None:
+        self.rows[prio].clear()
+        self.after[prio] = None
+
+    def forget_all(self) -> None:
+        for prio in self.rows:
+            self.forget_priority(prio)

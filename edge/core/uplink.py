@@ -89,6 +89,15 @@ class _LastError(logging.Handler):
             self.text = str(record.msg)
 
 
+class _ErrorsOnly(logging.Logger):
+    """paho's logger: errors only, turned away before ``Logger.log``'s checks (paho calls
+    it on every packet it sends or reads)."""
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if level >= logging.ERROR:
+            super().log(level, msg, *args, **kwargs)
+
+
 class LinkMonitor:
     """When is the link dead, when is a heartbeat due? Plain bookkeeping with the time
     passed in (monotonic seconds); thread-safe (the core thread publishes, the network
@@ -221,7 +230,7 @@ class Uplink:
         # A private logger (not in logging's registry): errors only, so paho formats nothing
         # on its per-packet debug path.
         self._paho_error = _LastError()
-        paho_log = logging.Logger(f"ansim.uplink.paho.{client_id}", logging.ERROR)
+        paho_log = _ErrorsOnly(f"ansim.uplink.paho.{client_id}", logging.ERROR)
         paho_log.propagate = False
         paho_log.addHandler(self._paho_error)
         self.client.enable_logger(paho_log)
