@@ -20,6 +20,7 @@ competes with the publisher for the GIL; it stamps every message with ``time.mon
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import threading
 import time
@@ -51,6 +52,7 @@ from bench.common import (
     report_table,
     run_meta,
     shelter_config,
+    start_subscriber,
     step,
     stop_process,
     subscriber_child,
@@ -268,9 +270,15 @@ def _idle_run_kb(
     import json
     import subprocess
 
-    import paho.mqtt.subscribe as subscribe
-
     host, port = broker_url.removeprefix("mqtt://").rsplit(":", 1)
+    status: list[bytes] = []  # the latest retained status of the run
+    watcher, subscribed = start_subscriber(
+        host,
+        int(port),
+        "ansim/v1/bench-run/status",
+        f"bench-run-watch-{os.getpid()}",
+        lambda c, u, msg: status.append(bytes(msg.payload)),
+    )
     log = (d / "run.log").open("ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.mock_gpio_run", "run", "--config", str(d / "site.yaml")],
@@ -283,12 +291,15 @@ def _idle_run_kb(
     def online_idle() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"run exited {proc.returncode}: see {d / 'run.log'}")
-        msg = subscribe.simple("ansim/v1/bench-run/status", hostname=host, port=int(port))
-        st = json.loads(msg.payload)
+        if not status:
+            return False
+        st = json.loads(status[-1])
         return bool(st["state"] == "online" and st.get("outbox_depth") == 0)
 
     try:
-        wait_until(online_idle, 60, 0.2, "run online and idle")
+        if not subscribed.wait(10):
+            raise RuntimeError("the status watcher was not subscribed")
+        wait_until(online_idle, 60, 0.05, "run online and idle")
         pause(0.5)
         kb = []
         for _ in range(samples):
@@ -297,6 +308,8 @@ def _idle_run_kb(
     finally:
         stop_process(proc)
         log.close()
+        watcher.disconnect()
+        watcher.loop_stop()
     return kb
 
 
