@@ -219,25 +219,33 @@ def test_group_durability_commits_only_on_commit(rig: Rig) -> None:
     assert committed_rows(rig.path) == 1
 
 
+class OutboxReads:
+    """Counts the reads of the outbox table on connections made through ``connect``."""
+
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+
+    def connect(self, *args: Any, **kw: Any) -> sqlite3.Connection:
+        db = sqlite3.connect(*args, **kw)
+        db.set_trace_callback(self.statements.append)
+        return db
+
+    def __call__(self) -> int:
+        """Reads since the last call."""
+        n = sum(1 for s in self.statements if s.startswith("SELECT") and "FROM outbox" in s)
+        self.statements.clear()
+        return n
+
+
 def test_pending_reads_the_file_only_for_priorities_with_rows_beyond_those_in_flight(
     tmp_path: Path,
 ) -> None:
     """One query per priority that has something to send, none for the others (a drain
     after every burst of PUBACKs asked all three)."""
-    statements: list[str] = []
-
-    def connect(*args: Any, **kw: Any) -> sqlite3.Connection:
-        db = sqlite3.connect(*args, **kw)
-        db.set_trace_callback(statements.append)
-        return db
-
-    def reads() -> int:
-        n = sum(1 for s in statements if s.startswith("SELECT") and "FROM outbox" in s)
-        statements.clear()
-        return n
+    reads = OutboxReads()
 
     path = tmp_path / "store.db"
-    store = Store(path, connect=connect)
+    store = Store(path, connect=reads.connect)
     try:
         for i in range(3):
             store.append("t/normal", b"n", PRIO_EVENT, seq=i + 1)
@@ -268,19 +276,9 @@ def test_rows_stored_since_a_full_read_are_handed_out_without_reading_the_file(
     """The drain after every commit takes what the core has just written from memory, not
     back from the file; the file is read again after a reconnect (rows in flight are sent
     again) and once more rows wait than memory keeps."""
-    statements: list[str] = []
+    reads = OutboxReads()
 
-    def connect(*args: Any, **kw: Any) -> sqlite3.Connection:
-        db = sqlite3.connect(*args, **kw)
-        db.set_trace_callback(statements.append)
-        return db
-
-    def reads() -> int:
-        n = sum(1 for s in statements if s.startswith("SELECT") and "FROM outbox" in s)
-        statements.clear()
-        return n
-
-    store = Store(tmp_path / "store.db", connect=connect)
+    store = Store(tmp_path / "store.db", connect=reads.connect)
     try:
         store.append("t", b"0", PRIO_EVENT, seq=1)
         store.commit()
