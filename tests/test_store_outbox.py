@@ -662,6 +662,7 @@ def test_each_event_is_logged_routine_ones_only_at_debug(
 ) -> None:
     """One line per event (type, device, seq, event_id; never its data): an alarm at info,
     a routine event at debug, left out altogether when debug is off."""
+    before = structlog.get_config()
     structlog.configure(
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper()))
     )
@@ -675,7 +676,7 @@ def test_each_event_is_logged_routine_ones_only_at_debug(
             finally:
                 store.close()
     finally:
-        structlog.reset_defaults()
+        structlog.configure(**before)
     lines = [e for e in logs if e["event"] == "event"]
     assert [e["log_level"] for e in lines] == expected
     assert [e["seq"] for e in lines] == [1, 2][-len(expected) :]
