@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import sqlite3
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 
 from edge.core.store_file import PRIORITIES, DeadLetter, Pending, dead_row
+
+
+def pop_row(by_priority: Mapping[int, MutableMapping[int, Pending]], row_id: int) -> bool:
+    """Take row ``row_id`` out of whichever priority holds it; False if none does."""
+    return any(rows.pop(row_id, None) is not None for rows in by_priority.values())
 
 
 @dataclass
@@ -118,10 +123,8 @@ class Memory:
 
     def forget_row(self, row_id: int) -> None:
         """A row acknowledged or dropped: out of memory, or marked gone from the file."""
-        for rows in self.rows.values():
-            if rows.pop(row_id, None) is not None:
-                return
-        self.gone.add(row_id)
+        if not pop_row(self.rows, row_id):
+            self.gone.add(row_id)
 
     def rows_after(self, prio: int, after: int, limit: int, out: list[Pending]) -> None:
         """Add to ``out`` (up to ``limit`` in all) the memory rows of ``prio`` above ``after``."""
@@ -196,9 +199,7 @@ class Unsent:
 
     def forget(self, row_id: int) -> None:
         """A row deleted from the store (acknowledged, dropped, moved to the dead letters)."""
-        for rows in self.rows.values():
-            if rows and rows.pop(row_id, None) is not None:
-                return
+        pop_row(self.rows, row_id)
 
     def forget_priority(self, prio: int) -> None:
         self.rows[prio].clear()
