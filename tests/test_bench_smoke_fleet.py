@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from bench.bench_fleet import fleet_kinds, nats_mqtt_options, no_jitter_schedule, peak_per_bucket
+from bench.bench_fleet import (
+    fleet_kinds,
+    nats_mqtt_options,
+    no_jitter_schedule,
+    peak_per_bucket,
+    site_config,
+)
+from edge.config import SiteConfig
 from tests.support.bench import run_bench
 from tests.support.brokers import NatsCluster
 
@@ -47,6 +54,19 @@ def test_nats_mqtt_options_reach_every_node_s_mqtt_block(tmp_path: Path) -> None
     assert "consumer_replicas" not in plain
     with pytest.raises(SystemExit, match="expected KEY=VALUE"):
         nats_mqtt_options(["consumer_replicas"])
+
+
+def test_poll_hz_sets_every_locker_bus_and_leaves_shelters_alone(tmp_path: Path) -> None:
+    def buses(cfg: dict) -> list[float]:
+        site = SiteConfig.model_validate(cfg)  # still a valid site config
+        assert site.devices.lockers is not None
+        return [bus.poll_hz for bus in site.devices.lockers.buses]
+
+    args = ("mqtt://127.0.0.1:1883", tmp_path, tmp_path / "centre.pub", 5)
+    assert buses(site_config("locker", "locker-0001", *args)) == [4.0]  # the example's
+    assert buses(site_config("locker", "locker-0001", *args, poll_hz=0.5)) == [0.5]
+    shelter = site_config("shelter", "shelter-0001", *args, poll_hz=0.5)
+    assert "lockers" not in shelter["devices"]
 
 
 @pytest.mark.mqtt
